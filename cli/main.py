@@ -1,0 +1,143 @@
+"""`specialist`: turn a base LLM into task specialists (LoRA adapters).
+
+Every user error ends as one line on stderr and a non-zero exit; tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Models load from local files; the hub is used only when the user opts in with HF_HUB_OFFLINE=0.
+# Must be set before huggingface_hub is imported (it reads the variable once).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from cli.options import add_model_flags, model_from_args  # noqa: E402
+from specialist.errors import SpecialistError  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from specialist.config import TrainConfig
+
+    parser = argparse.ArgumentParser(
+        prog="specialist",
+        description="Specialist Factory: train LoRA specialists for NLP tasks, mixing in generalist data when it helps.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train one LoRA specialist on SuperNI task data (+ optional generalist data)",
+        description="Train a LoRA adapter on task instances (after the held-out first 100 of each task) mixed with "
+        "generalist records. Writes a PEFT adapter directory with manifest.json to --out.",
+        epilog="example: specialist train --task task363_sst2_polarity_classification --instances-per-task 64 "
+        "--generalist-ratio 1.0 --epochs 2 --out runs/sst2",
+    )
+    add_model_flags(train, TrainConfig, required=("out",))
+    train.set_defaults(handler=_train)
+
+    models = sub.add_parser("models", help="prepare and list base models")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    prepare = models_sub.add_parser("prepare", help="convert the packaged SmolLM2-135M-Instruct GGUF into an HF directory (once)")
+    prepare.set_defaults(handler=_models_prepare)
+    listing = models_sub.add_parser("list", help="show the base models in the models cache")
+    listing.set_defaults(handler=_models_list)
+
+    tasks = sub.add_parser("tasks", help="list SuperNI tasks and categories in a task-data folder")
+    tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
+    tasks_list = tasks_sub.add_parser("list", help="task names with category and instance counts")
+    tasks_list.add_argument("--task-data", help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)")
+    tasks_list.add_argument("--category", help="only tasks of this category")
+    tasks_list.set_defaults(handler=_tasks_list)
+    categories = tasks_sub.add_parser("categories", help="categories with their task counts")
+    categories.add_argument("--task-data", help="folder of SuperNI task files")
+    categories.set_defaults(handler=_tasks_categories)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from specialist.config import TrainConfig
+    from training.recipe import train_specialist
+
+    cfg = model_from_args(TrainConfig, args, "train options")
+    outcome = train_specialist(cfg)
+    t = outcome.manifest.training
+    print(f"adapter: {outcome.adapter_dir}")
+    print(
+        f"steps: {t.steps}  epochs: {t.epochs}  loss: {t.first_loss:.4f} -> {t.final_loss:.4f}  "
+        f"tokens: {t.tokens}  tokens/s: {t.tokens_per_second:.0f}  wall: {t.wall_seconds:.0f}s  device: {t.device}"
+    )
+    return 0
+
+
+def _models_prepare(args: argparse.Namespace) -> int:
+    from specialist.base_models import prepare_default
+
+    ref = prepare_default()
+    print(f"{ref.id}: {ref.path} (content sha256 {ref.content_sha256[:16]}...)")
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    import json
+
+    from specialist.base_models import MARKER
+    from specialist.paths import models_cache_dir
+
+    cache = models_cache_dir()
+    found = sorted(p for p in cache.glob("*") if (p / MARKER).is_file()) if cache.is_dir() else []
+    if not found:
+        print(f"no prepared models in {cache} (run `specialist models prepare`)")
+    for path in found:
+        info = json.loads((path / MARKER).read_text())
+        size = sum(f.stat().st_size for f in path.iterdir()) / 1e6
+        print(f"{info['id']}\t{path}\t{size:.0f} MB\tfrom {info['source']}")
+    return 0
+
+
+def _task_dir(args):
+    from pathlib import Path
+
+    from specialist.paths import default_task_data
+
+    return Path(args.task_data) if args.task_data else default_task_data()
+
+
+def _tasks_list(args: argparse.Namespace) -> int:
+    from specialist.superni import select_tasks, task_categories
+
+    task_dir = _task_dir(args)
+    by_task = task_categories(task_dir)
+    names = select_tasks(task_dir, categories=[args.category]) if args.category else list(by_task)
+    for name in names:
+        print(f"{name}\t{', '.join(by_task[name])}")
+    return 0
+
+
+def _tasks_categories(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from specialist.superni import task_categories
+
+    counts = Counter(c for cats in task_categories(_task_dir(args)).values() for c in cats)
+    for category, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"{n}\t{category}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except SpecialistError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted (a training run continues with the same command plus --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

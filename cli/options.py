@@ -1,0 +1,68 @@
+"""Turn a pydantic config model into argparse flags, and flags + a YAML file back into the model.
+
+One schema, two front ends: `--instances-per-task 64` on the command line is `instances_per_task: 64` in YAML.
+Flags given on the command line override the YAML file; unknown YAML keys are errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from pathlib import Path
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from specialist.config import load_yaml_config, validate_config
+
+
+def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], required: tuple[str, ...] = ()) -> None:
+    """One flag per field; a model composed of several config models gets one help group per part."""
+    parts = [b for b in reversed(model.__mro__) if b is not model and issubclass(b, BaseModel) and b.__dict__.get("__doc__")
+             and b.model_fields and b is not BaseModel]
+    if not parts:
+        parts = [model]
+    seen: set[str] = set()
+    for part in parts:
+        group = parser.add_argument_group(part.__doc__.strip().splitlines()[0].rstrip(".").lower())
+        fields = {n: f for n, f in model.model_fields.items() if n in part.model_fields and n not in seen}
+        seen.update(fields)
+        _add_fields(group, fields, required)
+    parser.add_argument("--config", type=Path, metavar="YAML", help="read options from a YAML file; flags override it")
+
+
+def _add_fields(parser, fields: dict, required: tuple[str, ...]) -> None:
+    for name, field in fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = field.description or ""
+        if field.default is not PydanticUndefined and field.default is not None:
+            help_text += f" (default: {field.default})"
+        elif field.default_factory is not None and field.default_factory():
+            help_text += f" (default: {_show(field.default_factory())})"
+        elif name in required:
+            help_text += " (required)"
+        kwargs: dict = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        annotation = field.annotation
+        if annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(annotation) is list:
+            parser.add_argument(flag, action="append", metavar=name.split("_")[-1].upper(), **kwargs)
+        else:
+            parser.add_argument(flag, metavar=_metavar(annotation), **kwargs)
+
+
+def model_from_args(model: type[BaseModel], args: argparse.Namespace, source: str = "options"):
+    values = load_yaml_config(args.config) if getattr(args, "config", None) else {}
+    values.update({k: v for k, v in vars(args).items() if k in model.model_fields})
+    return validate_config(model, values, source)
+
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _metavar(annotation) -> str:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if isinstance(annotation, types.UnionType) else [annotation]
+    names = {int: "N", float: "X", Path: "PATH", str: "TEXT"}
+    return "|".join(names.get(a, "VALUE") if not typing.get_origin(a) is typing.Literal else "|".join(typing.get_args(a)) for a in args)

@@ -1,0 +1,131 @@
+"""Adapter artifacts: the manifest beside every PEFT adapter, and the checks an adapter must pass to be loaded.
+
+An adapter directory is a standard PEFT directory (adapter_config.json + adapter_model.safetensors, LoRA
+weights only, so vLLM/TGI/LoRAX load it unchanged) plus `manifest.json`, which records how to render its
+prompts and how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from specialist.errors import SpecialistError
+from specialist.prompt_format import PROMPT_FORMAT_NAME, PROMPT_FORMAT_VERSION, TaskPrompt
+
+MANIFEST_NAME = "manifest.json"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+MANIFEST_SCHEMA_VERSION = 1
+# PEFT LoRA tensors are named ...lora_A.weight / ...lora_B.weight (plus lora_magnitude_vector for DoRA).
+_LORA_KEY = re.compile(r"\.lora_(A|B|magnitude_vector)(\.weight)?$|\.lora_(embedding_A|embedding_B)$")
+
+
+class BaseModelInfo(BaseModel):
+    id: str
+    content_sha256: str
+
+
+class SourceInfo(BaseModel):
+    """One data file (or dataset) the mixture drew from."""
+
+    source: str
+    sha256: str
+    available: int = Field(description="records available to training (after the held-out split)")
+    used: int = Field(description="records in the mixture, repeats included")
+
+
+class MixtureRecord(BaseModel):
+    spec: dict[str, Any] = Field(description="the mixture options as given")
+    specialist_examples: int
+    generalist_examples: int
+    per_task: dict[str, int]
+    sources: dict[str, SourceInfo]
+    skipped_too_long: int = 0
+    content_sha256: str = Field(description="sha256 of the realized, ordered mixture")
+
+
+class TrainingRecord(BaseModel):
+    steps: int
+    epochs: float
+    examples_seen: int
+    tokens: int = Field(description="unpadded tokens processed")
+    tokens_per_second: float
+    wall_seconds: float
+    first_loss: float | None
+    final_loss: float | None
+    device: str
+    dtype: str
+
+
+class AdapterManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = MANIFEST_SCHEMA_VERSION
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    base_model: BaseModelInfo
+    prompt_format: str = PROMPT_FORMAT_NAME
+    prompt_format_version: int = PROMPT_FORMAT_VERSION
+    tasks: dict[str, TaskPrompt] = Field(description="task name -> how to render its prompts")
+    mixture: MixtureRecord
+    hyperparameters: dict[str, Any]
+    seed: int
+    training: TrainingRecord
+    loss_curve: list[float] = Field(description="loss per optimizer step")
+    package_versions: dict[str, str]
+
+
+def write_manifest(adapter_dir: Path, manifest: AdapterManifest) -> Path:
+    path = Path(adapter_dir) / MANIFEST_NAME
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_manifest(adapter_dir: Path) -> AdapterManifest:
+    path = Path(adapter_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise SpecialistError(f"{adapter_dir} has no {MANIFEST_NAME}", "pass an adapter directory made by `specialist train`")
+    try:
+        return AdapterManifest.model_validate_json(path.read_text())
+    except ValidationError as e:
+        raise SpecialistError(f"{path} is not a valid manifest: {str(e).splitlines()[1].strip()}", "retrain the adapter") from None
+
+
+def lora_only_problems(adapter_dir: Path) -> list[str]:
+    """Why this directory is not a loadable, LoRA-only PEFT adapter ([] when it is).
+
+    Reads only the safetensors header: pickle weights (`adapter_model.bin`) are refused, never opened.
+    """
+    adapter_dir = Path(adapter_dir)
+    problems = []
+    if not (adapter_dir / ADAPTER_CONFIG).is_file():
+        problems.append(f"missing {ADAPTER_CONFIG}")
+    if not (adapter_dir / ADAPTER_WEIGHTS).is_file():
+        extra = " (pickle .bin weights are refused; re-save with safetensors)" if any(adapter_dir.glob("*.bin")) else ""
+        problems.append(f"missing {ADAPTER_WEIGHTS}{extra}")
+        return problems
+    try:
+        from safetensors import safe_open
+
+        with safe_open(adapter_dir / ADAPTER_WEIGHTS, framework="pt") as f:
+            keys = list(f.keys())
+    except Exception as e:  # a truncated or corrupt file raises safetensors' own errors
+        return problems + [f"{ADAPTER_WEIGHTS} is unreadable: {str(e)[:120]}"]
+    non_lora = [k for k in keys if not _LORA_KEY.search(k)]
+    if non_lora:
+        problems.append(f"{len(non_lora)} non-LoRA tensors, e.g. {non_lora[0]}")
+    if not keys:
+        problems.append("no tensors")
+    try:
+        config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
+        if config.get("modules_to_save"):
+            problems.append(f"modules_to_save={config['modules_to_save']} (full layers are not LoRA)")
+    except (OSError, ValueError):
+        problems.append(f"{ADAPTER_CONFIG} is not valid JSON")
+    return problems

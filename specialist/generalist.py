@@ -1,0 +1,117 @@
+"""Generalist instruction data: Alpaca-style records `{instruction, input, output}`.
+
+Sources: a `.json` array or `.jsonl` file (optionally `.gz`) from any path, or a Hugging Face dataset id
+when the hub is reachable.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from specialist.errors import SpecialistError
+from specialist.paths import sha256_file
+
+
+class GeneralistRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    instruction: str
+    input: str = ""
+    output: str
+
+
+class GeneralistSource(BaseModel):
+    """The loaded records plus what identifies them in a manifest."""
+
+    source: str
+    sha256: str
+    records: tuple[GeneralistRecord, ...]
+
+
+def load_generalist(source: str | Path) -> GeneralistSource:
+    path = Path(source).expanduser()
+    if path.exists():
+        return _load_file(path)
+    if _looks_like_hub_id(str(source)):
+        return _load_hub_dataset(str(source))
+    raise SpecialistError(
+        f"generalist data {source} does not exist",
+        "pass a JSON/JSONL(.gz) file of {instruction, input, output} records or a Hugging Face dataset id",
+    )
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "~")) and "." not in parts[-1][-6:]
+
+
+def _load_file(path: Path) -> GeneralistSource:
+    if not path.is_file():
+        raise SpecialistError(f"generalist data {path} is not a file", "pass a .json or .jsonl(.gz) file")
+    opener = gzip.open if path.name.endswith(".gz") else open
+    stem = path.name.removesuffix(".gz")
+    rows: list[tuple[int, object]] = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            if stem.endswith(".jsonl"):
+                for lineno, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append((lineno, json.loads(line)))
+                        except json.JSONDecodeError as e:
+                            raise SpecialistError(
+                                f"{path}, line {lineno}: malformed JSON ({e.msg})", "fix or remove that line"
+                            ) from None
+            else:
+                try:
+                    data = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise SpecialistError(f"{path}, line {e.lineno}: malformed JSON ({e.msg})", "fix the file") from None
+                if not isinstance(data, list):
+                    raise SpecialistError(f"{path} must hold a JSON array of records", "or use .jsonl, one per line")
+                rows = [(i, r) for i, r in enumerate(data, 1)]
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise SpecialistError(f"{path}: cannot read: {e}", "fix or replace the file") from None
+    where = "line" if stem.endswith(".jsonl") else "record"
+    records = tuple(_record(r, f"{path}, {where} {n}") for n, r in rows)
+    if not records:
+        raise SpecialistError(f"generalist data {path} is empty", "pass a file with at least one record")
+    return GeneralistSource(source=str(path), sha256=sha256_file(path), records=records)
+
+
+def _record(raw: object, where: str) -> GeneralistRecord:
+    try:
+        if not isinstance(raw, dict):
+            raise SpecialistError(f"{where}: expected an object, got {type(raw).__name__}", "fix that record")
+        return GeneralistRecord(**{k: raw[k] for k in ("instruction", "input", "output") if k in raw})
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        raise SpecialistError(f"{where}: field {field!r}: {err['msg']}", "records need instruction and output strings") from None
+
+
+def _load_hub_dataset(dataset_id: str) -> GeneralistSource:
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise SpecialistError(
+            f"cannot fetch dataset {dataset_id!r}: the Hugging Face hub is offline here (HF_HUB_OFFLINE=1)",
+            "download it where the hub is reachable and pass the local JSON/JSONL file",
+        )
+    try:
+        import datasets
+
+        table = datasets.load_dataset(dataset_id, split="train")
+    except Exception as e:  # datasets raises many unrelated types for "no network" / "no such dataset"
+        raise SpecialistError(
+            f"cannot load dataset {dataset_id!r} from the Hugging Face hub: {str(e).splitlines()[0][:200]}",
+            "check the id and your network, or pass a local JSON/JSONL file",
+        ) from None
+    records = tuple(_record(r, f"{dataset_id}, row {i}") for i, r in enumerate(table, 1))
+    fingerprint = getattr(table, "_fingerprint", None) or hashlib.sha256(
+        json.dumps([r.model_dump() for r in records]).encode()
+    ).hexdigest()
+    return GeneralistSource(source=f"hf:{dataset_id}", sha256=fingerprint, records=records)

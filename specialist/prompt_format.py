@@ -1,0 +1,98 @@
+"""The one prompt format. Training, evaluation and serving all render prompts here.
+
+Tk-Instruct style (Wang et al., 2022), the standard for Super-NaturalInstructions:
+
+    Definition: <task definition>
+
+    Positive Example 1 -
+    Input: <input>
+    Output: <output>
+
+    Now complete the following example -
+    Input: <input>
+    Output:
+
+Generalist records use the same frame: the instruction is the definition, there are no examples, and an
+empty input is left out. The prompt ends with "Output:"; the response is " <output>" + EOS. Training encodes
+prompt and response separately, and serving encodes only the prompt, so token boundaries match.
+
+The name and version below are stored in every adapter manifest; a change to the rendered text must bump
+the version, and later stages refuse a manifest whose format they do not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from specialist.errors import SpecialistError
+
+PROMPT_FORMAT_NAME = "tk-instruct"
+PROMPT_FORMAT_VERSION = 1
+DEFAULT_NUM_EXAMPLES = 2
+
+
+class Example(BaseModel):
+    """A demonstration shown in the prompt."""
+
+    model_config = ConfigDict(frozen=True)
+    input: str
+    output: str
+
+
+class TaskPrompt(BaseModel):
+    """Everything needed to render a prompt for one task, minus the instance input.
+
+    Stored in the adapter manifest so that eval and serving render exactly what training saw.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    format_name: str = PROMPT_FORMAT_NAME
+    format_version: int = PROMPT_FORMAT_VERSION
+    definition: str
+    examples: tuple[Example, ...] = ()
+    num_examples: int = DEFAULT_NUM_EXAMPLES
+
+    def render(self, input: str, num_examples: int | None = None) -> str:
+        check_supported(self.format_name, self.format_version)
+        k = self.num_examples if num_examples is None else num_examples
+        return render_prompt(self.definition, input, self.examples[:k])
+
+
+def render_prompt(definition: str, input: str, examples: tuple[Example, ...] | list[Example] = ()) -> str:
+    parts = [f"Definition: {definition.strip()}\n\n"]
+    for i, ex in enumerate(examples, 1):
+        parts.append(f"Positive Example {i} -\nInput: {ex.input.strip()}\nOutput: {ex.output.strip()}\n\n")
+    if examples:
+        parts.append("Now complete the following example -\n")
+    if input.strip():
+        parts.append(f"Input: {input.strip()}\n")
+    parts.append("Output:")
+    return "".join(parts)
+
+
+def render_response(output: str) -> str:
+    """The target text after the prompt (EOS is appended by the tokenizing step)."""
+    return " " + output.strip()
+
+
+def check_supported(name: str, version: int) -> None:
+    if (name, version) != (PROMPT_FORMAT_NAME, PROMPT_FORMAT_VERSION):
+        raise SpecialistError(
+            f"prompt format {name} v{version} is not supported by this version "
+            f"(it renders {PROMPT_FORMAT_NAME} v{PROMPT_FORMAT_VERSION})",
+            "retrain the adapter or install the version of specialist-factory that trained it",
+        )
+
+
+def fit_prompt(prompt: TaskPrompt, input: str, count_tokens: Callable[[str], int], budget: int) -> str | None:
+    """The richest rendering that fits `budget` tokens: drop demonstrations from the end until it fits.
+
+    Returns None when even the bare prompt is too long. Training, eval and serving share this rule.
+    """
+    for k in range(min(prompt.num_examples, len(prompt.examples)), -1, -1):
+        text = prompt.render(input, k)
+        if count_tokens(text) <= budget:
+            return text
+    return None

@@ -1,0 +1,1 @@
+"""Training stage: mixture -> LoRA SFT -> PEFT adapter + manifest. The recipe is `training.recipe`."""

@@ -1,0 +1,158 @@
+"""Recipe: train one specialist adapter.
+
+    specialist train --task task363_sst2_polarity_classification --instances-per-task 64 \
+        --generalist-ratio 1.0 --epochs 2 --out runs/sst2
+
+config -> mixture -> tokens -> base model + LoRA -> loop -> PEFT dir + manifest, renamed into place at the end.
+Run state lives in a hidden sibling `.<out>.partial/` until then, which is what --resume continues.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import random
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from specialist.adapters import (
+    MANIFEST_NAME,
+    AdapterManifest,
+    BaseModelInfo,
+    TrainingRecord,
+    lora_only_problems,
+    write_manifest,
+)
+from specialist.base_models import load_model, load_tokenizer, pick_device, resolve_base_model
+from specialist.config import LoraSettings, OptimSettings, TrainConfig
+from specialist.errors import SpecialistError
+from specialist.paths import atomic_dir
+from training.batching import encode_examples
+from training.lora import attach_lora
+from training.loop import latest_checkpoint, plan_steps, train_loop
+from training.mixture import build_mixture
+
+RUN_CONFIG = "run_config.json"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    adapter_dir: Path
+    manifest: AdapterManifest
+
+
+def work_dir_for(out: Path) -> Path:
+    """Where an unfinished run keeps its checkpoints: hidden, beside `out`, never mistaken for an adapter."""
+    return out.parent / f".{out.name}.partial"
+
+
+def train_specialist(cfg: TrainConfig) -> TrainOutcome:
+    out = Path(cfg.out)
+    work = work_dir_for(out)
+    _check_out(out, work, cfg)
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    # Everything the user can get wrong is checked before the slow model load.
+    mixture = build_mixture(cfg)
+    base = resolve_base_model(cfg.base_model)
+    device, dtype = pick_device(cfg.device)
+    tokenizer = load_tokenizer(base)
+    encoded, skipped = encode_examples(tokenizer, mixture.examples, cfg.max_seq_len)
+    if not encoded:
+        raise SpecialistError(f"every example is longer than --max-seq-len {cfg.max_seq_len} tokens", "raise --max-seq-len")
+    record = mixture.record.model_copy(update={"skipped_too_long": skipped})
+
+    model = attach_lora(load_model(base, device, dtype), cfg, cfg.seed)
+    plan = plan_steps(len(encoded), cfg, cfg.effective_epochs)
+    resuming = cfg.resume and latest_checkpoint(work) is not None
+    work.mkdir(parents=True, exist_ok=True)
+    (work / RUN_CONFIG).write_text(json.dumps({"fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json")}, indent=2))
+    if cfg.progress:
+        print(
+            f"{'Resuming' if resuming else 'Training'} {', '.join(mixture.record.per_task)}: "
+            f"{record.specialist_examples} task + {record.generalist_examples} generalist examples"
+            f"{f', {skipped} too long skipped' if skipped else ''}; {plan.total_steps} steps on {device} ({str(dtype).removeprefix('torch.')})",
+            flush=True,
+        )
+    state = train_loop(
+        model,
+        encoded,
+        cfg,
+        plan,
+        seed=cfg.seed,
+        pad_id=tokenizer.pad_token_id,
+        device=device,
+        work_dir=work,
+        checkpoint_every=cfg.checkpoint_every,
+        resume=cfg.resume,
+        progress=cfg.progress,
+    )
+
+    manifest = AdapterManifest(
+        base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
+        tasks=mixture.task_prompts,
+        mixture=record,
+        hyperparameters=cfg.model_dump(mode="json", include=set(LoraSettings.model_fields) | set(OptimSettings.model_fields)),
+        seed=cfg.seed,
+        training=TrainingRecord(
+            steps=state.step,
+            epochs=round(plan.epochs, 4),
+            examples_seen=state.examples_seen,
+            tokens=state.tokens,
+            tokens_per_second=round(state.tokens / max(state.elapsed, 1e-9), 1),
+            wall_seconds=round(state.elapsed, 2),
+            first_loss=state.losses[0] if state.losses else None,
+            final_loss=state.losses[-1] if state.losses else None,
+            device=str(device),
+            dtype=str(dtype).removeprefix("torch."),
+        ),
+        loss_curve=[round(x, 6) for x in state.losses],
+        package_versions=_package_versions(),
+    )
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        problems = lora_only_problems(tmp)
+        if problems:  # a bug, not a user error: refuse to publish a non-portable adapter
+            raise RuntimeError(f"refusing to write a non-LoRA adapter: {'; '.join(problems)}")
+        shutil.copy(work / "train_log.jsonl", tmp / "train_log.jsonl")
+        write_manifest(tmp, manifest)
+    shutil.rmtree(work, ignore_errors=True)
+    return TrainOutcome(adapter_dir=out, manifest=manifest)
+
+
+def _check_out(out: Path, work: Path, cfg: TrainConfig) -> None:
+    if out.exists():
+        what = "a finished adapter" if (out / MANIFEST_NAME).is_file() else "not an adapter made by this run"
+        raise SpecialistError(f"--out {out} already exists ({what})", "choose another --out or delete it")
+    if not work.exists():
+        return
+    if not cfg.resume:
+        raise SpecialistError(f"an interrupted run of --out {out} exists in {work}", "pass --resume to continue it, or delete that folder")
+    try:
+        saved = json.loads((work / RUN_CONFIG).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        raise SpecialistError(f"{work} holds no readable run config", "delete that folder and start again") from None
+    if saved != cfg.fingerprint():
+        raise SpecialistError(
+            f"the interrupted run in {work} used a different config",
+            "resume with the same options, or delete that folder to start over",
+        )
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {}
+    for name in ("specialist-factory", "torch", "transformers", "peft", "safetensors", "tokenizers"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["python"] = ".".join(map(str, sys.version_info[:3]))
+    return versions
