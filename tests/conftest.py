@@ -1,0 +1,172 @@
+"""Shared fixtures: a tiny 2-layer Llama with its own small tokenizer, and small SuperNI/Alpaca data files.
+
+Everything here is built from code in a temp dir: no hub, no large downloads, seconds on CPU.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_TASKS = SHARED_DATA / "superni" / "tasks"
+SHARED_ALPACA = SHARED_DATA / "generalist" / "alpaca_cleaned.jsonl.gz"
+
+TOY_TASK = "task900_toy_sentiment"
+TOY_TASK_2 = "task901_toy_parity"
+TOY_INSTANCES = 140  # 100 held out + 40 trainable
+
+_WORDS_POS = ["great", "lovely", "wonderful", "superb", "fine", "brilliant"]
+_WORDS_NEG = ["awful", "boring", "dull", "terrible", "bad", "weak"]
+_FILLER = ["the", "film", "was", "really", "quite", "a", "story", "plot", "acting", "and", "very"]
+
+
+def _sentiment_instances(rng: random.Random, n: int) -> list[dict]:
+    rows = []
+    for i in range(n):
+        positive = rng.random() < 0.5
+        words = rng.sample(_FILLER, rng.randint(2, 9)) + [rng.choice(_WORDS_POS if positive else _WORDS_NEG)]
+        rng.shuffle(words)
+        rows.append({"id": f"task900-{i}", "input": " ".join(words), "output": ["POS" if positive else "NEG"]})
+    return rows
+
+
+def _parity_instances(rng: random.Random, n: int) -> list[dict]:
+    rows = []
+    for i in range(n):
+        digits = [rng.randint(0, 9) for _ in range(rng.randint(1, 6))]
+        rows.append({"id": f"task901-{i}", "input": " ".join(map(str, digits)), "output": ["even" if sum(digits) % 2 == 0 else "odd"]})
+    return rows
+
+
+def write_task(path: Path, definition: str, instances: list[dict], examples: list[dict], category: str) -> Path:
+    raw = {
+        "Contributors": ["tests"],
+        "Categories": [category],
+        "Definition": [definition],
+        "Positive Examples": examples,
+        "Negative Examples": [],
+        "Instances": instances,
+        "Instance License": ["Apache 2.0"],
+    }
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            json.dump(raw, f)
+    else:
+        path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.fixture(scope="session")
+def task_dir(tmp_path_factory) -> Path:
+    """Two synthetic tasks in the upstream format: one gzipped, one plain JSON."""
+    d = tmp_path_factory.mktemp("superni") / "tasks"
+    d.mkdir()
+    rng = random.Random(0)
+    write_task(
+        d / f"{TOY_TASK}.json.gz",
+        "Classify the sentiment of the sentence as POS or NEG.",
+        _sentiment_instances(rng, TOY_INSTANCES),
+        [{"input": "a lovely film", "output": "POS"}, {"input": "a dull story", "output": "NEG"}],
+        "Sentiment Analysis",
+    )
+    write_task(
+        d / f"{TOY_TASK_2}.json",
+        "Answer even if the digits sum to an even number, otherwise odd.",
+        _parity_instances(rng, TOY_INSTANCES),
+        [{"input": "1 2", "output": "odd"}, {"input": "2 2", "output": "even"}],
+        "Mathematics",
+    )
+    return d
+
+
+@pytest.fixture(scope="session")
+def generalist_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("generalist") / "alpaca.jsonl"
+    rng = random.Random(1)
+    rows = [
+        {"instruction": f"Repeat the word {w}.", "input": "" if i % 2 else "twice", "output": f"{w} {w}"}
+        for i, w in enumerate(rng.choices(_FILLER + _WORDS_POS, k=30))
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, task_dir, generalist_file) -> Path:
+    """A 2-layer Llama (hidden 64) with a 512-token byte-level BPE trained on the fixture text."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from specialist.superni import load_task
+
+    corpus = []
+    for name in (TOY_TASK, TOY_TASK_2):
+        task = load_task(task_dir, name)
+        corpus += [task.definition] + [i.input + " " + i.output[0] for i in task.instances]
+    corpus += generalist_file.read_text().splitlines()
+    corpus += ["Definition: Positive Example Now complete the following example - Input: Output:"] * 5
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, unk_token="<|endoftext|>", bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>"
+    )
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        initializer_range=0.3,  # frozen tied embeddings bound the logits: a wider init lets LoRA move them
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def train_args(tiny_model_dir, task_dir, generalist_file, tmp_path):
+    """Flags for a fast `specialist train` on the tiny model; tests add or override."""
+    return [
+        "train",
+        "--base-model", str(tiny_model_dir),
+        "--task-data", str(task_dir),
+        "--task", TOY_TASK,
+        "--generalist-data", str(generalist_file),
+        "--instances-per-task", "16",
+        "--generalist-count", "8",
+        "--batch-size", "4",
+        "--max-steps", "4",
+        "--learning-rate", "0.003",
+        "--out", str(tmp_path / "adapter"),
+        "--no-progress",
+        "--num-threads", "2",
+    ]  # fmt: skip

@@ -1,0 +1,22 @@
+"""The shipped configs parse, and each opens with the command that runs it."""
+
+from pathlib import Path
+
+import pytest
+
+from specialist.config import TrainConfig, load_yaml_config, validate_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def test_there_are_configs():
+    assert CONFIGS
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_opens_with_its_command_and_validates(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# specialist ") and f"--config configs/{path.name}" in first
+    if first.startswith("# specialist train"):
+        cfg = validate_config(TrainConfig, {"out": "runs/x", **load_yaml_config(path)})  # --out is given on the command line
+        assert cfg.task or cfg.category or cfg.task_list

@@ -1,0 +1,40 @@
+import pytest
+
+from specialist.errors import SpecialistError
+from specialist.prompt_format import Example, TaskPrompt, check_supported, fit_prompt, render_prompt, render_response
+
+
+def test_tk_instruct_layout_is_exact():
+    prompt = TaskPrompt(
+        definition="Classify the review. ",
+        examples=(Example(input="good film", output="POS"), Example(input="bad film", output="NEG"), Example(input="x", output="y")),
+        num_examples=2,
+    )
+    assert prompt.render("so-so film") == (
+        "Definition: Classify the review.\n\n"
+        "Positive Example 1 -\nInput: good film\nOutput: POS\n\n"
+        "Positive Example 2 -\nInput: bad film\nOutput: NEG\n\n"
+        "Now complete the following example -\nInput: so-so film\nOutput:"
+    )
+
+
+def test_generalist_record_has_no_examples_and_may_omit_input():
+    assert render_prompt("Name three colors.", "") == "Definition: Name three colors.\n\nOutput:"
+    assert render_prompt("Translate.", "hola") == "Definition: Translate.\n\nInput: hola\nOutput:"
+    assert render_response("red, blue ") == " red, blue"
+
+
+def test_fit_prompt_drops_demonstrations_before_giving_up():
+    prompt = TaskPrompt(definition="d", examples=(Example(input="a " * 50, output="b"), Example(input="c", output="d")), num_examples=2)
+    count_words = lambda s: len(s.split())  # noqa: E731
+    full = prompt.render("x")
+    assert fit_prompt(prompt, "x", count_words, 10_000) == full
+    shorter = fit_prompt(prompt, "x", count_words, 20)
+    assert shorter == prompt.render("x", 0) and "Positive Example" not in shorter
+    assert fit_prompt(prompt, "x " * 100, count_words, 20) is None
+
+
+def test_unknown_format_version_is_refused():
+    check_supported("tk-instruct", 1)
+    with pytest.raises(SpecialistError, match="not supported"):
+        check_supported("tk-instruct", 99)

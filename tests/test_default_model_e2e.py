@@ -1,0 +1,46 @@
+"""End to end on the real default model (SmolLM2-135M-Instruct from the packaged GGUF) and real SuperNI data.
+
+Slow-marked but part of `make test`: a few training steps, then the adapter must load and change outputs.
+"""
+
+import pytest
+import torch
+
+from cli.main import main
+from specialist.adapters import lora_only_problems, read_manifest
+from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model
+from tests.conftest import SHARED_ALPACA, SHARED_TASKS
+
+SST2 = "task363_sst2_polarity_classification"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHARED_TASKS.is_dir(), reason="../shared/data is not beside this checkout"),
+]
+
+
+def test_specialist_train_on_the_default_model(tmp_path, capsys):
+    out = tmp_path / "sst2"
+    args = [
+        "train", "--task-data", str(SHARED_TASKS), "--task", SST2, "--generalist-data", str(SHARED_ALPACA),
+        "--instances-per-task", "8", "--generalist-ratio", "0.5", "--max-steps", "3", "--batch-size", "4",
+        "--learning-rate", "1e-3", "--out", str(out), "--no-progress", "--num-threads", "2",
+    ]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    manifest = read_manifest(out)
+    ref = resolve_base_model(DEFAULT_BASE_MODEL)
+    assert manifest.base_model.id == DEFAULT_BASE_MODEL and manifest.base_model.content_sha256 == ref.content_sha256
+    assert manifest.mixture.per_task == {SST2: 8} and manifest.mixture.generalist_examples == 4
+    assert manifest.mixture.sources["generalist"].available == 51924
+    assert lora_only_problems(out) == [] and manifest.training.steps == 3
+
+    # The adapter is a standard PEFT dir that changes what the real model computes.
+    from peft import PeftModel
+
+    tok = load_tokenizer(ref)
+    base = load_model(ref, torch.device("cpu"), torch.float32)
+    ids = tok(manifest.tasks[SST2].render("A gorgeous, witty, seductive movie ."), return_tensors="pt")
+    with torch.no_grad():
+        before = base(**ids).logits[0, -1].clone()
+        adapted = PeftModel.from_pretrained(base, out)
+        after = adapted(**ids).logits[0, -1]
+    assert not torch.allclose(before, after)

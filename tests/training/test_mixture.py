@@ -1,0 +1,53 @@
+import pytest
+
+from specialist.config import MixtureConfig
+from specialist.errors import SpecialistError
+from specialist.superni import HELD_OUT_INSTANCES, load_task
+from tests.conftest import TOY_TASK, TOY_TASK_2
+from training.mixture import GENERALIST, build_mixture
+
+
+def _cfg(task_dir, generalist_file, **kw):
+    kw.setdefault("task", [TOY_TASK])
+    return MixtureConfig(task_data=task_dir, generalist_data=str(generalist_file), **kw)
+
+
+def test_held_out_instances_are_never_trained_on(task_dir, generalist_file):
+    mix = build_mixture(_cfg(task_dir, generalist_file, task=[TOY_TASK, TOY_TASK_2], instances_per_task="all"))
+    for name in (TOY_TASK, TOY_TASK_2):
+        task = load_task(task_dir, name)
+        held_out = {i.input for i in task.instances[:HELD_OUT_INSTANCES]} - {i.input for i in task.instances[HELD_OUT_INSTANCES:]}
+        trained = {ex.input for ex in mix.examples if ex.source == name}
+        assert trained and not trained & held_out
+        assert mix.record.per_task[name] == len(task.instances) - HELD_OUT_INSTANCES
+
+
+def test_ratio_and_count_give_recorded_counts(task_dir, generalist_file):
+    by_ratio = build_mixture(_cfg(task_dir, generalist_file, instances_per_task=10, generalist_ratio=1.5))
+    assert by_ratio.record.specialist_examples == 10 and by_ratio.record.generalist_examples == 15
+    assert sum(ex.source == GENERALIST for ex in by_ratio.examples) == 15
+    # 70 > 30 available records: two whole repeats plus 10 seeded extras.
+    by_count = build_mixture(_cfg(task_dir, generalist_file, instances_per_task=10, generalist_count=70))
+    gen = [ex.output for ex in by_count.examples if ex.source == GENERALIST]
+    assert len(gen) == 70 and by_count.record.sources[GENERALIST].available == 30
+    assert by_count.record.sources[GENERALIST].sha256 and by_count.record.sources[TOY_TASK].sha256
+    none = build_mixture(_cfg(task_dir, generalist_file, instances_per_task=10, generalist_count=0))
+    assert none.record.generalist_examples == 0 and GENERALIST not in none.record.sources
+
+
+def test_mixture_is_deterministic_in_the_seed(task_dir, generalist_file):
+    a = build_mixture(_cfg(task_dir, generalist_file, instances_per_task=12, generalist_ratio=1.0, seed=3))
+    b = build_mixture(_cfg(task_dir, generalist_file, instances_per_task=12, generalist_ratio=1.0, seed=3))
+    c = build_mixture(_cfg(task_dir, generalist_file, instances_per_task=12, generalist_ratio=1.0, seed=4))
+    assert a.examples == b.examples and a.record.content_sha256 == b.record.content_sha256
+    assert a.record.content_sha256 != c.record.content_sha256
+
+
+def test_too_many_instances_names_task_and_available_count(task_dir, generalist_file):
+    with pytest.raises(SpecialistError, match=r"task900_toy_sentiment has 40 trainable instances.*--instances-per-task 40"):
+        build_mixture(_cfg(task_dir, generalist_file, instances_per_task=41))
+
+
+def test_both_generalist_amounts_is_an_error(task_dir, generalist_file):
+    with pytest.raises(ValueError, match="not both"):
+        _cfg(task_dir, generalist_file, generalist_ratio=1.0, generalist_count=3)
