@@ -7,11 +7,10 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup model test quickstart bench clean
+.PHONY: setup model test quickstart bench real-data-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: on a CPU machine pip takes the local CPU wheel instead of GBs of CUDA.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
@@ -27,11 +26,16 @@ model: setup
 test: model
 	$(VENV)/bin/pytest -q
 
+# Until the service lands, the main job trains one real specialist and prints its path and figures.
 quickstart: model
-	$(PY) scripts/quickstart.py
+	rm -rf runs/quickstart
+	$(SPECIALIST) train --config configs/quickstart.yaml --out runs/quickstart
 
 bench: model
 	$(PY) benchmarks/train_throughput.py
+
+real-data-check: model
+	$(PY) scripts/real_data_check.py
 
 clean:
 	rm -rf $(VENV) runs

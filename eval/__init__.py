@@ -1,0 +1,1 @@
+"""Evaluation stage: SuperNI-exact metrics and batched, mixed-adapter generation over held-out instances."""

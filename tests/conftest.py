@@ -66,6 +66,15 @@ def write_task(path: Path, definition: str, instances: list[dict], examples: lis
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_home(tmp_path_factory):
+    """Keep tests out of the user's ~/.specialist (the models cache stays shared: it holds the real default)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SPECIALIST_HOME", str(tmp_path_factory.mktemp("specialist-home")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def task_dir(tmp_path_factory) -> Path:
     """Two synthetic tasks in the upstream format: one gzipped, one plain JSON."""

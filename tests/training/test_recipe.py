@@ -91,3 +91,15 @@ def test_resume_with_a_different_config_is_refused(train_args, tmp_path, capsys)
     (work / "run_config.json").write_text(json.dumps({"fingerprint": "something-else"}))
     assert main(train_args + ["--resume"]) == 1
     assert "used a different config" in capsys.readouterr().err
+
+
+# Golden losses of the first steps on the 2-layer fixture model (torchtune-style regression guard). A change to
+# tokenization, masking, batching order, LoRA init or the loss normalisation moves them. If a change is
+# intended, regenerate with: pytest tests/training/test_recipe.py -k golden -s (the assertion prints the curve).
+GOLDEN_LOSSES = [8.773808, 9.29726, 7.491522, 9.836522]
+
+
+def test_golden_loss_curve(train_args, tmp_path):
+    assert main(train_args + ["--lora-dropout", "0.0"]) == 0
+    curve = read_manifest(tmp_path / "adapter").loss_curve
+    assert curve == pytest.approx(GOLDEN_LOSSES, rel=1e-4), f"loss curve changed: {curve}"
