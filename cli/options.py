@@ -17,18 +17,21 @@ from pydantic_core import PydanticUndefined
 from specialist.config import load_yaml_config, validate_config
 
 
-def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], required: tuple[str, ...] = ()) -> None:
+def add_model_flags(
+    parser: argparse.ArgumentParser, model: type[BaseModel], required: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
+) -> None:
     """One flag per field; a model composed of several config models gets one help group per part."""
     parts = [b for b in reversed(model.__mro__) if b is not model and issubclass(b, BaseModel) and b.__dict__.get("__doc__")
              and b.model_fields and b is not BaseModel]
     if not parts:
         parts = [model]
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
     for part in parts:
-        group = parser.add_argument_group(part.__doc__.strip().splitlines()[0].rstrip(".").lower())
         fields = {n: f for n, f in model.model_fields.items() if n in part.model_fields and n not in seen}
         seen.update(fields)
-        _add_fields(group, fields, required)
+        if fields:
+            title = part.__doc__.strip().splitlines()[0].rstrip(".").lower()
+            _add_fields(parser.add_argument_group(title), fields, required)
     parser.add_argument("--config", type=Path, metavar="YAML", help="read options from a YAML file; flags override it")
 
 
@@ -47,7 +50,7 @@ def _add_fields(parser, fields: dict, required: tuple[str, ...]) -> None:
         if annotation is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(annotation) is list:
-            parser.add_argument(flag, action="append", metavar=name.split("_")[-1].upper(), **kwargs)
+            parser.add_argument(flag, action="append", metavar=name.upper(), **kwargs)
         else:
             parser.add_argument(flag, metavar=_metavar(annotation), **kwargs)
 

@@ -22,15 +22,19 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(reference))
 
 
-@functools.lru_cache(maxsize=1)
-def _scorer():
+@functools.lru_cache(maxsize=2)
+def _scorer(kind: str):
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer([kind], use_stemmer=True)
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    return _scorer().score(reference, prediction)["rougeL"].fmeasure
+    return _scorer("rougeL").score(reference, prediction)["rougeL"].fmeasure
+
+
+def rouge_1(prediction: str, reference: str) -> float:
+    return _scorer("rouge1").score(reference, prediction)["rouge1"].fmeasure
 
 
 def best_over_references(metric, prediction: str | None, references: list[str]) -> float:
@@ -38,13 +42,17 @@ def best_over_references(metric, prediction: str | None, references: list[str]) 
     return max(metric(prediction, ref) for ref in references)
 
 
-def score(predictions: list[str | None], references: list[list[str]]) -> dict[str, float]:
-    """{'exact_match', 'rougeL'} over aligned predictions/references, x100, 4 decimals."""
+METRIC_FUNCTIONS = {"exact_match": exact_match, "rouge1": rouge_1, "rougeL": rouge_l}
+
+
+def score(
+    predictions: list[str | None], references: list[list[str]], metrics: tuple[str, ...] = ("exact_match", "rougeL")
+) -> dict[str, float]:
+    """Each metric over aligned predictions/references: max over references, mean, x100, 4 decimals."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    if not references:
-        return {"exact_match": 0.0, "rougeL": 0.0}
-    em = sum(best_over_references(exact_match, p, r) for p, r in zip(predictions, references))
-    rl = sum(best_over_references(rouge_l, p, r) for p, r in zip(predictions, references))
-    n = len(references)
-    return {"exact_match": round(100.0 * em / n, 4), "rougeL": round(100.0 * rl / n, 4)}
+    n = max(1, len(references))
+    return {
+        m: round(100.0 * sum(best_over_references(METRIC_FUNCTIONS[m], p, r) for p, r in zip(predictions, references)) / n, 4)
+        for m in metrics
+    }

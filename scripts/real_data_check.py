@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from eval.generate import BASE_ADAPTER  # noqa: E402
-from eval.heldout import evaluate_heldout  # noqa: E402
+from eval.benchmarks import superni_benchmark  # noqa: E402
+from eval.runner import BASE, run_eval  # noqa: E402
 from specialist.adapters import read_manifest  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, resolve_base_model  # noqa: E402
 from specialist.paths import default_generalist_data, default_task_data  # noqa: E402
@@ -64,13 +64,13 @@ def main() -> int:
 
     base = resolve_base_model(DEFAULT_BASE_MODEL)
     started = time.time()
-    results = evaluate_heldout(base, adapters, default_task_data(), [args.task])
+    run = run_eval(base, adapters, [superni_benchmark(default_task_data(), args.task)])
     eval_seconds = round(time.time() - started, 1)
 
     rows = []
-    for name in [BASE_ADAPTER, *adapters]:
-        scores = results[name][args.task]
-        row = {"model": "base (no adapter)" if name == BASE_ADAPTER else name, "exact_match": scores["exact_match"], "rougeL": scores["rougeL"]}
+    for name in run.models:
+        scores = run.scores[name][args.task]
+        row = {"model": "base (no adapter)" if name == BASE else name, "exact_match": scores["exact_match"], "rougeL": scores["rougeL"]}
         if name in adapters:
             m = read_manifest(adapters[name])
             row.update(
@@ -89,7 +89,7 @@ def main() -> int:
         "held_out": 100,
         "rows": rows,
         "eval_seconds": eval_seconds,
-        "samples": {name: results[name][args.task]["predictions"][:8] for name in results},
+        "samples": {name: run.predictions[name][args.task][:8] for name in run.models},
     }
     (args.out / "real_data_check.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [

@@ -38,6 +38,9 @@ class MixtureConfig(StrictModel):
         None, ge=0, le=100, description="generalist records per specialist example (K = R x specialist examples)"
     )
     generalist_count: int | None = Field(None, ge=0, description="absolute number of generalist records (0: none)")
+    generalist_filter: Literal["none", "no-facts"] = Field(
+        "none", description="'no-facts' drops generalist records whose answers assert dates, numbers or names"
+    )
     num_examples: int = Field(DEFAULT_NUM_EXAMPLES, ge=0, le=8, description="positive examples shown in each task prompt")
     seed: int = Field(1, description="seed for sampling, shuffling, LoRA init and dropout")
 

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -115,3 +116,30 @@ def _load_hub_dataset(dataset_id: str) -> GeneralistSource:
         json.dumps([r.model_dump() for r in records]).encode()
     ).hexdigest()
     return GeneralistSource(source=f"hf:{dataset_id}", sha256=fingerprint, records=records)
+
+
+# A record "asserts specific facts" when its answer names a year, a month-day date, a multi-digit number or a
+# capitalised name mid-sentence: the claims most often hallucinated in generated instruction data.
+_YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)s?\b")
+_DATE = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December)\s+\d")
+_NUMBER = re.compile(r"\b\d[\d,]*(\.\d+)?\b")
+_MID_SENTENCE_NAME = re.compile(r"(?<![.!?:\n]\s)(?<!^)(?<=\s)[A-Z][a-z]+(?:\s+(?:of\s+)?[A-Z][a-z]+)*")
+GENERALIST_FILTERS = ("none", "no-facts")
+
+
+def asserts_facts(record: GeneralistRecord) -> bool:
+    text = record.output
+    if _YEAR.search(text) or _DATE.search(text):
+        return True
+    if any(len(m.group(0).replace(",", "").replace(".", "")) >= 2 for m in _NUMBER.finditer(text)):
+        return True
+    return any(m.group(0) not in {"I", "The", "A", "An"} for m in _MID_SENTENCE_NAME.finditer(text))
+
+
+def filter_records(records: tuple[GeneralistRecord, ...], kind: str) -> tuple[GeneralistRecord, ...]:
+    """`no-facts` drops records whose answers assert specific facts (for knowledge-heavy target tasks)."""
+    if kind == "none":
+        return records
+    if kind == "no-facts":
+        return tuple(r for r in records if not asserts_facts(r))
+    raise SpecialistError(f"unknown generalist filter {kind!r}", f"use one of {', '.join(GENERALIST_FILTERS)}")

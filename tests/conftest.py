@@ -179,3 +179,22 @@ def train_args(tiny_model_dir, task_dir, generalist_file, tmp_path):
         "--no-progress",
         "--num-threads", "2",
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tmp_path_factory, tiny_model_dir, task_dir, generalist_file) -> dict[str, Path]:
+    """Two small adapters for the toy task on the tiny model (different data and seeds, so they differ)."""
+    from cli.main import main
+
+    root = tmp_path_factory.mktemp("adapters")
+    adapters = {}
+    for name, extra in {"alpha": ["--generalist-count", "0", "--seed", "1"], "beta": ["--generalist-count", "8", "--seed", "2"]}.items():
+        args = [
+            "train", "--base-model", str(tiny_model_dir), "--task-data", str(task_dir), "--task", TOY_TASK,
+            "--generalist-data", str(generalist_file), "--instances-per-task", "16", "--batch-size", "4",
+            "--max-steps", "6", "--learning-rate", "0.02", "--out", str(root / name), "--no-progress", "--num-threads", "2",
+            *extra,
+        ]  # fmt: skip
+        assert main(args) == 0
+        adapters[name] = root / name
+    return adapters

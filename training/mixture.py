@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from specialist.adapters import MixtureRecord, SourceInfo
 from specialist.config import MixtureConfig
 from specialist.errors import SpecialistError
-from specialist.generalist import load_generalist
+from specialist.generalist import filter_records, load_generalist
 from specialist.prompt_format import TaskPrompt, render_response
 from specialist.superni import load_task, select_tasks, split_instances
 
@@ -71,12 +71,15 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
     generalist_n = _generalist_count(cfg, len(examples))
     if generalist_n:
         data = load_generalist(cfg.generalist_data)
-        picks = _upsample(len(data.records), generalist_n, rng)
+        records = filter_records(data.records, cfg.generalist_filter)
+        if not records:
+            raise SpecialistError(f"the {cfg.generalist_filter} filter left no generalist records", "use --generalist-filter none")
+        picks = _upsample(len(records), generalist_n, rng)
         examples += [
             TrainExample(TaskPrompt(definition=r.instruction, num_examples=0), r.input, r.output, GENERALIST)
-            for r in (data.records[i] for i in picks)
+            for r in (records[i] for i in picks)
         ]
-        sources[GENERALIST] = SourceInfo(source=data.source, sha256=data.sha256, available=len(data.records), used=generalist_n)
+        sources[GENERALIST] = SourceInfo(source=data.source, sha256=data.sha256, available=len(records), used=generalist_n)
 
     rng.shuffle(examples)
     digest = hashlib.sha256()

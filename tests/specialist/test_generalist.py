@@ -44,3 +44,22 @@ def test_hub_id_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SpecialistError, match="hub is offline"):
         load_generalist("yahma/alpaca-cleaned")
+
+
+def test_no_facts_filter_drops_records_that_assert_dates_numbers_or_names():
+    from specialist.generalist import GeneralistRecord, filter_records
+
+    keep = [
+        GeneralistRecord(instruction="Write a haiku.", output="Soft rain on the roof, the garden drinks slowly."),
+        GeneralistRecord(instruction="Give advice.", output="Sleep well. Drink water and walk every day."),
+    ]
+    drop = [
+        GeneralistRecord(instruction="When?", output="The treaty was signed in 1648."),
+        GeneralistRecord(instruction="How tall?", output="It is 330 meters tall."),
+        GeneralistRecord(instruction="Who?", output="It was written by Jane Austen in her youth."),
+        GeneralistRecord(instruction="When?", output="It happened on March 3 that year."),
+    ]
+    assert filter_records(tuple(keep + drop), "no-facts") == tuple(keep)
+    assert filter_records(tuple(drop), "none") == tuple(drop)
+    with pytest.raises(SpecialistError, match="unknown generalist filter"):
+        filter_records((), "bogus")

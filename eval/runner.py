@@ -1,0 +1,116 @@
+"""Score several adapters and the bare base model on benchmarks in one pass over the data.
+
+Requests of every model for a task go through `generate` together, so rows of one batch belong to
+different adapters (peft mixed-adapter batches): comparing candidates costs little more than one model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from specialist.adapters import AdapterManifest, read_manifest
+from specialist.base_models import BaseModelRef, load_model, load_tokenizer, pick_device
+from specialist.errors import SpecialistError
+from specialist.prompt_format import TaskPrompt, check_supported, fit_prompt
+
+from eval.benchmarks import METRICS, BenchInstance, Benchmark
+from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_adapters
+from eval.metrics import score
+
+BASE = "base"  # how the bare base model is named in results
+MAX_INPUT_TOKENS = 1024
+MAX_NEW_TOKENS_CAP = 128
+
+
+@dataclass
+class EvalRun:
+    """model -> task -> {'exact_match', 'rougeL', 'score'}; 'score' is the task's primary metric."""
+
+    base_model: str
+    models: list[str]
+    benchmarks: list[Benchmark]
+    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    predictions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    prompts_truncated: int = 0
+
+    def mean(self, model: str, metric: str = "score", tasks: list[str] | None = None) -> float:
+        """Mean over tasks (all benchmarks unless `tasks` is given), the aggregate a multi-task benchmark reports."""
+        names = tasks if tasks is not None else [b.name for b in self.benchmarks]
+        values = [self.scores[model][t][metric] for t in names]
+        return round(sum(values) / len(values), 4)
+
+
+def check_adapter_base(name: str, manifest: AdapterManifest, base: BaseModelRef) -> None:
+    check_supported(manifest.prompt_format, manifest.prompt_format_version)
+    if manifest.base_model.content_sha256 != base.content_sha256:
+        raise SpecialistError(
+            f"adapter {name} was trained for base model {manifest.base_model.id} "
+            f"(sha256 {manifest.base_model.content_sha256[:12]}...), not {base.id} ({base.content_sha256[:12]}...)",
+            "evaluate it with --base-model set to the model it was trained on",
+        )
+
+
+def prompt_for(manifest: AdapterManifest | None, bench: Benchmark, inst: BenchInstance) -> TaskPrompt:
+    """The adapter's own stored prompt for this task if it has one, else the benchmark's."""
+    if inst.definition is not None:
+        return TaskPrompt(definition=inst.definition, num_examples=0)
+    if manifest is not None and bench.name in manifest.tasks:
+        return manifest.tasks[bench.name]
+    return bench.prompt
+
+
+def max_new_tokens_for(tokenizer, bench: Benchmark) -> int:
+    """Room for the longest reference plus slack, bounded: short labels decode in a few steps."""
+    longest = max(len(tokenizer(" " + r, add_special_tokens=False)["input_ids"]) for i in bench.instances for r in i.references)
+    return max(4, min(MAX_NEW_TOKENS_CAP, int(longest * 1.5) + 2))
+
+
+def run_eval(
+    base: BaseModelRef,
+    adapters: dict[str, Path],
+    benchmarks: list[Benchmark],
+    include_base: bool = True,
+    batch_size: int = 16,
+    device: str = "auto",
+    progress: bool = True,
+) -> EvalRun:
+    if not adapters and not include_base:
+        raise SpecialistError("nothing to evaluate", "pass --adapter DIR and/or --base")
+    if BASE in adapters:
+        raise SpecialistError(f"{BASE!r} is reserved for the base model", "rename that adapter")
+    manifests = {name: read_manifest(path) for name, path in adapters.items()}
+    for name, manifest in manifests.items():
+        check_adapter_base(name, manifest, base)
+    torch_device, dtype = pick_device(device)
+    tokenizer = load_tokenizer(base, padding_side="left")
+    # peft adapter names must be plain identifiers; results keep the user's names.
+    slots = {name: f"adapter{i}" for i, name in enumerate(adapters)}
+    model = load_adapters(load_model(base, torch_device, dtype), {slots[n]: p for n, p in adapters.items()})
+    names = ([BASE] if include_base else []) + list(adapters)
+    run = EvalRun(base_model=base.id, models=names, benchmarks=benchmarks)
+    count = lambda s: len(tokenizer(s)["input_ids"])  # noqa: E731
+
+    for bench in benchmarks:
+        requests = []
+        for name in names:
+            for inst in bench.instances:
+                prompt = prompt_for(manifests.get(name), bench, inst)
+                text = fit_prompt(prompt, inst.input, count, MAX_INPUT_TOKENS)
+                if text is None:  # even without demonstrations: keep the tail of the input
+                    run.prompts_truncated += 1
+                    ids = tokenizer(prompt.render(inst.input, 0))["input_ids"][-MAX_INPUT_TOKENS:]
+                    text = tokenizer.decode(ids)
+                requests.append(GenerationRequest(text, slots.get(name, BASE_ADAPTER)))
+        outputs = generate(model, tokenizer, requests, max_new_tokens_for(tokenizer, bench), batch_size, progress)
+        n = len(bench.instances)
+        references = [i.references for i in bench.instances]
+        for k, name in enumerate(names):
+            preds = outputs[k * n : (k + 1) * n]
+            metrics = score(preds, references)
+            run.scores.setdefault(name, {})[bench.name] = {**metrics, "score": metrics[bench.metric]}
+            run.predictions.setdefault(name, {})[bench.name] = preds
+    return run
+
+
+__all__ = ["BASE", "METRICS", "EvalRun", "run_eval", "check_adapter_base"]

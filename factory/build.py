@@ -1,0 +1,143 @@
+"""Recipe: build the best specialist for a task, deciding generalist data by evidence.
+
+    specialist build --task task363_sst2_polarity_classification --instances-per-task 64 \
+        --candidates 0,1.0 --epochs 2 --out runs/sst2-build [--policy configs/gate.yaml]
+
+One adapter per candidate (a generalist ratio, optionally with the no-facts filter), all scored with the base
+model in one evaluation pass, each gated, and the best passing one chosen. `<out>/decision.json` says why,
+including when specialist-only wins (the paper's knowledge-heavy case).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from specialist.adapters import MANIFEST_NAME, read_manifest
+from specialist.base_models import resolve_base_model
+from specialist.config import StrictModel, TrainConfig
+from specialist.errors import SpecialistError
+from specialist.generalist import GENERALIST_FILTERS
+
+from eval.benchmarks import generalist_benchmark, superni_benchmark
+from eval.gate import decide, load_policy, make_decision, save_decision, structural_checks
+from eval.runner import BASE, run_eval
+from training.recipe import train_specialist
+
+AUTO_CANDIDATES = ["0", "1.0", "1.0:no-facts"]
+
+
+class Candidate(BaseModel):
+    name: str
+    ratio: float
+    filter: str = "none"
+
+    @classmethod
+    def parse(cls, spec: str) -> "Candidate":
+        ratio, _, kind = spec.partition(":")
+        kind = kind or "none"
+        try:
+            value = float(ratio)
+        except ValueError:
+            raise SpecialistError(f"candidate {spec!r} is not RATIO or RATIO:FILTER", "e.g. --candidates 0,1.0,1.0:no-facts") from None
+        if not 0 <= value <= 100 or kind not in GENERALIST_FILTERS:
+            raise SpecialistError(f"candidate {spec!r} is out of range", f"ratios 0-100, filters {', '.join(GENERALIST_FILTERS)}")
+        name = f"ratio{value:g}" + ("" if kind == "none" else f"-{kind}")
+        return cls(name=name, ratio=value, filter=kind)
+
+
+class BuildSettings(StrictModel):
+    """Candidates and the gate."""
+
+    candidates: list[str] = Field(default_factory=lambda: ["0", "1.0"], description="generalist ratios to try, RATIO[:no-facts], comma-separated")
+    generalist_policy: Literal["explicit", "auto"] = Field(
+        "explicit", description=f"'auto' tries {','.join(AUTO_CANDIDATES)} (ignores --candidates)"
+    )
+    policy: Path | None = Field(None, description="gate policy YAML (default: must beat the base model)")
+    champion: Path | None = Field(None, description="current champion adapter to beat")
+
+    @field_validator("candidates", mode="before")
+    @classmethod
+    def _split(cls, value):
+        items = [value] if isinstance(value, str) else list(value)
+        return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+class BuildConfig(BuildSettings, TrainConfig):
+    """`specialist build`: train flags plus candidates and gate."""
+
+
+def build_specialist(cfg: BuildConfig) -> dict:
+    out = Path(cfg.out)
+    specs = AUTO_CANDIDATES if cfg.generalist_policy == "auto" else cfg.candidates
+    candidates = [Candidate.parse(s) for s in specs]
+    if len({c.name for c in candidates}) != len(candidates):
+        raise SpecialistError("the same candidate is listed twice", "list each ratio/filter once")
+    policy = load_policy(cfg.policy)
+    base = resolve_base_model(cfg.base_model)
+
+    adapters: dict[str, Path] = {}
+    for cand in candidates:
+        path = out / "candidates" / cand.name
+        if (path / MANIFEST_NAME).is_file():
+            print(f"candidate {cand.name}: reusing {path}", flush=True)
+        else:
+            print(f"candidate {cand.name}: training (generalist ratio {cand.ratio:g}, filter {cand.filter})", flush=True)
+            train_cfg = TrainConfig.model_validate(
+                cfg.model_dump(include=set(TrainConfig.model_fields))
+                | {"generalist_ratio": cand.ratio, "generalist_count": None, "generalist_filter": cand.filter, "out": path}
+            )
+            train_specialist(train_cfg)
+        adapters[cand.name] = path
+
+    tasks = list(read_manifest(next(iter(adapters.values()))).tasks)
+    benchmarks = [superni_benchmark(cfg.task_data, t, policy.metric_overrides.get(t), limit=policy.eval_instances) for t in tasks]
+    if policy.retention is not None:
+        benchmarks.append(generalist_benchmark(policy.retention.data, policy.retention.instances))
+    evaluated = dict(adapters) | ({"champion": cfg.champion} if cfg.champion else {})
+    run = run_eval(base, evaluated, benchmarks, include_base=True, device=cfg.device, progress=cfg.progress)
+
+    rows = []
+    for cand in candidates:
+        checks = structural_checks(adapters[cand.name], base) + decide(run, cand.name, policy, tasks, "champion" if cfg.champion else None)
+        scores = {m: run.scores[m] for m in (BASE, cand.name, *(["champion"] if cfg.champion else []))}
+        decision = make_decision(adapters[cand.name], checks, base, policy, scores, cfg.champion)
+        save_decision(adapters[cand.name], decision)
+        rows.append(
+            {
+                "name": cand.name,
+                "generalist_ratio": cand.ratio,
+                "generalist_filter": cand.filter,
+                "adapter": str(adapters[cand.name]),
+                "mean_score": run.mean(cand.name, tasks=tasks),
+                "scores": run.scores[cand.name],
+                "passed": decision.passed,
+                "failed_checks": [c.name for c in decision.failures()],
+                "checks": [c.model_dump() for c in checks],
+            }
+        )
+    passing = [r for r in rows if r["passed"]]
+    # Best mean primary score; on a tie, the simpler mixture (less generalist data) wins.
+    chosen = max(passing, key=lambda r: (r["mean_score"], -r["generalist_ratio"]), default=None)
+    result = {
+        "tasks": tasks,
+        "base_model": base.id,
+        "base_mean_score": run.mean(BASE, tasks=tasks),
+        "candidates": rows,
+        "chosen": chosen["name"] if chosen else None,
+        "chosen_adapter": chosen["adapter"] if chosen else None,
+        "reason": _reason(rows, chosen, run.mean(BASE, tasks=tasks)),
+    }
+    (out / "decision.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _reason(rows: list[dict], chosen: dict | None, base_score: float) -> str:
+    ranking = ", ".join(f"{r['name']} {r['mean_score']:.1f}{'' if r['passed'] else ' (failed gate)'}" for r in sorted(rows, key=lambda r: -r["mean_score"]))
+    if chosen is None:
+        return f"no candidate passed the gate (base model {base_score:.1f}; {ranking})"
+    kind = "specialist-only" if chosen["generalist_ratio"] == 0 else "generalist-augmented"
+    return f"{chosen['name']} ({kind}) has the best mean score among passing candidates: {ranking}; base model {base_score:.1f}"

@@ -1,0 +1,103 @@
+import json
+
+import pytest
+import torch
+
+from eval.benchmarks import custom_benchmark, default_metric, superni_benchmark
+from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_adapters
+from eval.runner import BASE, run_eval
+from specialist.base_models import load_model, load_tokenizer, resolve_base_model
+from specialist.errors import SpecialistError
+from tests.conftest import TOY_TASK
+
+
+def test_default_metric_rule():
+    assert default_metric([["POS"], ["NEG"], ["POS"]]) == "exact_match"
+    assert default_metric([[f"a long answer number {i}"] for i in range(30)]) == "rougeL"
+    assert default_metric([[f"label{i}"] for i in range(50)]) == "rougeL"  # too many distinct labels
+
+
+def test_mixed_adapter_batch_equals_separate_runs(tiny_model_dir, tiny_adapters, task_dir):
+    base = resolve_base_model(str(tiny_model_dir))
+    tok = load_tokenizer(base, padding_side="left")
+    model = load_adapters(load_model(base, torch.device("cpu"), torch.float32), {"a": tiny_adapters["alpha"], "b": tiny_adapters["beta"]})
+    bench = superni_benchmark(task_dir, TOY_TASK, limit=6)
+    prompts = [bench.prompt.render(i.input) for i in bench.instances]
+    names = ["a", "b", BASE_ADAPTER]
+    mixed = generate(model, tok, [GenerationRequest(p, names[k % 3]) for k, p in enumerate(prompts)], 6, batch_size=6, progress=False)
+    for k, p in enumerate(prompts):
+        alone = generate(model, tok, [GenerationRequest(p, names[k % 3])], 6, batch_size=1, progress=False)
+        assert alone == [mixed[k]]
+    per_adapter = {n: generate(model, tok, [GenerationRequest(p, n) for p in prompts], 6, progress=False) for n in names}
+    assert len({tuple(v) for v in per_adapter.values()}) > 1, "adapters must actually change the outputs"
+
+
+def test_run_eval_scores_every_model_in_one_pass(tiny_model_dir, tiny_adapters, task_dir):
+    base = resolve_base_model(str(tiny_model_dir))
+    run = run_eval(base, tiny_adapters, [superni_benchmark(task_dir, TOY_TASK, limit=8)], include_base=True, progress=False)
+    assert run.models == [BASE, "alpha", "beta"]
+    for name in run.models:
+        scores = run.scores[name][TOY_TASK]
+        assert set(scores) == {"exact_match", "rougeL", "score"} and scores["score"] == scores["exact_match"]
+        assert len(run.predictions[name][TOY_TASK]) == 8
+
+
+def test_adapter_for_another_base_is_refused(tiny_adapters, task_dir):
+    other = resolve_base_model("smollm2-135m-instruct")
+    with pytest.raises(SpecialistError, match="was trained for base model"):
+        run_eval(other, {"alpha": tiny_adapters["alpha"]}, [superni_benchmark(task_dir, TOY_TASK, limit=2)], progress=False)
+
+
+def test_custom_benchmark_file(tmp_path):
+    path = tmp_path / "bench.jsonl"
+    path.write_text('{"id": "1", "input": "a", "references": ["x"]}\n{"id": "2", "input": "b", "references": ["y", "z"]}\n')
+    bench = custom_benchmark(path, "mine", "Answer x or y.")
+    assert bench.metric == "exact_match" and [i.id for i in bench.instances] == ["1", "2"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "input": "a", "references": []}\n')
+    with pytest.raises(SpecialistError, match="bad.jsonl, line 1: references"):
+        custom_benchmark(bad, "mine", "d")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(SpecialistError, match="no instances"):
+        custom_benchmark(tmp_path / "empty.jsonl", "mine", "d")
+
+
+def test_eval_cli_writes_scores_predictions_report_and_chart(tiny_adapters, task_dir, tmp_path, capsys):
+    from cli.main import main
+
+    out = tmp_path / "eval"
+    args = ["eval", "--adapter", f"a={tiny_adapters['alpha']}", "--adapter", str(tiny_adapters["beta"]), "--base",
+            "--task-data", str(task_dir), "--task", TOY_TASK, "--eval-instances", "6", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert set(scores["models"]) == {BASE, "a", "beta"}
+    assert scores["models"]["a"]["delta_vs_base"][TOY_TASK] == pytest.approx(
+        scores["models"]["a"]["tasks"][TOY_TASK]["score"] - scores["models"][BASE]["tasks"][TOY_TASK]["score"]
+    )
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 18
+    report = (out / "report.md").read_text()
+    assert TOY_TASK in report and "| **mean** |" in report
+    assert (out / "chart.png").stat().st_size > 5000
+    # The official files round-trip through `eval score` to the same numbers.
+    capsys.readouterr()
+    assert main(["eval", "score", "--predictions", str(out / "predictions_a.jsonl"), "--references", str(out / "references.jsonl")]) == 0
+    official = json.loads(capsys.readouterr().out)
+    assert official[f"exact_match_for_{TOY_TASK}"] == scores["models"]["a"]["tasks"][TOY_TASK]["exact_match"]
+    assert official["rougeL"] == scores["models"]["a"]["tasks"][TOY_TASK]["rougeL"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--task", "task900_toy_sentimnt"], "did you mean"),
+        (["--category", "Nonsense Category"], "no task in"),
+        (["--benchmark", "x.jsonl"], "needs --definition"),
+        (["--task", "task900_toy_sentiment", "--adapter", "/nonexistent/adapter"], "has no manifest.json"),
+    ],
+)
+def test_eval_bad_input_is_one_line(task_dir, tmp_path, capsys, extra, message):
+    from cli.main import main
+
+    assert main(["eval", "--task-data", str(task_dir), "--out", str(tmp_path / "o"), "--base", *extra]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
