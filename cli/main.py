@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = sub.add_parser("tasks", help="list SuperNI tasks and categories in a task-data folder")
     tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
-    tasks_list = tasks_sub.add_parser("list", help="task names with category and instance counts")
+    tasks_list = tasks_sub.add_parser("list", help="task names with their categories")
     tasks_list.add_argument("--task-data", help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)")
     tasks_list.add_argument("--category", help="only tasks of this category")
     tasks_list.set_defaults(handler=_tasks_list)
@@ -62,7 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _count(low: int, high: int | None = None):
+    """argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high if high is not None else ''}")
+        return value
+
+    return parse
+
+
 def _add_eval_parsers(sub) -> None:
+    from eval.benchmarks import METRICS
+    from specialist.superni import HELD_OUT_INSTANCES
+
     ev = sub.add_parser(
         "eval",
         help="score adapters and the base model on held-out task instances (or `eval score` prediction files)",
@@ -82,9 +100,10 @@ def _add_eval_parsers(sub) -> None:
     ev.add_argument("--benchmark", type=Path, help="custom JSONL benchmark of {id, input, references}")
     ev.add_argument("--benchmark-name", help="task name of the custom benchmark (default: the file's stem)")
     ev.add_argument("--definition", help="instruction for the custom benchmark's prompts")
-    ev.add_argument("--metric", choices=["exact_match", "rougeL"], help="primary metric (default: exact match for label tasks, else ROUGE-L)")
-    ev.add_argument("--eval-instances", type=int, default=None, help="use only the first N of each task's 100 held-out instances")
-    ev.add_argument("--batch-size", type=int, default=16, help="generation batch size (default: 16)")
+    ev.add_argument("--metric", choices=METRICS, help="primary metric (default: exact match for label tasks, else ROUGE-L)")
+    ev.add_argument("--eval-instances", type=_count(1, HELD_OUT_INSTANCES), default=None,
+                    help=f"use only the first N of each task's {HELD_OUT_INSTANCES} held-out instances")  # fmt: skip
+    ev.add_argument("--batch-size", type=_count(1, 1024), default=16, help="generation batch size (default: 16)")
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     ev.add_argument("--out", type=Path, help="output folder (required unless `score`)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
@@ -202,26 +221,29 @@ def _eval_score(args: argparse.Namespace) -> int:
     text = json.dumps(results, indent=2)
     print(text)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     return 0
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from eval.gate import checks_table, gate_adapter, load_policy
+    from eval.gate import DECISION_NAME, checks_table, gate_adapter, load_policy
+    from specialist.adapters import MANIFEST_NAME
     from specialist.paths import default_task_data
 
+    # Exit codes are part of the contract: 0 pass, 1 fail, 2 anything the user must fix first.
     try:
         policy = load_policy(args.policy)
         candidate = Path(args.candidate)
         if not candidate.is_dir():
             raise SpecialistError(f"candidate {candidate} is not a directory", "pass an adapter directory made by `specialist train`")
-        base = _base_for(args.base_model, {"candidate": candidate} if (candidate / "manifest.json").is_file() else {})
+        base = _base_for(args.base_model, {"candidate": candidate} if (candidate / MANIFEST_NAME).is_file() else {})
+        decision = gate_adapter(candidate, policy, base, args.task_data or default_task_data(), args.champion, args.progress)
     except SpecialistError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    decision = gate_adapter(candidate, policy, base, args.task_data or default_task_data(), args.champion, args.progress)
     print(checks_table(decision.checks))
-    print(f"{'PASS' if decision.passed else 'FAIL'}: {candidate} -> {candidate / 'gate_decision.json'}")
+    print(f"{'PASS' if decision.passed else 'FAIL'}: {candidate} -> {candidate / DECISION_NAME}")
     return 0 if decision.passed else 1
 
 

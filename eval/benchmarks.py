@@ -56,17 +56,18 @@ def superni_benchmark(
 ) -> Benchmark:
     task = load_task(task_dir, name)
     held_out, _ = split_instances(task)
-    if limit is not None:
-        held_out = held_out[:limit]
     if not held_out:
         raise SpecialistError(f"task {name} has no instances to evaluate on", "pick a task with instances")
-    instances = [BenchInstance(id=i.id, input=i.input, references=list(i.output)) for i in held_out]
+    # An instance without references is scored against "" (as the official script would score a missing one).
+    instances = [BenchInstance(id=i.id, input=i.input, references=list(i.output) or [""]) for i in held_out]
+    # The metric is chosen from the whole held-out set, so --eval-instances never changes which metric a task uses.
+    metric = metric or default_metric([i.references for i in instances])
     return Benchmark(
         name=name,
-        metric=metric or default_metric([i.references for i in instances]),
+        metric=metric,
         category=task.categories[0] if task.categories else "",
         prompt=task.prompt(num_examples),
-        instances=instances,
+        instances=instances[:limit] if limit is not None else instances,
     )
 
 
@@ -116,8 +117,10 @@ def generalist_benchmark(path: Path, limit: int = 100) -> Benchmark:
                     id=str(row.get("id", lineno)), input=first.get("input", ""), references=[first["output"]], definition=row["instruction"]
                 )
             )
-        except (ValueError, KeyError, IndexError, TypeError, ValidationError):
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, ValidationError):
             raise SpecialistError(f"{path}, line {lineno}: not an {{instruction, instances}} record", "fix that line") from None
         if len(instances) == limit:
             break
+    if not instances:
+        raise SpecialistError(f"generalist benchmark {path} has no records", "pass a file with {instruction, instances} lines")
     return Benchmark(name="generalist", metric="rougeL", prompt=TaskPrompt(definition="", num_examples=0), instances=instances)

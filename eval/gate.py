@@ -18,17 +18,20 @@ from pydantic import BaseModel, Field
 
 from specialist.adapters import ADAPTER_WEIGHTS, lora_only_problems, read_manifest
 from specialist.base_models import BaseModelRef
-from specialist.config import StrictModel
+from specialist.config import StrictModel, load_yaml_config, validate_config
 from specialist.errors import SpecialistError
 from specialist.paths import sha256_file
+from specialist.prompt_format import check_supported
+from specialist.superni import HELD_OUT_INSTANCES
 
 from eval.benchmarks import Benchmark, Metric, generalist_benchmark, superni_benchmark
-from eval.runner import BASE, EvalRun, check_adapter_base, run_eval
+from eval.runner import BASE, EvalRun, run_eval
 
 DECISION_NAME = "gate_decision.json"
 CANDIDATE, CHAMPION = "candidate", "champion"
 Score = Annotated[float, Field(ge=0, le=100)]
 Gain = Annotated[float, Field(ge=-100, le=100)]
+GateMetric = Literal["score", Metric]  # 'score' = each task's primary metric
 
 
 class RetentionPolicy(StrictModel):
@@ -42,10 +45,10 @@ class RetentionPolicy(StrictModel):
 class GatePolicy(StrictModel):
     """Promotion policy (YAML). Scores are x100; gains are in points of each task's primary metric."""
 
-    min_score: dict[Literal["score", "exact_match", "rougeL"], Score] = Field(
+    min_score: dict[GateMetric, Score] = Field(
         default_factory=dict, description="absolute thresholds on the mean over tasks ('score' = primary metric)"
     )
-    per_task_min_score: dict[Literal["score", "exact_match", "rougeL"], Score] = Field(
+    per_task_min_score: dict[GateMetric, Score] = Field(
         default_factory=dict, description="thresholds every single task must meet"
     )
     min_gain_over_base: Gain | None = Field(0.0, description="candidate - base model, mean primary score; null skips")
@@ -54,7 +57,7 @@ class GatePolicy(StrictModel):
     )
     metric_overrides: dict[str, Metric] = Field(default_factory=dict, description="task -> primary metric")
     retention: RetentionPolicy | None = None
-    eval_instances: int | None = Field(None, ge=1, le=100, description="score on the first N held-out instances only")
+    eval_instances: int | None = Field(None, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances only")
 
 
 class Check(BaseModel):
@@ -81,9 +84,14 @@ class GateDecision(BaseModel):
 
 
 def load_policy(path: Path | None) -> GatePolicy:
-    from specialist.config import load_yaml_config, validate_config
-
-    return GatePolicy() if path is None else validate_config(GatePolicy, load_yaml_config(path), f"gate policy {path}")
+    """Read a policy YAML; a relative `retention.data` path is taken relative to the YAML file's folder."""
+    if path is None:
+        return GatePolicy()
+    policy = validate_config(GatePolicy, load_yaml_config(path), f"gate policy {path}")
+    if policy.retention is not None and not policy.retention.data.is_absolute():
+        retention = policy.retention.model_copy(update={"data": (Path(path).parent / policy.retention.data).resolve()})
+        policy = policy.model_copy(update={"retention": retention})
+    return policy
 
 
 def structural_checks(candidate: Path, base: BaseModelRef) -> list[Check]:
@@ -92,10 +100,16 @@ def structural_checks(candidate: Path, base: BaseModelRef) -> list[Check]:
     checks = [Check(name="valid LoRA-only PEFT adapter", passed=not problems, detail="; ".join(problems) or "ok")]
     try:
         manifest = read_manifest(candidate)
-        check_adapter_base(str(candidate), manifest, base)
-        checks.append(Check(name="same base model", passed=True, detail=f"{base.id} ({base.content_sha256[:12]}...)"))
     except SpecialistError as e:
-        checks.append(Check(name="same base model", passed=False, detail=e.problem))
+        return checks + [Check(name=name, passed=False, detail=e.problem) for name in ("known prompt format", "same base model")]
+    try:
+        check_supported(manifest.prompt_format, manifest.prompt_format_version)
+        checks.append(Check(name="known prompt format", passed=True, detail=f"{manifest.prompt_format} v{manifest.prompt_format_version}"))
+    except SpecialistError as e:
+        checks.append(Check(name="known prompt format", passed=False, detail=e.problem))
+    same = manifest.base_model.content_sha256 == base.content_sha256
+    detail = f"{base.id} ({base.content_sha256[:12]}...)" if same else f"trained for {manifest.base_model.id}, serving {base.id}"
+    checks.append(Check(name="same base model", passed=same, detail=detail))
     return checks
 
 

@@ -80,18 +80,20 @@ def score_files(predictions_path: Path, references_path: Path) -> tuple[dict[str
     return results, missing
 
 
-def write_official_files(out: Path, model: str, benchmarks, predictions: dict[str, list[str]]) -> tuple[Path, Path]:
-    """`references.jsonl` (shared) and `predictions_<model>.jsonl` in the official formats."""
-    refs_path = out / "references.jsonl"
-    if not refs_path.exists():
-        with open(refs_path, "w") as f:
-            for bench in benchmarks:
-                for inst in bench.instances:
-                    row = {"id": inst.id, "references": inst.references, "task_id": bench.name, "task_category": bench.category, "track": bench.track}
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    preds_path = out / f"predictions_{model}.jsonl"
-    with open(preds_path, "w") as f:
+def write_official_files(out: Path, benchmarks, predictions: dict[str, dict[str, list[str]]]) -> None:
+    """`references.jsonl` and one `predictions_<model>.jsonl` per model, in the official formats.
+
+    Files of an earlier run in the same folder are replaced, never mixed with this run's.
+    """
+    for stale in [*out.glob("predictions_*.jsonl"), out / "references.jsonl"]:
+        stale.unlink(missing_ok=True)
+    with open(out / "references.jsonl", "w") as f:
         for bench in benchmarks:
-            for inst, pred in zip(bench.instances, predictions[bench.name]):
-                f.write(json.dumps({"id": inst.id, "prediction": pred}, ensure_ascii=False) + "\n")
-    return refs_path, preds_path
+            for inst in bench.instances:
+                row = {"id": inst.id, "references": inst.references, "task_id": bench.name, "task_category": bench.category, "track": bench.track}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    for model, by_task in predictions.items():
+        with open(out / f"predictions_{model}.jsonl", "w") as f:
+            for bench in benchmarks:
+                for inst, pred in zip(bench.instances, by_task[bench.name]):
+                    f.write(json.dumps({"id": inst.id, "prediction": pred}, ensure_ascii=False) + "\n")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from eval.benchmarks import METRICS
-from eval.metrics import exact_match
+from eval.metrics import METRIC_FUNCTIONS, best_over_references
 from eval.official import write_official_files
 from eval.runner import BASE, EvalRun
 
@@ -43,8 +43,7 @@ def write_report(run: EvalRun, out: Path) -> dict:
                 for inst, pred in zip(bench.instances, run.predictions[name][bench.name]):
                     row = {"id": inst.id, "prediction": pred, "model": name, "task_id": bench.name, "references": inst.references}
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    for name in run.models:
-        write_official_files(out, name, run.benchmarks, run.predictions[name])
+    write_official_files(out, run.benchmarks, run.predictions)
     (out / "report.md").write_text(markdown(run, scores))
     plot_scores(run, out / "chart.png")
     return scores
@@ -69,11 +68,10 @@ def markdown(run: EvalRun, scores: dict) -> str:
     lines += ["", "## Sample of wrong answers", ""]
     for name in models:
         for bench in run.benchmarks:
-            wrong = [
-                (inst, pred)
-                for inst, pred in zip(bench.instances, run.predictions[name][bench.name])
-                if not max(exact_match(pred, r) for r in inst.references)
-            ][:WRONG_SAMPLES]
+            metric = METRIC_FUNCTIONS[bench.metric]  # "wrong" by the task's own primary metric, worst first
+            scored = [(best_over_references(metric, pred, inst.references), inst, pred)
+                      for inst, pred in zip(bench.instances, run.predictions[name][bench.name])]  # fmt: skip
+            wrong = [(inst, pred) for value, inst, pred in sorted(scored, key=lambda t: t[0]) if value < 1.0][:WRONG_SAMPLES]
             if not wrong:
                 continue
             lines += [f"**{name}** on `{bench.name}`:", ""]

@@ -16,16 +16,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from specialist.adapters import MANIFEST_NAME, read_manifest
+from specialist.adapters import read_manifest
 from specialist.base_models import resolve_base_model
 from specialist.config import StrictModel, TrainConfig
 from specialist.errors import SpecialistError
 from specialist.generalist import GENERALIST_FILTERS
 
 from eval.benchmarks import generalist_benchmark, superni_benchmark
-from eval.gate import decide, load_policy, make_decision, save_decision, structural_checks
+from eval.gate import CHAMPION, decide, load_policy, make_decision, save_decision, structural_checks
 from eval.runner import BASE, run_eval
-from training.recipe import train_specialist
+from training.recipe import train_or_reuse
 
 AUTO_CANDIDATES = ["0", "1.0", "1.0:no-facts"]
 
@@ -78,32 +78,35 @@ def build_specialist(cfg: BuildConfig) -> dict:
         raise SpecialistError("the same candidate is listed twice", "list each ratio/filter once")
     policy = load_policy(cfg.policy)
     base = resolve_base_model(cfg.base_model)
+    # Check what the gate needs before hours of training, not after.
+    if cfg.champion is not None:
+        bad = [c for c in structural_checks(cfg.champion, base) if not c.passed]
+        if bad:
+            raise SpecialistError(f"champion {cfg.champion} is unusable: {bad[0].detail}", "pass a valid --champion or none")
+    if policy.retention is not None:
+        generalist_benchmark(policy.retention.data, policy.retention.instances)
 
     adapters: dict[str, Path] = {}
     for cand in candidates:
-        path = out / "candidates" / cand.name
-        if (path / MANIFEST_NAME).is_file():
-            print(f"candidate {cand.name}: reusing {path}", flush=True)
-        else:
-            print(f"candidate {cand.name}: training (generalist ratio {cand.ratio:g}, filter {cand.filter})", flush=True)
-            train_cfg = TrainConfig.model_validate(
-                cfg.model_dump(include=set(TrainConfig.model_fields))
-                | {"generalist_ratio": cand.ratio, "generalist_count": None, "generalist_filter": cand.filter, "out": path}
-            )
-            train_specialist(train_cfg)
-        adapters[cand.name] = path
+        print(f"candidate {cand.name}: generalist ratio {cand.ratio:g}, filter {cand.filter}", flush=True)
+        train_cfg = TrainConfig.model_validate(
+            cfg.model_dump(include=set(TrainConfig.model_fields))
+            | {"generalist_ratio": cand.ratio, "generalist_count": None, "generalist_filter": cand.filter, "out": out / "candidates" / cand.name}
+        )
+        adapters[cand.name] = train_or_reuse(train_cfg)
 
     tasks = list(read_manifest(next(iter(adapters.values()))).tasks)
     benchmarks = [superni_benchmark(cfg.task_data, t, policy.metric_overrides.get(t), limit=policy.eval_instances) for t in tasks]
     if policy.retention is not None:
         benchmarks.append(generalist_benchmark(policy.retention.data, policy.retention.instances))
-    evaluated = dict(adapters) | ({"champion": cfg.champion} if cfg.champion else {})
+    evaluated = dict(adapters) | ({CHAMPION: cfg.champion} if cfg.champion else {})
     run = run_eval(base, evaluated, benchmarks, include_base=True, device=cfg.device, progress=cfg.progress)
 
     rows = []
     for cand in candidates:
-        checks = structural_checks(adapters[cand.name], base) + decide(run, cand.name, policy, tasks, "champion" if cfg.champion else None)
-        scores = {m: run.scores[m] for m in (BASE, cand.name, *(["champion"] if cfg.champion else []))}
+        champion = CHAMPION if cfg.champion else None
+        checks = structural_checks(adapters[cand.name], base) + decide(run, cand.name, policy, tasks, champion)
+        scores = {m: run.scores[m] for m in (BASE, cand.name, *([CHAMPION] if champion else []))}
         decision = make_decision(adapters[cand.name], checks, base, policy, scores, cfg.champion)
         save_decision(adapters[cand.name], decision)
         rows.append(

@@ -16,15 +16,14 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from specialist.adapters import MANIFEST_NAME
 from specialist.base_models import resolve_base_model
 from specialist.config import StrictModel, TrainConfig
 from specialist.errors import SpecialistError
-from specialist.superni import select_tasks
+from specialist.superni import HELD_OUT_INSTANCES, select_tasks
 
 from eval.benchmarks import superni_benchmark
 from eval.runner import BASE, run_eval
-from training.recipe import train_specialist
+from training.recipe import train_or_reuse
 
 
 def _split(value) -> list[str]:
@@ -38,7 +37,9 @@ class GridSettings(StrictModel):
     instances_per_task: list[int] = Field(default_factory=lambda: [8, 32, 128], description="instances per task, comma-separated")
     generalist_ratios: list[float] = Field(default_factory=lambda: [0.0, 1.0], description="generalist ratios, comma-separated")
     seeds: list[int] = Field(default_factory=lambda: [1], description="seeds, comma-separated (error bars over seeds)")
-    eval_instances: int = Field(100, ge=1, le=100, description="score on the first N held-out instances of each task")
+    eval_instances: int = Field(
+        HELD_OUT_INSTANCES, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances of each task"
+    )
 
     @field_validator("instances_per_task", "generalist_ratios", "seeds", mode="before")
     @classmethod
@@ -59,17 +60,14 @@ def run_experiment(cfg: ExperimentConfig) -> list[dict]:
     adapters: dict[str, Path] = {}
     for i, (n, r, s) in enumerate(cells, 1):
         name = f"n{n}-r{r:g}-s{s}"
-        path = out / "adapters" / name
-        if not (path / MANIFEST_NAME).is_file():
-            print(f"[{i}/{len(cells)}] training {name}", flush=True)
-            train_specialist(
-                TrainConfig.model_validate(
-                    cfg.model_dump(include=set(TrainConfig.model_fields) - {"instances_per_task"})
-                    | {"task": tasks, "category": [], "task_list": None, "instances_per_task": n,
-                       "generalist_ratio": r, "generalist_count": None, "seed": s, "out": path}
-                )  # fmt: skip
-            )
-        adapters[name] = path
+        print(f"[{i}/{len(cells)}] {name}", flush=True)
+        adapters[name] = train_or_reuse(
+            TrainConfig.model_validate(
+                cfg.model_dump(include=set(TrainConfig.model_fields) - {"instances_per_task"})
+                | {"task": tasks, "category": [], "task_list": None, "instances_per_task": n,
+                   "generalist_ratio": r, "generalist_count": None, "seed": s, "out": out / "adapters" / name}
+            )  # fmt: skip
+        )
 
     base = resolve_base_model(cfg.base_model)
     benchmarks = [superni_benchmark(cfg.task_data, t, limit=cfg.eval_instances) for t in tasks]

@@ -77,6 +77,7 @@ class AdapterManifest(BaseModel):
     training: TrainingRecord
     loss_curve: list[float] = Field(description="loss per optimizer step")
     package_versions: dict[str, str]
+    run_fingerprint: str = Field("", description="hash of the options that shape the result (TrainConfig.fingerprint)")
 
 
 def write_manifest(adapter_dir: Path, manifest: AdapterManifest) -> Path:

@@ -37,11 +37,11 @@ class BaseModelRef(BaseModel):
     content_sha256: str
 
 
-def resolve_base_model(spec: str | Path = DEFAULT_BASE_MODEL, prepare: bool = True) -> BaseModelRef:
+def resolve_base_model(spec: str | Path = DEFAULT_BASE_MODEL) -> BaseModelRef:
     """Turn `--base-model` (the default's name, a local HF dir or a hub id) into a local, hashed model."""
     spec = str(spec)
     if spec == DEFAULT_BASE_MODEL:
-        return prepare_default() if prepare else _cached_default()
+        return prepare_default()
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

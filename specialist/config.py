@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from specialist.base_models import DEFAULT_BASE_MODEL
 from specialist.errors import SpecialistError
+from specialist.generalist import GeneralistFilter
 from specialist.paths import default_generalist_data, default_task_data
 from specialist.prompt_format import DEFAULT_NUM_EXAMPLES
 
@@ -38,7 +39,7 @@ class MixtureConfig(StrictModel):
         None, ge=0, le=100, description="generalist records per specialist example (K = R x specialist examples)"
     )
     generalist_count: int | None = Field(None, ge=0, description="absolute number of generalist records (0: none)")
-    generalist_filter: Literal["none", "no-facts"] = Field(
+    generalist_filter: GeneralistFilter = Field(
         "none", description="'no-facts' drops generalist records whose answers assert dates, numbers or names"
     )
     num_examples: int = Field(DEFAULT_NUM_EXAMPLES, ge=0, le=8, description="positive examples shown in each task prompt")

@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import re
+import typing
+from typing import Literal
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -124,7 +126,8 @@ _YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)s?\b")
 _DATE = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|December)\s+\d")
 _NUMBER = re.compile(r"\b\d[\d,]*(\.\d+)?\b")
 _MID_SENTENCE_NAME = re.compile(r"(?<![.!?:\n]\s)(?<!^)(?<=\s)[A-Z][a-z]+(?:\s+(?:of\s+)?[A-Z][a-z]+)*")
-GENERALIST_FILTERS = ("none", "no-facts")
+GeneralistFilter = Literal["none", "no-facts"]
+GENERALIST_FILTERS: tuple[str, ...] = typing.get_args(GeneralistFilter)
 
 
 def asserts_facts(record: GeneralistRecord) -> bool:

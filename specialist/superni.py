@@ -26,7 +26,11 @@ class Instance(BaseModel):
     model_config = ConfigDict(frozen=True)
     id: str
     input: str
-    output: list[str] = Field(min_length=1)
+    output: list[str] = Field(description="references; a few upstream instances have none or only ''")
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.output) and bool(self.output[0].strip())
 
 
 class SuperNITask(BaseModel):
@@ -101,10 +105,16 @@ def _load_task_file(path: Path, _mtime_ns: int, _size: int) -> SuperNITask:
                 Example(input=e["input"], output=e["output"]) for e in raw.get("Positive Examples", [])
             ),
             categories=tuple(raw.get("Categories", [])),
-            instances=tuple(Instance(**i) if isinstance(i, dict) else i for i in instances),
+            instances=tuple(Instance(**i) for i in instances),
         )
-    except (KeyError, TypeError, IndexError, ValidationError) as e:
-        detail = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+    except (KeyError, TypeError, IndexError, AttributeError, ValidationError) as e:
+        if isinstance(e, KeyError):
+            detail = f"missing key {e}"
+        elif isinstance(e, ValidationError):
+            err = e.errors()[0]
+            detail = f"{'.'.join(map(str, err['loc'])) or 'instance'}: {err['msg']}"
+        else:
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SpecialistError(
             f"{path} is not a SuperNI task file: {detail}",
             "expected the upstream format with 'Definition', 'Positive Examples' and 'Instances'",
@@ -146,7 +156,8 @@ def task_categories(task_dir: Path) -> dict[str, tuple[str, ...]]:
         stat = path.stat()
         key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         if key not in cache:
-            cache[key] = list(_read_json(path).get("Categories", []))
+            raw = _read_json(path)
+            cache[key] = list(raw.get("Categories", [])) if isinstance(raw, dict) else []
             dirty = True
         result[name] = tuple(cache[key])
     if dirty:

@@ -17,6 +17,9 @@ from tqdm.auto import tqdm
 from specialist.config import OptimSettings
 from training.batching import IGNORE_INDEX, EncodedExample, collate, length_grouped_batches
 
+# Architectures whose causal-LM forward is exactly `lm_head(decoder(x))`: for these the response-only head
+# below is the same loss. Others (logit scaling or soft-capping in the forward) take the full forward.
+PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo", "olmo2", "smollm3", "starcoder2"}
 COMPLETE = "COMPLETE"  # written last into a checkpoint dir; only marked checkpoints are resumed
 KEEP_CHECKPOINTS = 2
 
@@ -35,17 +38,19 @@ class LoopState:
 class Plan:
     total_steps: int
     batches_per_epoch: int
+    grad_accum: int = 1
 
     @property
     def epochs(self) -> float:
-        return 0.0 if not self.batches_per_epoch else self.total_steps / self.batches_per_epoch
+        """Passes over the data: each optimizer step consumes `grad_accum` micro-batches."""
+        return 0.0 if not self.batches_per_epoch else self.total_steps * self.grad_accum / self.batches_per_epoch
 
 
 def plan_steps(num_examples: int, opt: OptimSettings, epochs: float | None) -> Plan:
     batches = math.ceil(num_examples / opt.batch_size)
     if opt.max_steps is not None:
-        return Plan(opt.max_steps, batches)
-    return Plan(max(1, math.ceil(epochs * batches / opt.grad_accum)), batches)
+        return Plan(opt.max_steps, batches, opt.grad_accum)
+    return Plan(max(1, math.ceil(epochs * batches / opt.grad_accum)), batches, opt.grad_accum)
 
 
 def token_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -59,7 +64,7 @@ def token_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = getattr(base, base.base_model_prefix, None)
     head = base.get_output_embeddings()
-    if decoder is None or head is None or getattr(base.config, "final_logit_softcapping", None):
+    if decoder is None or head is None or base.config.model_type not in PLAIN_HEAD_MODELS:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         return F.cross_entropy(logits[mask].float(), labels[mask], reduction="sum"), int(mask.sum())
     hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state

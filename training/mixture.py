@@ -16,7 +16,7 @@ from specialist.config import MixtureConfig
 from specialist.errors import SpecialistError
 from specialist.generalist import filter_records, load_generalist
 from specialist.prompt_format import TaskPrompt, render_response
-from specialist.superni import load_task, select_tasks, split_instances
+from specialist.superni import HELD_OUT_INSTANCES, load_task, select_tasks, split_instances
 
 GENERALIST = "generalist"
 
@@ -52,15 +52,16 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
     for name in task_names:
         task = load_task(cfg.task_data, name)
         _, trainable = split_instances(task)
+        trainable = tuple(i for i in trainable if i.has_output)  # nothing to learn from an empty answer
         wanted = len(trainable) if cfg.instances_per_task == "all" else cfg.instances_per_task
         if wanted > len(trainable):
             raise SpecialistError(
-                f"task {name} has {len(trainable)} trainable instances (after the {len(task.instances) - len(trainable)} "
-                f"held out for evaluation), but {wanted} were requested",
+                f"task {name} has {len(trainable)} trainable instances (after the first {HELD_OUT_INSTANCES} held out "
+                f"for evaluation), but {wanted} were requested",
                 f"use --instances-per-task {len(trainable)} or fewer, or 'all'",
             )
         if wanted == 0:
-            raise SpecialistError(f"task {name} has no instances left for training after the held-out set", "pick another task")
+            raise SpecialistError(f"task {name} has no instances with answers left after the held-out set", "pick another task")
         prompt = task.prompt(cfg.num_examples)
         prompts[name] = prompt
         chosen = rng.sample(trainable, wanted)

@@ -25,6 +25,7 @@ from specialist.adapters import (
     BaseModelInfo,
     TrainingRecord,
     lora_only_problems,
+    read_manifest,
     write_manifest,
 )
 from specialist.base_models import load_model, load_tokenizer, pick_device, resolve_base_model
@@ -116,6 +117,7 @@ def train_specialist(cfg: TrainConfig) -> TrainOutcome:
         ),
         loss_curve=[round(x, 6) for x in state.losses],
         package_versions=_package_versions(),
+        run_fingerprint=cfg.fingerprint(),
     )
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -126,6 +128,18 @@ def train_specialist(cfg: TrainConfig) -> TrainOutcome:
         write_manifest(tmp, manifest)
     shutil.rmtree(work, ignore_errors=True)
     return TrainOutcome(adapter_dir=out, manifest=manifest)
+
+
+def train_or_reuse(cfg: TrainConfig) -> Path:
+    """Train `cfg.out` unless it already holds an adapter made with the same options (recipes that train many
+    adapters rerun cheaply); an interrupted one is resumed."""
+    out = Path(cfg.out)
+    if (out / MANIFEST_NAME).is_file():
+        if read_manifest(out).run_fingerprint != cfg.fingerprint():
+            raise SpecialistError(f"{out} holds an adapter trained with other options", "use another --out or delete it")
+        print(f"reusing {out}", flush=True)
+        return out
+    return train_specialist(cfg.model_copy(update={"resume": True})).adapter_dir
 
 
 def _check_out(out: Path, work: Path, cfg: TrainConfig) -> None:

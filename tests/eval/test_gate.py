@@ -80,3 +80,12 @@ def test_corrupt_candidate_fails_every_check_it_cannot_run(tiny_adapters, task_d
     decision = read_decision(candidate)
     failed = {c.name for c in decision.failures()}
     assert failed == {"valid LoRA-only PEFT adapter", "beats base model"}
+
+
+def test_user_errors_during_gating_exit_2(tiny_adapters, task_dir, tmp_path, capsys):
+    policy = tmp_path / "p.yaml"
+    policy.write_text("eval_instances: 4\nretention: {data: missing.jsonl}\n")
+    assert _gate(tiny_adapters["alpha"], task_dir, policy) == 2
+    assert "missing.jsonl" in capsys.readouterr().err  # resolved next to the policy file
+    policy.write_text("eval_instances: 4\n")
+    assert _gate(tiny_adapters["alpha"], task_dir, policy, "--champion", str(tmp_path / "nope")) == 2

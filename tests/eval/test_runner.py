@@ -101,3 +101,23 @@ def test_eval_bad_input_is_one_line(task_dir, tmp_path, capsys, extra, message):
     assert main(["eval", "--task-data", str(task_dir), "--out", str(tmp_path / "o"), "--base", *extra]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_primary_metric_does_not_depend_on_the_instance_limit(tmp_path):
+    from tests.conftest import write_task
+
+    # First 10 held-out answers are labels, the rest free text: the metric must come from all 100.
+    rows = [{"id": str(i), "input": "q", "output": ["yes" if i < 10 else f"a long free text answer {i}"]} for i in range(120)]
+    write_task(tmp_path / "task8_mixed.json", "Answer.", rows, [], "Misc.")
+    assert superni_benchmark(tmp_path, "task8_mixed").metric == "rougeL"
+    assert superni_benchmark(tmp_path, "task8_mixed", limit=10).metric == "rougeL"
+
+
+def test_eval_rejects_bad_counts_at_the_command_line(task_dir, tmp_path, capsys):
+    from cli.main import main
+
+    for flag, value in (("--eval-instances", "-1"), ("--eval-instances", "101"), ("--batch-size", "0")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", "--task-data", str(task_dir), "--task", TOY_TASK, "--base", "--out", str(tmp_path), flag, value])
+        assert exit_info.value.code == 2
+        assert "out of range" in capsys.readouterr().err

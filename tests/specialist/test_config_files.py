@@ -16,7 +16,12 @@ def test_there_are_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_opens_with_its_command_and_validates(path):
     first = path.read_text().splitlines()[0]
-    assert first.startswith("# specialist ") and f"--config configs/{path.name}" in first
+    assert first.startswith("# specialist ") and f"configs/{path.name}" in first
     if first.startswith("# specialist train"):
         cfg = validate_config(TrainConfig, {"out": "runs/x", **load_yaml_config(path)})  # --out is given on the command line
         assert cfg.task or cfg.category or cfg.task_list
+    elif first.startswith("# specialist gate"):
+        from eval.gate import load_policy
+
+        policy = load_policy(path)
+        assert policy.retention is None or policy.retention.data.is_file()

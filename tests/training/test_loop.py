@@ -65,3 +65,9 @@ def test_training_changes_lora_weights_only(tiny, tmp_path):
             assert torch.equal(p, base_before[n]), n
     lora_b = [n for n in lora_before if "lora_B" in n]  # B starts at zero, so any update shows
     assert all(not torch.equal(dict(model.named_parameters())[n], lora_before[n]) for n in lora_b)
+
+
+def test_plan_counts_epochs_with_gradient_accumulation():
+    opt = OptimSettings(batch_size=8, grad_accum=4)
+    plan = plan_steps(64, opt, epochs=2)  # 8 micro-batches per epoch, 4 per step
+    assert plan.total_steps == 4 and plan.epochs == 2.0

@@ -51,3 +51,28 @@ def test_too_many_instances_names_task_and_available_count(task_dir, generalist_
 def test_both_generalist_amounts_is_an_error(task_dir, generalist_file):
     with pytest.raises(ValueError, match="not both"):
         _cfg(task_dir, generalist_file, generalist_ratio=1.0, generalist_count=3)
+
+
+def test_instances_without_answers_are_not_trained_on_but_stay_held_out(tmp_path, generalist_file):
+    from eval.benchmarks import superni_benchmark
+    from tests.conftest import write_task
+
+    rows = [{"id": f"x{i}", "input": f"in {i}", "output": [] if i % 10 == 0 else [f"out {i}"]} for i in range(120)]
+    write_task(tmp_path / "task7_gaps.json", "Copy.", rows, [], "Misc.")
+    mix = build_mixture(MixtureConfig(task_data=tmp_path, task=["task7_gaps"], generalist_data=str(generalist_file), instances_per_task="all"))
+    assert mix.record.per_task["task7_gaps"] == 18  # 20 trainable, 2 without answers
+    bench = superni_benchmark(tmp_path, "task7_gaps")
+    assert len(bench.instances) == 100 and bench.instances[0].references == [""]
+
+
+def test_train_or_reuse_refuses_an_adapter_made_with_other_options(train_args, tmp_path):
+    from cli.main import build_parser
+    from cli.options import model_from_args
+    from specialist.config import TrainConfig
+    from training.recipe import train_or_reuse
+
+    cfg = model_from_args(TrainConfig, build_parser().parse_args(train_args))
+    assert train_or_reuse(cfg) == cfg.out
+    assert train_or_reuse(cfg) == cfg.out  # same options: reused, not retrained
+    with pytest.raises(SpecialistError, match="trained with other options"):
+        train_or_reuse(cfg.model_copy(update={"seed": 99}))
