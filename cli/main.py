@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gate_parser(sub)
     _add_factory_parsers(sub)
 
+    _add_registry_parser(sub)
+
     models = sub.add_parser("models", help="prepare and list base models")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     prepare = models_sub.add_parser("prepare", help="convert the packaged SmolLM2-135M-Instruct GGUF into an HF directory (once)")
@@ -157,6 +159,85 @@ def _add_factory_parsers(sub) -> None:
     )
     add_model_flags(exp, ExperimentConfig, required=("out",), exclude=("generalist_ratio", "generalist_count", "seed", "resume"))
     exp.set_defaults(handler=_experiment)
+
+
+def _add_registry_parser(sub) -> None:
+    reg = sub.add_parser(
+        "registry",
+        help="promoted adapters per task: add, list, promote, rollback, remove",
+        description="The registry under $SPECIALIST_HOME/registry holds versioned adapters per task, the routing table "
+        "(task -> champion version) and the promotion history. Only adapters with a passing gate decision can be routed.",
+    )
+    reg_sub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    add = reg_sub.add_parser("add", help="register an adapter as the task's next version and route to it")
+    add.add_argument("adapter", type=Path, help="adapter directory (with manifest.json and gate_decision.json)")
+    add.add_argument("--task", required=True, help="name to serve it under (letters, digits, '.', '_', '-')")
+    add.add_argument("--skip-gate", action="store_true", help="operators only: register without a passing gate decision (recorded)")
+    add.add_argument("--no-promote", dest="promote", action="store_false", help="register without routing to it")
+    add.set_defaults(handler=_registry_add)
+    lst = reg_sub.add_parser("list", help="tasks, versions, champions and the promotion history")
+    lst.add_argument("--history", action="store_true", help="also print the promotion history")
+    lst.set_defaults(handler=_registry_list)
+    promote = reg_sub.add_parser("promote", help="route a task to one of its versions")
+    promote.add_argument("task")
+    promote.add_argument("version", type=_count(1))
+    promote.set_defaults(handler=_registry_promote)
+    rollback = reg_sub.add_parser("rollback", help="route a task back to its previous champion")
+    rollback.add_argument("task")
+    rollback.set_defaults(handler=_registry_rollback)
+    remove = reg_sub.add_parser("remove", help="stop routing a task (its versions stay on disk)")
+    remove.add_argument("task")
+    remove.set_defaults(handler=_registry_remove)
+
+
+def _registry_add(args: argparse.Namespace) -> int:
+    from specialist.adapters import Registry
+
+    v = Registry().add(args.adapter, args.task, skip_gate=args.skip_gate, promote=args.promote)
+    print(f"{v.task} v{v.version}: {v.path}{' (skip-gate)' if v.skip_gate else ''}{'' if args.promote else ' (not routed)'}")
+    return 0
+
+
+def _registry_list(args: argparse.Namespace) -> int:
+    from specialist.adapters import Registry
+
+    registry = Registry()
+    routes = registry.routes()
+    versions = registry.versions()
+    if not versions:
+        print(f"the registry at {registry.root} is empty (add one with `specialist registry add DIR --task NAME`)")
+    for v in versions:
+        champion = "*" if routes.get(v.task) and routes[v.task].version == v.version else " "
+        gate = "skip-gate" if v.skip_gate else ("gate passed" if v.gate_passed else "gate failed")
+        print(f"{champion} {v.task}\tv{v.version}\t{gate}\t{v.base_model}\t{v.created_at}\t{v.path}")
+    if args.history:
+        for h in registry.history():
+            print(f"{h['at']}  {h['task']}  {h['action']}  v{h['from_version']} -> v{h['to_version']}  by {h['actor']}: {h['reason']}")
+    return 0
+
+
+def _registry_promote(args: argparse.Namespace) -> int:
+    from specialist.adapters import Registry
+
+    v = Registry().promote(args.task, args.version)
+    print(f"{v.task} -> v{v.version}")
+    return 0
+
+
+def _registry_rollback(args: argparse.Namespace) -> int:
+    from specialist.adapters import Registry
+
+    v = Registry().rollback(args.task)
+    print(f"{v.task} -> v{v.version} (rolled back)")
+    return 0
+
+
+def _registry_remove(args: argparse.Namespace) -> int:
+    from specialist.adapters import Registry
+
+    Registry().remove(args.task)
+    print(f"{args.task}: no longer routed")
+    return 0
 
 
 def _adapter_dirs(specs: list[str]) -> dict[str, Path]:
