@@ -96,3 +96,8 @@ def fit_prompt(prompt: TaskPrompt, input: str, count_tokens: Callable[[str], int
         if count_tokens(text) <= budget:
             return text
     return None
+
+
+def is_rendered(text: str) -> bool:
+    """Whether `text` is already a full prompt in this format (e.g. forwarded by a router), not a task input."""
+    return text.startswith("Definition: ") and text.rstrip().endswith("Output:")

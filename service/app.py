@@ -1,0 +1,358 @@
+"""The HTTP surface: native, OpenAI- and TGI-compatible endpoints plus admin, over one router and backend.
+
+A FastAPI app, mounted into the BentoML service (service/bento.py), which adds /livez, /readyz and /metrics.
+Bad input is always a 4xx with a one-line message: 400 malformed, 401/403 admin auth, 404 unknown task,
+413 too large, 422 out-of-range values. 5xx means a bug or a failed engine.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from specialist.adapters import Registry
+from specialist.base_models import resolve_base_model
+from specialist.errors import SpecialistError
+from specialist.prompt_format import fit_prompt, is_rendered
+
+from service.backends import Backend, GenParams, LocalBackend, TGIBackend
+from service.config import (
+    ChatRequest,
+    CompletionRequest,
+    Parameters,
+    PredictRequest,
+    PromoteRequest,
+    ServeConfig,
+    TaskRequest,
+    TGIRequest,
+    admin_token,
+)
+from service.engine import Generation, Sampling
+from service.metrics import Metrics
+from service.router import Router, ServedTask, UnknownTask
+
+log = logging.getLogger("specialist.service")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error"):
+        self.status, self.message, self.kind = status, message, kind
+        super().__init__(message)
+
+
+class ServiceState:
+    """Everything a worker holds: config, registry, router, backend; plus the poller that hot-swaps routes."""
+
+    def __init__(self, config: ServeConfig, home: Path | None = None, backend: Backend | None = None):
+        self.config = config
+        self.registry = Registry(home)
+        self.base = resolve_base_model(config.base_model)
+        if backend is None:
+            if config.backend == "local":
+                backend = LocalBackend(self.base, config.device, config.max_batch_size, config.max_wait_ms, config.max_resident_adapters)
+            else:
+                backend = TGIBackend(config.tgi_urls, self.base)
+        self.backend = backend
+        self.metrics = Metrics()
+        if isinstance(backend, LocalBackend):
+            backend.engine.on_batch = lambda size, seconds: self.metrics.batch_size.observe(size)
+        self.router = Router(self.registry, backend.load, backend.unload)
+        self.router.sync()
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="route-poller", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.config.poll_seconds):
+            try:
+                self.router.sync()
+            except Exception:  # noqa: BLE001 - a failed poll is retried on the next tick
+                log.exception("route sync failed")
+
+    def ready(self) -> bool:
+        return self.router.ready()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.backend.close()
+
+    # -- the one path every endpoint takes -------------------------------------------------------------------
+
+    def resolve(self, task: str | None) -> ServedTask:
+        if not task:
+            raise ApiError(404, f"no task given; served tasks: {', '.join(sorted(self.router.routes)) or 'none'}", "not_found")
+        try:
+            return self.router.resolve(task)
+        except UnknownTask as e:
+            raise ApiError(404, str(e), "not_found") from None
+
+    def render(self, served: ServedTask, text: str, max_new_tokens: int) -> str:
+        """The adapter's own prompt around the task input (a router-forwarded full prompt passes through)."""
+        budget = self.config.max_input_tokens
+        prompt = text if is_rendered(text) else fit_prompt(served.prompt, text, self.backend.count_tokens, budget)
+        if prompt is None or self.backend.count_tokens(prompt) > budget:
+            raise ApiError(413, f"input too long: the prompt exceeds max_input_tokens={budget}; shorten the input")
+        return prompt
+
+    def params(self, max_new_tokens: int | None, temperature: float, top_p: float, stop, seed: int | None) -> GenParams:
+        cap = self.config.max_new_tokens_cap
+        n = max_new_tokens or self.config.default_max_new_tokens
+        if n > cap:
+            raise ApiError(422, f"max_new_tokens={n} exceeds the cap of {cap}; ask for {cap} or fewer")
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        return GenParams(n, Sampling(temperature, top_p, seed), stops)
+
+    async def run(self, served: ServedTask, prompt: str, params: GenParams, endpoint: str) -> Generation:
+        started = time.perf_counter()
+        try:
+            result = await self.backend.generate(served, prompt, params)
+        except SpecialistError as e:
+            raise ApiError(400, str(e)) from None
+        self.metrics.observe(served.task, endpoint, time.perf_counter() - started, result.completion_tokens)
+        return result
+
+
+def _check_admin(request: Request) -> None:
+    token = admin_token()
+    header = request.headers.get("authorization", "")
+    if not token:
+        raise ApiError(401, "admin API disabled: set SPECIALIST_ADMIN_TOKEN on the server", "authentication_error")
+    if not header.lower().startswith("bearer "):
+        raise ApiError(401, "missing bearer token: send Authorization: Bearer <SPECIALIST_ADMIN_TOKEN>", "authentication_error")
+    if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):  # constant time
+        raise ApiError(403, "wrong admin token", "permission_error")
+
+
+def _sse(payload: dict | str) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def create_app(state: ServiceState) -> FastAPI:
+    app = FastAPI(title="Specialist Factory", description="Task specialists (LoRA adapters) behind one API.", version="0.1.0")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > state.config.max_body_bytes):
+            return _error(413, f"request body larger than {state.config.max_body_bytes} bytes", "invalid_request_error")
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_, exc: ApiError):
+        state.metrics.errors.labels(str(exc.status)).inc()
+        return _error(exc.status, exc.message, exc.kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_, exc: RequestValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        status = 400 if err.get("type") == "json_invalid" else 422
+        state.metrics.errors.labels(str(status)).inc()
+        return _error(status, f"{where}: {err.get('msg')}" if status == 422 else f"malformed JSON: {err.get('msg')}", "invalid_request_error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail), "invalid_request_error")
+
+    # -- native --------------------------------------------------------------------------------------------
+
+    @app.post("/predict")
+    async def predict(body: PredictRequest):
+        served = state.resolve(body.task)
+        p: Parameters = body.parameters
+        params = state.params(p.max_new_tokens, p.temperature, p.top_p, p.stop, p.seed)
+        result = await state.run(served, state.render(served, body.input, params.max_new_tokens), params, "predict")
+        return {
+            "task": served.task,
+            "output": result.text.strip(),
+            "adapter_version": served.version,
+            "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+            "finish_reason": result.finish_reason,
+        }
+
+    @app.get("/tasks")
+    async def tasks():
+        return {
+            "base_model": state.base.id,
+            "tasks": [
+                {"task": s.task, "version": s.version, "base_model": s.base_model, "scores": s.scores}
+                for s in sorted(state.router.routes.values(), key=lambda s: s.task)
+            ],
+            "refused": state.router.errors,
+        }
+
+    # -- OpenAI-compatible ---------------------------------------------------------------------------------
+
+    @app.get("/v1/models")
+    async def models():
+        now = int(time.time())
+        return {"object": "list", "data": [{"id": t, "object": "model", "created": now, "owned_by": "specialist-factory"} for t in sorted(state.router.routes)]}
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest):
+        if isinstance(body.prompt, list):
+            if len(body.prompt) != 1:
+                raise ApiError(422, "prompt: send one prompt per request")
+            body.prompt = body.prompt[0]
+        served = state.resolve(body.model)
+        params = state.params(body.max_tokens, body.temperature, body.top_p, body.stop, body.seed)
+        prompt = state.render(served, body.prompt, params.max_new_tokens)
+        rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def chunk(text: str, finish: str | None) -> dict:
+            return {"id": rid, "object": "text_completion", "created": created, "model": served.task,
+                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
+
+        if body.stream:
+            return _stream(state, served, prompt, params, "completions", lambda piece: chunk(piece, None), lambda g: chunk("", g.finish_reason))
+        result = await state.run(served, prompt, params, "completions")
+        return chunk(result.text, result.finish_reason) | {"usage": _usage(result)}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest):
+        user = [m for m in body.messages if m.role == "user"]
+        if not user:
+            raise ApiError(422, "messages: include a user message (its content is the task input)")
+        content = user[-1].content
+        if isinstance(content, list):  # content parts: take the text ones
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+        served = state.resolve(body.model)
+        params = state.params(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p, body.stop, body.seed)
+        prompt = state.render(served, content or "", params.max_new_tokens)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def chunk(delta: dict, finish: str | None) -> dict:
+            return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": served.task,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
+
+        if body.stream:
+            first = [True]
+
+            def piece_chunk(piece: str) -> dict:
+                delta = {"role": "assistant", "content": piece} if first[0] else {"content": piece}
+                first[0] = False
+                return chunk(delta, None)
+
+            return _stream(state, served, prompt, params, "chat", piece_chunk, lambda g: chunk({}, g.finish_reason))
+        result = await state.run(served, prompt, params, "chat")
+        return {
+            "id": rid, "object": "chat.completion", "created": created, "model": served.task,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text.strip()}, "logprobs": None,
+                         "finish_reason": result.finish_reason}],
+            "usage": _usage(result),
+        }  # fmt: skip
+
+    # -- TGI-compatible ------------------------------------------------------------------------------------
+
+    def _tgi(body: TGIRequest) -> tuple[ServedTask, str, GenParams]:
+        p = body.parameters
+        served = state.resolve(p.adapter_id)  # TGI itself would silently use the base model: we never do
+        temperature = (p.temperature or 1.0) if (p.do_sample or p.temperature) else 0.0
+        params = state.params(p.max_new_tokens, temperature, p.top_p or 1.0, p.stop, p.seed)
+        return served, state.render(served, body.inputs, params.max_new_tokens), params
+
+    @app.post("/generate")
+    async def generate(body: TGIRequest):
+        served, prompt, params = _tgi(body)
+        result = await state.run(served, prompt, params, "generate")
+        response = {"generated_text": result.text}
+        if body.parameters.details:
+            response["details"] = _tgi_details(result)
+        return response
+
+    @app.post("/generate_stream")
+    async def generate_stream(body: TGIRequest):
+        served, prompt, params = _tgi(body)
+        counter = iter(range(1, 1_000_000))
+
+        def token(piece: str) -> dict:
+            return {"index": next(counter), "token": {"id": 0, "text": piece, "logprob": 0.0, "special": False},
+                    "generated_text": None, "details": None}  # fmt: skip
+
+        def final(g: Generation) -> dict:
+            return {"index": next(counter), "token": {"id": 0, "text": "", "logprob": 0.0, "special": True},
+                    "generated_text": g.text, "details": _tgi_details(g, stream=True)}  # fmt: skip
+
+        return _stream(state, served, prompt, params, "generate_stream", token, final, done_marker=False)
+
+    @app.get("/info")
+    async def info():
+        return {"model_id": state.base.id, "model_sha": state.base.content_sha256, "router": "specialist-factory",
+                "max_input_tokens": state.config.max_input_tokens, "max_total_tokens": state.config.max_input_tokens + state.config.max_new_tokens_cap}  # fmt: skip
+
+    # -- admin ---------------------------------------------------------------------------------------------
+
+    @app.post("/admin/promote")
+    async def promote(body: PromoteRequest, request: Request):
+        _check_admin(request)
+        try:
+            state.registry.promote(body.task, body.version, actor="api")
+        except SpecialistError as e:
+            raise ApiError(404 if "no version" in e.problem else 400, str(e)) from None
+        state.router.sync()
+        return _route_report(state, body.task)
+
+    @app.post("/admin/rollback")
+    async def rollback(body: TaskRequest, request: Request):
+        _check_admin(request)
+        try:
+            state.registry.rollback(body.task, actor="api")
+        except SpecialistError as e:
+            raise ApiError(400, str(e)) from None
+        state.router.sync()
+        return _route_report(state, body.task)
+
+    @app.post("/admin/reload")
+    async def reload(request: Request):
+        _check_admin(request)
+        changed = state.router.sync()
+        return {"changed": changed, "tasks": sorted(state.router.routes), "refused": state.router.errors}
+
+    return app
+
+
+def _route_report(state: ServiceState, task: str) -> dict:
+    served = state.router.routes.get(task)
+    return {"task": task, "serving_version": served.version if served else None, "refused": state.router.errors.get(task)}
+
+
+def _usage(g: Generation) -> dict:
+    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens, "total_tokens": g.prompt_tokens + g.completion_tokens}
+
+
+def _tgi_details(g: Generation, stream: bool = False) -> dict:
+    details = {"finish_reason": "length" if g.finish_reason == "length" else "eos_token", "generated_tokens": g.completion_tokens, "seed": None}
+    if not stream:
+        details |= {"prefill": [], "tokens": []}
+    return details
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    # OpenAI-style body (the openai client reads error.message); TGI clients read the status and text.
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
+def _stream(state: ServiceState, served: ServedTask, prompt: str, params: GenParams, endpoint: str, on_piece, on_end,
+            done_marker: bool = True) -> StreamingResponse:  # fmt: skip
+    async def events():
+        started = time.perf_counter()
+        async for item in state.backend.stream(served, prompt, params):
+            if isinstance(item, Generation):
+                state.metrics.observe(served.task, endpoint, time.perf_counter() - started, item.completion_tokens)
+                yield _sse(on_end(item))
+            else:
+                yield _sse(on_piece(item))
+        if done_marker:
+            yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream")

@@ -1,0 +1,144 @@
+"""Where generation happens: in process (`local`), or on remote TGI-compatible engines (`tgi`).
+
+Both take a rendered prompt and a served task and return a `Generation`, or stream text pieces. A backend is
+any object with this shape (a Protocol, not a class hierarchy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from specialist.adapters import lora_only_problems, read_manifest
+from specialist.base_models import BaseModelRef
+from specialist.errors import SpecialistError
+
+from service.engine import Engine, GenRequest, Generation, Sampling
+from service.router import ServedTask
+
+
+@dataclass(frozen=True)
+class GenParams:
+    max_new_tokens: int
+    sampling: Sampling = Sampling()
+    stop: tuple[str, ...] = ()
+
+
+class Backend(Protocol):
+    def count_tokens(self, text: str) -> int: ...
+    def load(self, name: str, path: Path) -> None: ...
+    def unload(self, name: str) -> None: ...
+    async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation: ...
+    def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]: ...
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """The in-process engine: one base model, all routed adapters resident, dynamic mixed-adapter batches."""
+
+    def __init__(self, base: BaseModelRef, device: str = "auto", max_batch_size: int = 16, max_wait_ms: float = 5.0,
+                 max_resident: int = 64):  # fmt: skip
+        from specialist.base_models import load_model, load_tokenizer, pick_device
+
+        torch_device, dtype = pick_device(device)
+        self.tokenizer = load_tokenizer(base, padding_side="left")
+        self.engine = Engine(load_model(base, torch_device, dtype), self.tokenizer, base.content_sha256, max_batch_size, max_wait_ms, max_resident)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text)["input_ids"])
+
+    def load(self, name: str, path: Path) -> None:
+        self.engine.load_adapter(name, path).result()
+
+    def unload(self, name: str) -> None:
+        self.engine.unload_adapter(name)
+
+    def _request(self, served: ServedTask, prompt: str, params: GenParams, on_text=None) -> GenRequest:
+        return GenRequest(
+            prompt_ids=self.tokenizer(prompt)["input_ids"],
+            adapter=served.engine_name,
+            max_new_tokens=params.max_new_tokens,
+            sampling=params.sampling,
+            stop=params.stop,
+            on_text=on_text,
+        )
+
+    async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation:
+        return await asyncio.wrap_future(self.engine.submit(self._request(served, prompt, params)))
+
+    async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
+        """Text pieces as the engine produces them, then the final Generation."""
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue = asyncio.Queue()
+        request = self._request(served, prompt, params, on_text=lambda piece, _: loop.call_soon_threadsafe(pieces.put_nowait, piece))
+        future = asyncio.wrap_future(self.engine.submit(request))
+        future.add_done_callback(lambda _: pieces.put_nowait(None))
+        while (piece := await pieces.get()) is not None:
+            yield piece
+        yield await future
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class TGIBackend:
+    """Forward to TGI-compatible engines (TGI, LoRAX, or another Specialist Factory) with the task's adapter id.
+
+    The router validates the task against its own routes first: TGI silently answers from the base model for
+    an unknown adapter id (TGI#2505). Engines are used round robin.
+    """
+
+    def __init__(self, urls: list[str], base: BaseModelRef | None = None):
+        from huggingface_hub import AsyncInferenceClient
+
+        if not urls:
+            raise SpecialistError("backend tgi needs at least one engine URL", "set tgi_urls in the serve config or --tgi-url")
+        self.clients = [AsyncInferenceClient(base_url=url.rstrip("/")) for url in urls]
+        self._next = itertools.cycle(range(len(self.clients)))
+        self.base_sha256 = base.content_sha256 if base else None
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())  # the engines enforce their own token limits; this bounds only abuse
+
+    def load(self, name: str, path: Path) -> None:
+        """Nothing to load here, but refuse what an engine would refuse, before routing to it."""
+        problems = lora_only_problems(path)
+        if problems:
+            raise SpecialistError(f"adapter {path} is refused: {'; '.join(problems)}", "the previous route keeps serving")
+        if self.base_sha256 and read_manifest(path).base_model.content_sha256 != self.base_sha256:
+            raise SpecialistError(f"adapter {path} was trained for another base model", "serve it with that base model")
+
+    def unload(self, name: str) -> None:
+        pass
+
+    def _kwargs(self, served: ServedTask, params: GenParams) -> dict:
+        kwargs = {"adapter_id": served.task, "max_new_tokens": params.max_new_tokens, "stop": list(params.stop) or None}
+        if params.sampling.temperature > 0:
+            kwargs |= {"do_sample": True, "temperature": params.sampling.temperature, "top_p": params.sampling.top_p, "seed": params.sampling.seed}
+        return kwargs
+
+    async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation:
+        client = self.clients[next(self._next)]
+        out = await client.text_generation(prompt, details=True, **self._kwargs(served, params))
+        reason = "length" if str(out.details.finish_reason).endswith("length") else "stop"
+        return Generation(out.generated_text, out.details.prefill and len(out.details.prefill) or 0, out.details.generated_tokens, reason)
+
+    async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
+        client = self.clients[next(self._next)]
+        text, tokens, reason = "", 0, "stop"
+        async for chunk in await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params)):
+            if chunk.token.special:
+                continue
+            tokens += 1
+            text += chunk.token.text
+            yield chunk.token.text
+            if chunk.details is not None:
+                reason = "length" if str(chunk.details.finish_reason).endswith("length") else "stop"
+        yield Generation(text, 0, tokens, reason)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,131 @@
+"""Service configuration (YAML via `specialist serve --config`, or environment) and request schemas."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from specialist.base_models import DEFAULT_BASE_MODEL
+from specialist.config import StrictModel
+
+ADMIN_TOKEN_ENV = "SPECIALIST_ADMIN_TOKEN"
+CONFIG_ENV = "SPECIALIST_SERVE_CONFIG"  # how `specialist serve` hands its config to the bentoml worker
+
+
+class ServeConfig(StrictModel):
+    """`specialist serve`: everything the service reads at start."""
+
+    backend: Literal["local", "tgi"] = Field("local", description="generate in process, or forward to TGI-compatible engines")
+    base_model: str = Field(DEFAULT_BASE_MODEL, description="base model every routed adapter must have been trained on")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N]")
+    num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch")
+    tgi_urls: list[str] = Field(default_factory=list, description="engines for backend tgi (round robin)")
+    max_batch_size: int = Field(16, ge=1, le=256, description="requests per generation batch")
+    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="longest wait for a batch to fill")
+    max_resident_adapters: int = Field(64, ge=1, le=4096, description="adapters kept loaded (LRU beyond)")
+    max_input_tokens: int = Field(1024, ge=16, description="prompt length limit after rendering")
+    max_new_tokens_cap: int = Field(512, ge=1, description="largest max_new_tokens a request may ask for")
+    default_max_new_tokens: int = Field(64, ge=1, description="when a request does not say")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body")
+    poll_seconds: float = Field(0.5, gt=0, le=60, description="how often routes are re-read from the registry")
+
+    @field_validator("tgi_urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+
+def admin_token() -> str | None:
+    return os.environ.get(ADMIN_TOKEN_ENV) or None
+
+
+def home_dir() -> Path:
+    from specialist.paths import specialist_home
+
+    return specialist_home()
+
+
+# -- request bodies ----------------------------------------------------------------------------------------
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Parameters(_Request):
+    max_new_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list, max_length=8)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+class PredictRequest(_Request):
+    task: str = Field(min_length=1, max_length=128)
+    input: str
+    parameters: Parameters = Field(default_factory=Parameters)
+
+
+class CompletionRequest(BaseModel):
+    """OpenAI /v1/completions (unknown OpenAI fields are accepted and ignored, as clients send many)."""
+
+    model: str
+    prompt: str | list[str]
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    n: int = Field(1, ge=1, le=1)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict] | None = None
+
+
+class ChatRequest(BaseModel):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    n: int = Field(1, ge=1, le=1)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+class TGIParameters(BaseModel):
+    adapter_id: str | None = None
+    max_new_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, gt=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    do_sample: bool = False
+    stop: list[str] = Field(default_factory=list, max_length=8)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    details: bool = False
+    decoder_input_details: bool = False
+    return_full_text: bool | None = False
+
+
+class TGIRequest(BaseModel):
+    inputs: str
+    parameters: TGIParameters = Field(default_factory=TGIParameters)
+    stream: bool = False
+
+
+class PromoteRequest(_Request):
+    task: str
+    version: int = Field(ge=1)
+
+
+class TaskRequest(_Request):
+    task: str

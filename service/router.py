@@ -1,0 +1,104 @@
+"""Routes: which adapter version serves each task, kept in step with the registry (the source of truth).
+
+`sync()` reads the registry's routing table; for every task whose champion changed it loads the new version
+first and only then switches the route, so requests never see a half-loaded adapter. A version that fails to
+load (corrupt, non-LoRA, other base model) is refused with its reason and the previous champion keeps serving.
+The old version is unloaded once its in-flight requests have finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from specialist.adapters import Registry, read_manifest
+from specialist.errors import SpecialistError
+from specialist.prompt_format import TaskPrompt
+
+log = logging.getLogger("specialist.service")
+
+
+@dataclass(frozen=True)
+class ServedTask:
+    task: str
+    version: int
+    engine_name: str  # the adapter's name inside the engine (peft needs identifier-like names)
+    path: Path
+    prompt: TaskPrompt
+    base_model: str
+    scores: dict
+
+
+class UnknownTask(SpecialistError):
+    def __init__(self, task: str, served: list[str]):
+        self.task, self.served = task, served
+        super().__init__(f"unknown task {task!r}", f"served tasks: {', '.join(served) or 'none'}")
+
+
+def task_prompt(path: Path, task: str) -> TaskPrompt:
+    """The prompt an adapter was trained with for `task` (its only task when it was trained on one)."""
+    manifest = read_manifest(path)
+    if task in manifest.tasks:
+        return manifest.tasks[task]
+    return next(iter(manifest.tasks.values()))
+
+
+class Router:
+    def __init__(self, registry: Registry, load, unload):
+        """`load(name, path)` must block until the adapter is usable (or raise); `unload(name)` may defer."""
+        self.registry = registry
+        self._load, self._unload = load, unload
+        self.routes: dict[str, ServedTask] = {}
+        self.errors: dict[str, str] = {}  # task -> why its newest champion is not served
+        self._lock = threading.Lock()
+        self._names = 0
+
+    def resolve(self, task: str) -> ServedTask:
+        served = self.routes.get(task)  # one dict read: a concurrent swap replaces the dict, never mutates it
+        if served is None:
+            raise UnknownTask(task, sorted(self.routes))
+        return served
+
+    def sync(self) -> list[str]:
+        """Bring the served routes in line with the registry; returns the tasks whose route changed."""
+        with self._lock:  # one sync at a time (poller thread and admin endpoint)
+            wanted = self.registry.routes()
+            routes = dict(self.routes)
+            changed = []
+            for task, version in wanted.items():
+                current = routes.get(task)
+                if current is not None and current.version == version.version and current.path == version.path:
+                    continue
+                if self.errors.get(task, "").startswith(f"v{version.version}:"):
+                    continue  # already refused this version; keep serving the previous one
+                self._names += 1
+                name = f"adapter{self._names}_v{version.version}"
+                try:
+                    prompt = task_prompt(version.path, task)
+                    self._load(name, version.path)
+                except Exception as e:  # noqa: BLE001 - a bad adapter must not take the service down
+                    reason = e.problem if isinstance(e, SpecialistError) else str(e).splitlines()[0]
+                    self.errors[task] = f"v{version.version}: {reason}"
+                    log.error("not serving %s v%s: %s", task, version.version, reason)
+                    continue
+                routes[task] = ServedTask(task, version.version, name, version.path, prompt, version.base_model, version.scores)
+                self.errors.pop(task, None)
+                changed.append(task)
+                if current is not None:
+                    self._unload(current.engine_name)
+            for task in [t for t in routes if t not in wanted]:
+                self._unload(routes.pop(task).engine_name)
+                changed.append(task)
+            self.routes = routes  # the atomic switch
+            return changed
+
+    def ready(self) -> bool:
+        """Every routed task has been dealt with: loaded, or refused with a reason (then its previous champion,
+        if any, keeps serving). A bad adapter must not make the whole service unready."""
+        wanted = self.registry.routes()
+        return all(
+            (t in self.routes and self.routes[t].version == v.version) or self.errors.get(t, "").startswith(f"v{v.version}:")
+            for t, v in wanted.items()
+        )

@@ -1,0 +1,145 @@
+import threading
+
+import pytest
+
+from tests.conftest import TOY_TASK
+
+ADMIN = {"Authorization": "Bearer s3cret"}
+
+
+def _alone(client, task, text, max_new_tokens=6):
+    """What the task's adapter alone produces (a fresh eval-stage generate, one row, no batching)."""
+    import torch
+
+    from eval.generate import GenerationRequest, generate, load_adapters
+    from specialist.base_models import load_model, load_tokenizer
+
+    state = client.state
+    served = state.router.resolve(task)
+    tok = load_tokenizer(state.base, padding_side="left")
+    model = load_adapters(load_model(state.base, torch.device("cpu"), torch.float32), {"only": served.path})
+    return generate(model, tok, [GenerationRequest(served.prompt.render(text), "only")], max_new_tokens, progress=False)[0]
+
+
+def test_predict_routes_each_task_to_its_own_adapter(service):
+    text = "the film was really lovely"
+    for task in ("sentiment", "sentiment-mixed"):
+        r = service.post("/predict", json={"task": task, "input": text, "parameters": {"max_new_tokens": 6}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["task"] == task and body["adapter_version"] == 1 and body["usage"]["prompt_tokens"] > 0
+        assert body["output"] == _alone(service, task, text)
+
+
+def test_concurrent_requests_for_different_adapters_share_batches(service):
+    inputs = [f"the plot was {w}" for w in ("great", "dull", "superb", "awful", "fine", "bad")]
+    results = {}
+
+    def call(i, text):
+        task = "sentiment" if i % 2 == 0 else "sentiment-mixed"
+        results[i] = (task, service.post("/predict", json={"task": task, "input": text, "parameters": {"max_new_tokens": 5}}).json())
+
+    threads = [threading.Thread(target=call, args=(i, t)) for i, t in enumerate(inputs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(service.state.backend.engine.batch_sizes) > 1, "concurrent requests should have been batched"
+    for i, (task, body) in results.items():
+        assert body["output"] == _alone(service, task, inputs[i], 5)
+
+
+def test_unknown_task_is_404_listing_served_tasks(service):
+    r = service.post("/predict", json={"task": "nope", "input": "x"})
+    assert r.status_code == 404 and "sentiment, sentiment-mixed" in r.json()["error"]["message"]
+    r = service.post("/generate", json={"inputs": "x", "parameters": {"adapter_id": "nope"}})
+    assert r.status_code == 404
+    r = service.post("/generate", json={"inputs": "x"})  # no adapter: never a silent base-model answer
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ("{not json", 400),
+        ({"task": "sentiment"}, 422),
+        ({"task": "sentiment", "input": 5}, 422),
+        ({"task": "sentiment", "input": "x", "parameters": {"max_new_tokens": 0}}, 422),
+        ({"task": "sentiment", "input": "x", "parameters": {"max_new_tokens": 100000}}, 422),
+        ({"task": "sentiment", "input": "x", "parameters": {"temperature": -1}}, 422),
+        ({"task": "sentiment", "input": "x", "parameters": {"top_p": 0}}, 422),
+        ({"task": "sentiment", "input": "word " * 5000}, 413),
+        ({"task": "../etc", "input": "x"}, 404),
+    ],
+)
+def test_bad_requests_are_4xx_with_a_message(service, body, status):
+    json_header = {"content-type": "application/json"}
+    r = service.post("/predict", content=body, headers=json_header) if isinstance(body, str) else service.post("/predict", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["message"]
+
+
+def test_body_size_limit(service):
+    r = service.post("/predict", content=b"x" * 2_000_000, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_openai_client_works_unchanged(service):
+    from openai import OpenAI
+
+    client = OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=service)
+    assert {m.id for m in client.models.list()} == {"sentiment", "sentiment-mixed"}
+    text = "a dull story"
+    completion = client.completions.create(model="sentiment", prompt=text, max_tokens=6)
+    assert completion.choices[0].text.strip() == _alone(service, "sentiment", text)  # raw continuation, as OpenAI
+    chat = client.chat.completions.create(model="sentiment", messages=[{"role": "user", "content": text}], max_tokens=6)
+    assert chat.choices[0].message.content == _alone(service, "sentiment", text).strip()
+    pieces = [c.choices[0].text for c in client.completions.create(model="sentiment", prompt=text, max_tokens=6, stream=True)]
+    assert "".join(pieces) == completion.choices[0].text
+    chat_pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="sentiment", messages=[{"role": "user", "content": text}], max_tokens=6, stream=True)]  # fmt: skip
+    assert "".join(chat_pieces).strip() == chat.choices[0].message.content
+    from openai import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        client.completions.create(model="nope", prompt="x")
+
+
+def test_admin_needs_the_token(service):
+    assert service.post("/admin/reload").status_code == 401
+    assert service.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert service.post("/admin/reload", headers=ADMIN).status_code == 200
+
+
+def test_promote_and_rollback_hot_swap_without_restart(service, tiny_adapters, tmp_path):
+    from tests.specialist.test_registry import _gated
+
+    registry = service.state.registry
+    registry.add(_gated(tiny_adapters["beta"], tmp_path / "beta2"), "sentiment", promote=False)
+    text = "the acting was awful"
+    before = service.post("/predict", json={"task": "sentiment", "input": text}).json()
+    r = service.post("/admin/promote", json={"task": "sentiment", "version": 2}, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["serving_version"] == 2
+    after = service.post("/predict", json={"task": "sentiment", "input": text}).json()
+    assert (before["adapter_version"], after["adapter_version"]) == (1, 2)
+    assert after["output"] == service.post("/predict", json={"task": "sentiment-mixed", "input": text}).json()["output"]
+    r = service.post("/admin/rollback", json={"task": "sentiment"}, headers=ADMIN)
+    assert r.json()["serving_version"] == 1
+    assert service.post("/admin/promote", json={"task": "sentiment", "version": 9}, headers=ADMIN).status_code == 404
+
+
+def test_corrupt_champion_is_refused_and_the_previous_keeps_serving(service, tiny_adapters, tmp_path):
+    import shutil
+
+    from specialist.adapters import Registry
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_adapters["beta"], bad)
+    registry: Registry = service.state.registry
+    v = registry.add(bad, "sentiment", skip_gate=True)
+    weights = v.path / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])  # corrupted after registration
+    service.post("/admin/reload", headers=ADMIN)
+    body = service.post("/predict", json={"task": "sentiment", "input": "fine"}).json()
+    assert body["adapter_version"] == 1
+    assert "v2" in service.get("/tasks").json()["refused"]["sentiment"]
