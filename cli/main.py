@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_factory_parsers(sub)
 
     _add_registry_parser(sub)
+    _add_serve_parsers(sub)
 
     models = sub.add_parser("models", help="prepare and list base models")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -237,6 +238,72 @@ def _registry_remove(args: argparse.Namespace) -> int:
 
     Registry().remove(args.task)
     print(f"{args.task}: no longer routed")
+    return 0
+
+
+def _add_serve_parsers(sub) -> None:
+    from service.config import ServeConfig
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve every routed adapter behind one API (wraps `bentoml serve`)",
+        description="Start the BentoML service: native /predict and /tasks, OpenAI /v1/*, TGI /generate and "
+        "/generate_stream, admin /admin/* (bearer $SPECIALIST_ADMIN_TOKEN), /livez, /readyz, /metrics. Routes come "
+        "from the registry in $SPECIALIST_HOME and hot-swap on promotion. Stop it with Ctrl-C or SIGTERM.",
+        epilog="example: SPECIALIST_ADMIN_TOKEN=change-me specialist serve --port 3000",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=_count(1, 65535), default=3000, help="port (default: 3000)")
+    add_model_flags(serve, ServeConfig)
+    serve.set_defaults(handler=_serve)
+
+    tgi = sub.add_parser(
+        "tgi-config",
+        help="print the LORA_ADAPTERS setting (and a docker run line) for a TGI engine serving the routed adapters",
+    )
+    tgi.add_argument("--model-id", default="HuggingFaceTB/SmolLM2-135M-Instruct", help="base model id the engine loads")
+    tgi.add_argument("--port", type=_count(1, 65535), default=8080)
+    tgi.set_defaults(handler=_tgi_config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import service
+    from service.config import CONFIG_ENV, ServeConfig
+
+    config = model_from_args(ServeConfig, args, "serve options")
+    env = dict(os.environ, **{CONFIG_ENV: config.model_dump_json()})
+    if config.backend == "tgi":
+        # huggingface_hub's InferenceClient refuses every URL, even localhost, in offline mode.
+        env.pop("HF_HUB_OFFLINE", None)
+    else:
+        env["HF_HUB_OFFLINE"] = "1"
+    project = Path(service.__file__).resolve().parent.parent
+    cmd = ["bentoml", "serve", "service.bento:SpecialistService", "--host", args.host, "--port", str(args.port), "--working-dir", str(project)]
+    bentoml = Path(sys.executable).parent / "bentoml"
+    cmd[0] = str(bentoml) if bentoml.exists() else "bentoml"
+    print(f"serving on http://{args.host}:{args.port} ({config.backend} backend, registry in {_home()})", flush=True)
+    os.execvpe(cmd[0], cmd, env)  # replace this process: SIGTERM reaches bentoml directly
+
+
+def _home() -> Path:
+    from specialist.paths import specialist_home
+
+    return specialist_home()
+
+
+def _tgi_config(args: argparse.Namespace) -> int:
+    from specialist.adapters import Registry
+
+    routes = Registry().routes()
+    if not routes:
+        raise SpecialistError("no routed adapters", "register and promote adapters first (`specialist registry add`)")
+    # Inside the container the registry is mounted at /adapters.
+    setting = ",".join(f"{task}=/adapters/{v.path.relative_to(_home() / 'registry' / 'adapters')}" for task, v in routes.items())
+    print(f"LORA_ADAPTERS={setting}")
+    print(
+        f"docker run --gpus all -p {args.port}:80 -v {_home() / 'registry' / 'adapters'}:/adapters:ro "
+        f"-e LORA_ADAPTERS={setting} ghcr.io/huggingface/text-generation-inference:latest --model-id {args.model_id}"
+    )
     return 0
 
 

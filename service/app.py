@@ -270,6 +270,13 @@ def create_app(state: ServiceState) -> FastAPI:
             response["details"] = _tgi_details(result)
         return response
 
+    @app.post("/")
+    async def tgi_compat(body: TGIRequest):
+        """TGI's compat route, which huggingface_hub's InferenceClient(base_url=...) posts to."""
+        if body.stream:
+            return await generate_stream(body)
+        return [await generate(body)]
+
     @app.post("/generate_stream")
     async def generate_stream(body: TGIRequest):
         served, prompt, params = _tgi(body)

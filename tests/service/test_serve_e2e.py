@@ -1,0 +1,118 @@
+"""Over a real `bentoml serve` on 127.0.0.1 (started by `specialist serve`), with the tiny model and adapters."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+import requests
+
+ADMIN = {"Authorization": "Bearer s3cret"}
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(home, *args, timeout=180):
+    port = _free_port()
+    env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN="s3cret")
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stdout.read()[-3000:]}")
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("server did not become ready")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)  # stop bentoml serve through its main PID
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _predict(url, task, text, **params):
+    return requests.post(f"{url}/predict", json={"task": task, "input": text, "parameters": params}, timeout=60)
+
+
+def test_bentoml_serve_end_to_end(served_home, tiny_model_dir, tiny_adapters, tmp_path):
+    from specialist.adapters import Registry
+    from tests.specialist.test_registry import _gated
+
+    base = ["--base-model", str(tiny_model_dir), "--num-threads", "1", "--poll-seconds", "0.2"]
+    with serving(served_home, *base) as url:
+        assert requests.get(f"{url}/livez").status_code == 200
+        tasks = requests.get(f"{url}/tasks").json()["tasks"]
+        assert [t["task"] for t in tasks] == ["sentiment", "sentiment-mixed"]
+        expected = _predict(url, "sentiment", "a lovely film", max_new_tokens=6).json()["output"]
+        assert _predict(url, "nope", "x").status_code == 404
+        assert requests.post(f"{url}/admin/reload").status_code == 401
+
+        # The official TGI client, unchanged, in a process without HF_HUB_OFFLINE (it refuses localhost then).
+        script = (
+            "import json, sys\nfrom huggingface_hub import InferenceClient\n"
+            f"c = InferenceClient(base_url={url!r})\n"
+            "a = c.text_generation('a lovely film', adapter_id='sentiment', max_new_tokens=6)\n"
+            "b = ''.join(c.text_generation('a lovely film', adapter_id='sentiment', max_new_tokens=6, stream=True))\n"
+            "print(json.dumps([a, b]))\n"
+        )
+        env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        plain, streamed = json.loads(out.stdout)
+        assert plain.strip() == expected and streamed == plain
+
+        # Remote backend: a second service forwards to this one through the TGI protocol.
+        with serving(served_home, "--backend", "tgi", "--tgi-urls", url, "--base-model", str(tiny_model_dir)) as router:
+            via_router = _predict(router, "sentiment", "a lovely film", max_new_tokens=6)
+            assert via_router.status_code == 200 and via_router.json()["output"] == expected
+            assert _predict(router, "nope", "x").status_code == 404  # validated before forwarding
+
+        # Promotion and rollback under concurrent load lose no request.
+        Registry(served_home).add(_gated(tiny_adapters["beta"], tmp_path / "beta2"), "sentiment", promote=False)
+        statuses, stop = [], threading.Event()
+
+        def load():
+            while not stop.is_set():
+                statuses.append(_predict(url, "sentiment", "the plot was dull", max_new_tokens=4).status_code)
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for version in (2, 1, 2):
+            started = time.time()
+            r = requests.post(f"{url}/admin/promote", json={"task": "sentiment", "version": version}, headers=ADMIN, timeout=30)
+            assert r.json()["serving_version"] == version and time.time() - started < 2
+            time.sleep(0.5)
+        stop.set()
+        for w in workers:
+            w.join()
+        assert statuses and set(statuses) == {200}
+        metrics = requests.get(f"{url}/metrics").text
+        assert "specialist_requests_total" in metrics and "specialist_batch_size" in metrics
+
+    # A restart restores exactly the same routes.
+    with serving(served_home, *base) as url:
+        served = {t["task"]: t["version"] for t in requests.get(f"{url}/tasks").json()["tasks"]}
+        assert served == {"sentiment": 2, "sentiment-mixed": 1}
