@@ -1,18 +1,24 @@
-# Specialist Factory image (GPU host): docker build -t specialist-factory . && docker run --gpus all specialist-factory
-# Today the image holds the training CLI; the BentoML service and its CMD arrive with the service issue (#4).
+# docker build -t specialist-factory . && docker run --gpus all -p 3000:3000 -e SPECIALIST_ADMIN_TOKEN=change-me \
+#   -v specialist-home:/data/specialist -v specialist-models:/data/models specialist-factory
+# The Specialist Factory service on a GPU host (CUDA + bf16), same service and pins as bentofile.yaml.
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
+# DL3064: TOKENIZERS_PARALLELISM is a setting, not a secret (the admin token comes at run time, never here).
+# hadolint ignore=DL3064
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     HF_HUB_OFFLINE=1 \
+    TOKENIZERS_PARALLELISM=false \
     SPECIALIST_HOME=/data/specialist \
     SPECIALIST_MODELS_DIR=/data/models \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
+# The distribution's current python3 and curl: pinning exact Debian/Ubuntu revisions breaks with every point release.
+# hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv curl \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 
@@ -21,6 +27,7 @@ COPY pyproject.toml README.md ./
 COPY specialist ./specialist
 COPY training ./training
 COPY eval ./eval
+COPY factory ./factory
 COPY service ./service
 COPY cli ./cli
 COPY configs ./configs
@@ -32,9 +39,12 @@ RUN pip install torch==2.13.0 \
 RUN useradd --create-home --uid 10001 specialist \
     && mkdir -p /data/specialist /data/models \
     && chown -R specialist:specialist /data
-USER specialist
+USER 10001
+# Convert the default model at build time so a container starts without doing it.
 RUN specialist models prepare
-VOLUME ["/data/specialist"]
+VOLUME ["/data/specialist", "/data/models"]
 
-ENTRYPOINT ["specialist"]
-CMD ["--help"]
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["curl", "-fsS", "http://127.0.0.1:3000/readyz"]
+CMD ["specialist", "serve", "--host", "0.0.0.0", "--port", "3000"]

