@@ -70,7 +70,13 @@ class BuildConfig(BuildSettings, TrainConfig):
     """`specialist build`: train flags plus candidates and gate."""
 
 
-def build_specialist(cfg: BuildConfig) -> dict:
+def build_specialist(cfg: BuildConfig, on_event=None) -> dict:
+    """Returns (and writes to <out>/decision.json) every candidate's scores and checks, and the choice.
+
+    `on_event(stage, info)` reports progress: ('training', {candidate, index, of, step, steps, loss, eta_seconds}),
+    ('evaluating', {...}), ('gating', {...}).
+    """
+    emit = on_event or (lambda stage, info: None)
     out = Path(cfg.out)
     specs = AUTO_CANDIDATES if cfg.generalist_policy == "auto" else cfg.candidates
     candidates = [Candidate.parse(s) for s in specs]
@@ -87,21 +93,30 @@ def build_specialist(cfg: BuildConfig) -> dict:
         generalist_benchmark(policy.retention.data, policy.retention.instances)
 
     adapters: dict[str, Path] = {}
-    for cand in candidates:
+    for index, cand in enumerate(candidates):
         print(f"candidate {cand.name}: generalist ratio {cand.ratio:g}, filter {cand.filter}", flush=True)
+
+        def on_step(state, plan, cand=cand, index=index):
+            rate = state.elapsed / max(1, state.step)
+            emit("training", {"candidate": cand.name, "index": index, "of": len(candidates), "step": state.step,
+                              "steps": plan.total_steps, "loss": state.losses[-1],
+                              "eta_seconds": round(rate * (plan.total_steps - state.step), 1)})  # fmt: skip
+
         train_cfg = TrainConfig.model_validate(
             cfg.model_dump(include=set(TrainConfig.model_fields))
             | {"generalist_ratio": cand.ratio, "generalist_count": None, "generalist_filter": cand.filter, "out": out / "candidates" / cand.name}
         )
-        adapters[cand.name] = train_or_reuse(train_cfg)
+        adapters[cand.name] = train_or_reuse(train_cfg, on_step)
 
     tasks = list(read_manifest(next(iter(adapters.values()))).tasks)
     benchmarks = [superni_benchmark(cfg.task_data, t, policy.metric_overrides.get(t), limit=policy.eval_instances) for t in tasks]
     if policy.retention is not None:
         benchmarks.append(generalist_benchmark(policy.retention.data, policy.retention.instances))
+    emit("evaluating", {"candidates": len(adapters), "instances": sum(len(b.instances) for b in benchmarks)})
     evaluated = dict(adapters) | ({CHAMPION: cfg.champion} if cfg.champion else {})
     run = run_eval(base, evaluated, benchmarks, include_base=True, device=cfg.device, progress=cfg.progress)
 
+    emit("gating", {"candidates": len(adapters)})
     rows = []
     for cand in candidates:
         champion = CHAMPION if cfg.champion else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -32,12 +33,14 @@ from service.config import (
     Parameters,
     PredictRequest,
     PromoteRequest,
+    CONFIG_ENV,
     ServeConfig,
     TaskRequest,
     TGIRequest,
     admin_token,
 )
 from service.engine import Generation, Sampling
+from service.jobs import DuplicateJob, RequestRejected, SpecialistRequest, save_upload, validate_request
 from service.metrics import Metrics
 from service.router import Router, ServedTask, UnknownTask
 
@@ -68,6 +71,18 @@ class ServiceState:
             backend.engine.on_batch = lambda size, seconds: self.metrics.batch_size.observe(size)
         self.router = Router(self.registry, backend.load, backend.unload)
         self.router.sync()
+        self.home = Path(home) if home is not None else None
+        from specialist.paths import specialist_home
+
+        from service.jobs import JobStore, JobWorker
+
+        self.jobs = JobStore(self.home or specialist_home())
+        interrupted = self.jobs.fail_interrupted()
+        if interrupted:
+            log.warning("%d job(s) were interrupted by a restart and marked failed", interrupted)
+        # The job process reads the same config (task data, base model, gate policy) from the environment.
+        job_env = dict(os.environ, **{CONFIG_ENV: config.model_dump_json()})
+        self.worker = JobWorker(self.jobs, self.jobs.root.parent, env=job_env)
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="route-poller", daemon=True)
         self._poller.start()
@@ -84,6 +99,7 @@ class ServiceState:
 
     def close(self) -> None:
         self._stop.set()
+        self.worker.close()
         self.backend.close()
 
     # -- the one path every endpoint takes -------------------------------------------------------------------
@@ -142,9 +158,10 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
+        limit = state.config.max_upload_bytes if request.url.path == "/uploads" else state.config.max_body_bytes
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > state.config.max_body_bytes):
-            return _error(413, f"request body larger than {state.config.max_body_bytes} bytes", "invalid_request_error")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return _error(413, f"request body larger than {limit} bytes", "invalid_request_error")
         return await call_next(request)
 
     @app.exception_handler(ApiError)
@@ -154,7 +171,8 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_, exc: RequestValidationError):
-        err = exc.errors()[0]
+        # For unions pydantic reports every alternative; the deepest location is the most specific complaint.
+        err = max(exc.errors(), key=lambda e: len(e.get("loc", ())))
         where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
         status = 400 if err.get("type") == "json_invalid" else 422
         state.metrics.errors.labels(str(status)).inc()
@@ -325,7 +343,60 @@ def create_app(state: ServiceState) -> FastAPI:
         changed = state.router.sync()
         return {"changed": changed, "tasks": sorted(state.router.routes), "refused": state.router.errors}
 
+    # -- specialist requests (jobs) ------------------------------------------------------------------------
+
+    @app.post("/uploads", status_code=201)
+    async def upload(request: Request):
+        _check_admin(request)
+        data = await request.body()
+        upload_id, count = _jobs_call(lambda: save_upload(state.jobs.root.parent, data, state.config.max_upload_bytes))
+        return {"upload_id": upload_id, "records": count}
+
+    @app.post("/specialists", status_code=202)
+    async def request_specialist(body: SpecialistRequest, request: Request):
+        _check_admin(request)
+        _jobs_call(lambda: validate_request(body, state.config, state.jobs.root.parent))
+        try:
+            job_id = state.jobs.create(body)
+        except DuplicateJob as e:
+            raise ApiError(409, str(e), "conflict") from None
+        return {"job_id": job_id, "status": "queued"}
+
+    @app.get("/specialists")
+    async def list_jobs(request: Request):
+        _check_admin(request)
+        return {"jobs": state.jobs.list()}
+
+    @app.get("/specialists/{job_id}")
+    async def get_job(job_id: str, request: Request):
+        _check_admin(request)
+        job = state.jobs.get(job_id) if _is_job_id(job_id) else None
+        if job is None:
+            raise ApiError(404, f"no job {job_id!r}", "not_found")
+        return job
+
+    @app.delete("/specialists/{job_id}")
+    async def cancel_job(job_id: str, request: Request):
+        _check_admin(request)
+        status = state.jobs.request_cancel(job_id) if _is_job_id(job_id) else None
+        if status is None:
+            raise ApiError(404, f"no job {job_id!r}", "not_found")
+        return {"job_id": job_id, "status": status}
+
     return app
+
+
+def _is_job_id(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def _jobs_call(fn):
+    try:
+        return fn()
+    except RequestRejected as e:
+        raise ApiError(e.status, str(e)) from None
+    except SpecialistError as e:
+        raise ApiError(422, str(e)) from None
 
 
 def _route_report(state: ServiceState, task: str) -> dict:

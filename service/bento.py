@@ -9,12 +9,10 @@ from $SPECIALIST_SERVE_CONFIG (JSON of ServeConfig, set by `specialist serve`) a
 
 from __future__ import annotations
 
-import os
-
 import bentoml
 
 from service.app import ServiceState, create_app
-from service.config import CONFIG_ENV, ServeConfig
+from service.config import load_config
 
 
 class _StateProxy:
@@ -26,11 +24,6 @@ class _StateProxy:
         if _StateProxy.state is None:
             raise RuntimeError("the service is still starting")
         return getattr(_StateProxy.state, name)
-
-
-def load_config() -> ServeConfig:
-    raw = os.environ.get(CONFIG_ENV)
-    return ServeConfig.model_validate_json(raw) if raw else ServeConfig()
 
 
 app = create_app(_StateProxy())

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from specialist.base_models import DEFAULT_BASE_MODEL
 from specialist.config import StrictModel
+from specialist.paths import default_generalist_data, default_task_data
 
 ADMIN_TOKEN_ENV = "SPECIALIST_ADMIN_TOKEN"
 CONFIG_ENV = "SPECIALIST_SERVE_CONFIG"  # how `specialist serve` hands its config to the bentoml worker
@@ -31,6 +32,11 @@ class ServeConfig(StrictModel):
     default_max_new_tokens: int = Field(64, ge=1, description="when a request does not say")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body")
     poll_seconds: float = Field(0.5, gt=0, le=60, description="how often routes are re-read from the registry")
+    task_data: Path = Field(default_factory=default_task_data, description="SuperNI task files that requests may name")
+    generalist_data: str = Field(default_factory=lambda: str(default_generalist_data()), description="generalist set for jobs")
+    job_gate_policy: Path | None = Field(None, description="operator's gate policy for jobs (requests may only tighten it)")
+    job_threads: int = Field(1, ge=1, le=256, description="torch threads of a training job (the rest serve requests)")
+    max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest uploaded data file")
 
     @field_validator("tgi_urls")
     @classmethod
@@ -39,6 +45,12 @@ class ServeConfig(StrictModel):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
+
+
+def load_config() -> ServeConfig:
+    """The config `specialist serve` handed over in $SPECIALIST_SERVE_CONFIG (defaults when unset)."""
+    raw = os.environ.get(CONFIG_ENV)
+    return ServeConfig.model_validate_json(raw) if raw else ServeConfig()
 
 
 def admin_token() -> str | None:

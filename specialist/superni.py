@@ -1,7 +1,9 @@
 """Super-NaturalInstructions task files (upstream JSON format, optionally gzipped) and the held-out rule.
 
 The held-out rule lives here and only here: the first `HELD_OUT_INSTANCES` instances of every task are its
-evaluation set and are never trained on (`split_instances`). Training and evaluation both call it.
+evaluation set and are never trained on (`split_instances`). Training and evaluation both call it. A task file
+may set `"Held Out Instances": N` (an extension of the upstream format, used for data sent to the service) to
+hold out its first N instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from specialist.paths import sha256_file, specialist_home
 from specialist.prompt_format import Example, TaskPrompt
 
 HELD_OUT_INSTANCES = 100
+HELD_OUT_KEY = "Held Out Instances"
 TASK_SUFFIXES = (".json.gz", ".json")
 
 
@@ -44,6 +47,7 @@ class SuperNITask(BaseModel):
     positive_examples: tuple[Example, ...]
     categories: tuple[str, ...]
     instances: tuple[Instance, ...]
+    held_out: int = HELD_OUT_INSTANCES
 
     def prompt(self, num_examples: int) -> TaskPrompt:
         return TaskPrompt(definition=self.definition, examples=self.positive_examples, num_examples=num_examples)
@@ -51,7 +55,7 @@ class SuperNITask(BaseModel):
 
 def split_instances(task: SuperNITask) -> tuple[tuple[Instance, ...], tuple[Instance, ...]]:
     """(held-out evaluation instances, trainable instances). The only place the held-out rule is applied."""
-    return task.instances[:HELD_OUT_INSTANCES], task.instances[HELD_OUT_INSTANCES:]
+    return task.instances[: task.held_out], task.instances[task.held_out :]
 
 
 def task_files(task_dir: Path) -> dict[str, Path]:
@@ -106,8 +110,9 @@ def _load_task_file(path: Path, _mtime_ns: int, _size: int) -> SuperNITask:
             ),
             categories=tuple(raw.get("Categories", [])),
             instances=tuple(Instance(**i) for i in instances),
+            held_out=int(raw.get(HELD_OUT_KEY, HELD_OUT_INSTANCES)),
         )
-    except (KeyError, TypeError, IndexError, AttributeError, ValidationError) as e:
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError, ValidationError) as e:
         if isinstance(e, KeyError):
             detail = f"missing key {e}"
         elif isinstance(e, ValidationError):

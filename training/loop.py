@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ def train_loop(
     checkpoint_every: int,
     resume: bool,
     progress: bool = True,
+    on_step: Callable[[LoopState, Plan], None] | None = None,
 ) -> LoopState:
     """Run `plan.total_steps` optimizer steps; returns the final state (loss curve, tokens, time)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -158,6 +160,8 @@ def train_loop(
             log_file.flush()
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{row['tokens_per_second']:.0f}")
             bar.update(1)
+            if on_step is not None:
+                on_step(state, plan)
             if state.step % checkpoint_every == 0 and state.step < plan.total_steps:
                 save_checkpoint(work_dir, model, optimizer, scheduler, state)
     bar.close()

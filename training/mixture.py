@@ -16,7 +16,7 @@ from specialist.config import MixtureConfig
 from specialist.errors import SpecialistError
 from specialist.generalist import filter_records, load_generalist
 from specialist.prompt_format import TaskPrompt, render_response
-from specialist.superni import HELD_OUT_INSTANCES, load_task, select_tasks, split_instances
+from specialist.superni import load_task, select_tasks, split_instances
 
 GENERALIST = "generalist"
 
@@ -56,7 +56,7 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
         wanted = len(trainable) if cfg.instances_per_task == "all" else cfg.instances_per_task
         if wanted > len(trainable):
             raise SpecialistError(
-                f"task {name} has {len(trainable)} trainable instances (after the first {HELD_OUT_INSTANCES} held out "
+                f"task {name} has {len(trainable)} trainable instances (after the first {task.held_out} held out "
                 f"for evaluation), but {wanted} were requested",
                 f"use --instances-per-task {len(trainable)} or fewer, or 'all'",
             )

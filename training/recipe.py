@@ -51,7 +51,8 @@ def work_dir_for(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def train_specialist(cfg: TrainConfig) -> TrainOutcome:
+def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
+    """Train one adapter into `cfg.out`. `on_step(state, plan)` is called after every optimizer step."""
     out = Path(cfg.out)
     work = work_dir_for(out)
     _check_out(out, work, cfg)
@@ -95,6 +96,7 @@ def train_specialist(cfg: TrainConfig) -> TrainOutcome:
         checkpoint_every=cfg.checkpoint_every,
         resume=cfg.resume,
         progress=cfg.progress,
+        on_step=on_step,
     )
 
     manifest = AdapterManifest(
@@ -130,7 +132,7 @@ def train_specialist(cfg: TrainConfig) -> TrainOutcome:
     return TrainOutcome(adapter_dir=out, manifest=manifest)
 
 
-def train_or_reuse(cfg: TrainConfig) -> Path:
+def train_or_reuse(cfg: TrainConfig, on_step=None) -> Path:
     """Train `cfg.out` unless it already holds an adapter made with the same options (recipes that train many
     adapters rerun cheaply); an interrupted one is resumed."""
     out = Path(cfg.out)
@@ -139,7 +141,7 @@ def train_or_reuse(cfg: TrainConfig) -> Path:
             raise SpecialistError(f"{out} holds an adapter trained with other options", "use another --out or delete it")
         print(f"reusing {out}", flush=True)
         return out
-    return train_specialist(cfg.model_copy(update={"resume": True})).adapter_dir
+    return train_specialist(cfg.model_copy(update={"resume": True}), on_step).adapter_dir
 
 
 def _check_out(out: Path, work: Path, cfg: TrainConfig) -> None:

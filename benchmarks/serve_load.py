@@ -1,0 +1,253 @@
+"""Serving under closed-loop load: our service with K adapters vs a naive PEFT server, in one run.
+
+    .venv/bin/python benchmarks/serve_load.py [--clients 8] [--seconds 30] [--max-new-tokens 16] [--threads 2]
+
+- Ours: `specialist serve` (bentoml, local backend, default SmolLM2) with 8 routed adapters; the clients spread
+  their requests over K = 1, 4 and 8 of them.
+- Naive: an HTTP server written here that handles one request at a time: `set_adapter`, then `generate`.
+- Load: C closed-loop clients, prompts from real SuperNI held-out instances, fixed max_new_tokens.
+- Also: adapter hot-load time (register + promote a new version until it serves) through the admin API.
+Prints tokens/s, p50/p99 latency and errors per configuration, writes benchmarks/results/serve_load.json.
+Adapters are LoRA weights drawn at random (non-zero), registered with --skip-gate: load does not depend on
+what they learned. Traffic goes only to 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import requests  # noqa: E402
+
+TASKS = ["task363_sst2_polarity_classification", "task1399_obqa_answer_generation", "task610_conllpp_ner"]
+ADMIN_TOKEN = "bench-token"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, path: str = "/readyz", timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if requests.get(url + path, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def make_adapters(root: Path, n: int) -> list[Path]:
+    """n random LoRA adapters on the default model, each with a manifest naming a real SuperNI task prompt."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from eval.benchmarks import superni_benchmark
+    from specialist.adapters import AdapterManifest, BaseModelInfo, MixtureRecord, TrainingRecord, write_manifest
+    from specialist.base_models import DEFAULT_BASE_MODEL, load_model, resolve_base_model
+    from specialist.paths import default_task_data
+
+    base = resolve_base_model(DEFAULT_BASE_MODEL)
+    paths = []
+    for i in range(n):
+        task = TASKS[i % len(TASKS)]
+        torch.manual_seed(i)
+        model = get_peft_model(load_model(base, torch.device("cpu"), torch.float32), LoraConfig(r=16, target_modules="all-linear", init_lora_weights=False))
+        # Small random B: the adapter changes outputs without turning them into noise that never stops.
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.mul_(0.01)
+        path = root / f"adapter{i}"
+        model.save_pretrained(path)
+        write_manifest(path, AdapterManifest(
+            base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
+            tasks={task: superni_benchmark(default_task_data(), task, limit=1).prompt},
+            mixture=MixtureRecord(spec={}, specialist_examples=0, generalist_examples=0, per_task={}, sources={}, content_sha256=""),
+            hyperparameters={}, seed=i,
+            training=TrainingRecord(steps=0, epochs=0, examples_seen=0, tokens=0, tokens_per_second=0, wall_seconds=0,
+                                    first_loss=None, final_loss=None, device="cpu", dtype="float32"),
+            loss_curve=[], package_versions={},
+        ))  # fmt: skip
+        paths.append(path)
+    return paths
+
+
+def prompts_per_adapter(n: int, per: int = 20) -> dict[str, list[str]]:
+    from eval.benchmarks import superni_benchmark
+    from specialist.paths import default_task_data
+
+    inputs = {t: [i.input for i in superni_benchmark(default_task_data(), t, limit=per).instances] for t in TASKS}
+    return {f"t{i}": inputs[TASKS[i % len(TASKS)]] for i in range(n)}
+
+
+def closed_loop(url: str, tasks: list[str], prompts: dict[str, list[str]], clients: int, seconds: float, max_new: int) -> dict:
+    latencies, tokens, errors = [], [0], [0]
+    lock = threading.Lock()
+    stop_at = time.time() + seconds
+
+    def client(k: int) -> None:
+        session = requests.Session()
+        i = k
+        while time.time() < stop_at:
+            task = tasks[i % len(tasks)]
+            text = prompts[task][i % len(prompts[task])]
+            i += clients
+            started = time.perf_counter()
+            try:
+                r = session.post(f"{url}/predict", json={"task": task, "input": text, "parameters": {"max_new_tokens": max_new}}, timeout=300)
+                ok = r.status_code == 200
+                n = r.json()["usage"]["completion_tokens"] if ok else 0
+            except requests.RequestException:
+                ok, n = False, 0
+            with lock:
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                    tokens[0] += n
+                else:
+                    errors[0] += 1
+
+    started = time.time()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.time() - started
+    lat = sorted(latencies)
+    return {
+        "requests": len(lat),
+        "errors": errors[0],
+        "tokens_per_second": round(tokens[0] / wall, 2),
+        "requests_per_second": round(len(lat) / wall, 3),
+        "p50_seconds": round(statistics.median(lat), 3) if lat else None,
+        "p99_seconds": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 3) if lat else None,
+    }
+
+
+NAIVE_SERVER = r'''
+import json, sys, threading, torch
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+sys.path.insert(0, sys.argv[3])
+from peft import PeftModel
+from specialist.adapters import read_manifest
+from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model
+torch.set_num_threads(int(sys.argv[4]))
+base = resolve_base_model(DEFAULT_BASE_MODEL)
+tok = load_tokenizer(base)
+adapters = json.loads(sys.argv[2])
+model = None
+prompts = {}
+for name, path in adapters.items():
+    if model is None:
+        model = PeftModel.from_pretrained(load_model(base), path, adapter_name=name)
+    else:
+        model.load_adapter(path, adapter_name=name)
+    prompts[name] = next(iter(read_manifest(path).tasks.values()))
+model.eval()
+lock = threading.Lock()
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        with lock:  # one request at a time: the naive server
+            model.set_adapter(body["task"])
+            ids = tok(prompts[body["task"]].render(body["input"]), return_tensors="pt")
+            with torch.no_grad():
+                out = model.generate(**ids, max_new_tokens=body["parameters"]["max_new_tokens"], do_sample=False, pad_token_id=tok.pad_token_id)
+        n = out.shape[1] - ids["input_ids"].shape[1]
+        text = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        payload = json.dumps({"output": text, "usage": {"completion_tokens": int(n)}}).encode()
+        self.send_response(200); self.send_header("content-type", "application/json"); self.end_headers(); self.wfile.write(payload)
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+'''
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each server")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve_load.json")
+    args = parser.parse_args()
+
+    from specialist.adapters import Registry
+
+    report: dict = {"clients": args.clients, "seconds": args.seconds, "max_new_tokens": args.max_new_tokens, "threads": args.threads}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        adapters = make_adapters(root / "adapters", 9)
+        registry = Registry(root / "home")
+        for i, path in enumerate(adapters[:8]):
+            registry.add(path, f"t{i}", skip_gate=True, actor="benchmark")
+        prompts = prompts_per_adapter(8)
+
+        port = _port()
+        url = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, SPECIALIST_HOME=str(root / "home"), SPECIALIST_ADMIN_TOKEN=ADMIN_TOKEN)
+        cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--num-threads", str(args.threads), "--max-batch-size", "32"]
+        ours = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            _wait_ready(url, ours)
+            closed_loop(url, ["t0"], prompts, 2, 5, args.max_new_tokens)  # warm-up
+            for k in (1, 4, 8):
+                report[f"ours_{k}_adapters"] = result = closed_loop(url, [f"t{i}" for i in range(k)], prompts, args.clients, args.seconds, args.max_new_tokens)
+                print(f"ours, {k} adapter(s): {result}", flush=True)
+            # Hot load: register a new version and promote it through the admin API; time until it serves.
+            registry.add(adapters[8], "t0", skip_gate=True, actor="benchmark", promote=False)
+            started = time.perf_counter()
+            r = requests.post(f"{url}/admin/promote", json={"task": "t0", "version": 2}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
+            report["hot_load_seconds"] = round(time.perf_counter() - started, 3)
+            assert r.json()["serving_version"] == 2, r.text
+            print(f"hot load: {report['hot_load_seconds']} s", flush=True)
+        finally:
+            ours.send_signal(signal.SIGTERM)
+            ours.wait(timeout=60)
+
+        port = _port()
+        naive_url = f"http://127.0.0.1:{port}"
+        mapping = json.dumps({f"t{i}": str(p) for i, p in enumerate(adapters[:8])})
+        naive = subprocess.Popen([sys.executable, "-c", NAIVE_SERVER, str(port), mapping, str(REPO), str(args.threads)], stdout=subprocess.DEVNULL, start_new_session=True)
+        try:
+            _wait_ready(naive_url, naive, path="/")
+            closed_loop(naive_url, ["t0"], prompts, 1, 5, args.max_new_tokens)  # warm-up
+            report["naive_8_adapters"] = result = closed_loop(naive_url, [f"t{i}" for i in range(8)], prompts, args.clients, args.seconds, args.max_new_tokens)
+            print(f"naive, 8 adapters: {result}", flush=True)
+        finally:
+            naive.send_signal(signal.SIGTERM)
+            naive.wait(timeout=60)
+
+    one, eight, naive_tps = report["ours_1_adapters"]["tokens_per_second"], report["ours_8_adapters"]["tokens_per_second"], report["naive_8_adapters"]["tokens_per_second"]
+    report["ratio_8_vs_1_adapters"] = round(eight / one, 3) if one else None
+    report["ratio_ours_vs_naive_8_adapters"] = round(eight / naive_tps, 3) if naive_tps else None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"8 vs 1 adapters: {report['ratio_8_vs_1_adapters']}x; ours vs naive (8 adapters): {report['ratio_ours_vs_naive_8_adapters']}x -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
