@@ -26,10 +26,9 @@ model: setup
 test: model
 	$(VENV)/bin/pytest -q
 
-# Until the service lands, the main job trains one real specialist and prints its path and figures.
+# The main job: start the service, request a specialist through the API, watch it get gated and served.
 quickstart: model
-	rm -rf runs/quickstart
-	$(SPECIALIST) train --config configs/quickstart.yaml --out runs/quickstart
+	$(PY) scripts/quickstart.py
 
 bench: model
 	$(PY) benchmarks/train_throughput.py

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_registry_parser(sub)
     _add_serve_parsers(sub)
+    _add_request_parser(sub)
 
     models = sub.add_parser("models", help="prepare and list base models")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -305,6 +306,57 @@ def _tgi_config(args: argparse.Namespace) -> int:
         f"-e LORA_ADAPTERS={setting} ghcr.io/huggingface/text-generation-inference:latest --model-id {args.model_id}"
     )
     return 0
+
+
+def _add_request_parser(sub) -> None:
+    req = sub.add_parser(
+        "request",
+        help="ask a running service for a new specialist (train -> evaluate -> gate -> serve) and follow the job",
+        description="Submits POST /specialists to the server (admin token from --token or $SPECIALIST_ADMIN_TOKEN). "
+        "With --wait, shows the job's progress and its final decision; exit 0 when promoted, 1 otherwise.",
+        epilog="example: specialist request --server http://127.0.0.1:3000 --task sst2 "
+        "--superni-task task363_sst2_polarity_classification --instances-per-task 32 --max-steps 40 --wait",
+    )
+    req.add_argument("--server", required=True, help="service URL, e.g. http://127.0.0.1:3000")
+    req.add_argument("--task", required=True, help="name to serve the specialist under")
+    source = req.add_mutually_exclusive_group(required=True)
+    source.add_argument("--superni-task", help="a task file in the server's task-data directory")
+    source.add_argument("--data", type=Path, help="JSON or JSONL file of {input, output|outputs} records (uploaded)")
+    req.add_argument("--definition", help="the task instruction (required with --data)")
+    req.add_argument("--held-out", type=_count(1), default=100, help="evaluation instances taken from --data (default 100)")
+    req.add_argument("--instances-per-task", default="64", help="training instances, or 'all' (default 64)")
+    req.add_argument("--generalist", default="auto", help="auto (decide by evidence), none, or a ratio like 1.0")
+    length = req.add_mutually_exclusive_group()
+    length.add_argument("--max-steps", type=_count(1), help="training steps per candidate")
+    length.add_argument("--epochs", type=float, help="epochs per candidate")
+    req.add_argument("--eval-instances", type=_count(1), help="score candidates on the first N held-out instances")
+    req.add_argument("--token", help="admin token (default: $SPECIALIST_ADMIN_TOKEN)")
+    req.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    req.set_defaults(handler=_request)
+
+
+def _request(args: argparse.Namespace) -> int:
+    from service.client import SpecialistClient
+
+    client = SpecialistClient(args.server, args.token or os.environ.get("SPECIALIST_ADMIN_TOKEN"))
+    body: dict = {"task": args.task, "instances_per_task": args.instances_per_task if args.instances_per_task == "all" else int(args.instances_per_task)}
+    if args.superni_task:
+        body["superni_task"] = args.superni_task
+    else:
+        if not args.definition:
+            raise SpecialistError("--data needs --definition", "pass the task instruction the prompts will use")
+        body |= {"upload_id": client.upload(args.data), "definition": args.definition, "held_out": args.held_out}
+    body["generalist"] = args.generalist if args.generalist in ("auto", "none") else {"ratio": float(args.generalist)}
+    body["budget"] = {"max_steps": args.max_steps} if args.max_steps else ({"epochs": args.epochs} if args.epochs else {})
+    if args.eval_instances:
+        body["gate"] = {"eval_instances": args.eval_instances}
+    job_id = client.submit(body)
+    print(f"job {job_id} queued for task {args.task}")
+    if not args.wait:
+        return 0
+    job = client.wait(job_id, progress=True)
+    print(client.describe(job))
+    return 0 if job["status"] == "promoted" else 1
 
 
 def _adapter_dirs(specs: list[str]) -> dict[str, Path]:

@@ -7,6 +7,7 @@ Bad input is always a 4xx with a one-line message: 400 malformed, 401/403 admin 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -324,7 +325,7 @@ def create_app(state: ServiceState) -> FastAPI:
             state.registry.promote(body.task, body.version, actor="api")
         except SpecialistError as e:
             raise ApiError(404 if "no version" in e.problem else 400, str(e)) from None
-        state.router.sync()
+        await asyncio.to_thread(state.router.sync)  # loading may wait for a batch: keep the event loop free
         return _route_report(state, body.task)
 
     @app.post("/admin/rollback")
@@ -334,13 +335,13 @@ def create_app(state: ServiceState) -> FastAPI:
             state.registry.rollback(body.task, actor="api")
         except SpecialistError as e:
             raise ApiError(400, str(e)) from None
-        state.router.sync()
+        await asyncio.to_thread(state.router.sync)  # loading may wait for a batch: keep the event loop free
         return _route_report(state, body.task)
 
     @app.post("/admin/reload")
     async def reload(request: Request):
         _check_admin(request)
-        changed = state.router.sync()
+        changed = await asyncio.to_thread(state.router.sync)
         return {"changed": changed, "tasks": sorted(state.router.routes), "refused": state.router.errors}
 
     # -- specialist requests (jobs) ------------------------------------------------------------------------

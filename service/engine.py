@@ -145,7 +145,8 @@ class Engine:
         self.max_resident = max_resident
         self.device = next(base_model.parameters()).device
         self.resident: OrderedDict[str, Path] = OrderedDict()  # adapter name -> dir, least recently used first
-        self.in_use: dict[str, int] = {}
+        self.in_use: dict[str, int] = {}  # queued or running requests per adapter (guarded by _lock)
+        self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._pending: list[GenRequest] = []
         self._stop = threading.Event()
@@ -160,7 +161,8 @@ class Engine:
     def submit(self, request: GenRequest) -> Future:
         if request.adapter != BASE_ADAPTER and request.adapter not in self.resident:
             raise SpecialistError(f"adapter {request.adapter!r} is not loaded", "load it before routing to it")
-        self.in_use[request.adapter] = self.in_use.get(request.adapter, 0) + 1
+        with self._lock:
+            self.in_use[request.adapter] = self.in_use.get(request.adapter, 0) + 1
         self._queue.put(request)
         return request.future
 
@@ -310,8 +312,9 @@ class Engine:
                 if not r.future.done():
                     r.future.set_exception(e)
         finally:
-            for r in batch:
-                self.in_use[r.adapter] -= 1
+            with self._lock:
+                for r in batch:
+                    self.in_use[r.adapter] -= 1
             for name in [n for n in self._doomed if not self.in_use.get(n)]:
                 self._unload(name)
             self.batch_sizes.append(len(batch))

@@ -1,0 +1,78 @@
+"""A small client for the service's job API, used by `specialist request` and the quickstart (plain HTTP)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+from tqdm.auto import tqdm
+
+from specialist.errors import SpecialistError
+
+FINAL = ("promoted", "rejected", "failed", "canceled")
+
+
+class SpecialistClient:
+    def __init__(self, server: str, token: str | None, timeout: float = 60):
+        if not token:
+            raise SpecialistError("no admin token", "pass --token or set SPECIALIST_ADMIN_TOKEN")
+        self.http = httpx.Client(base_url=server.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs) -> dict:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise SpecialistError(f"cannot reach {self.http.base_url}: {e}", "is `specialist serve` running there?") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200]
+            raise SpecialistError(f"the server answered {response.status_code}: {message}")
+        return response.json()
+
+    def upload(self, path: Path) -> str:
+        if not Path(path).is_file():
+            raise SpecialistError(f"data file {path} does not exist", "pass a JSON or JSONL file")
+        return self._call("POST", "/uploads", content=Path(path).read_bytes())["upload_id"]
+
+    def submit(self, body: dict) -> str:
+        return self._call("POST", "/specialists", json=body)["job_id"]
+
+    def job(self, job_id: str) -> dict:
+        return self._call("GET", f"/specialists/{job_id}")
+
+    def wait(self, job_id: str, progress: bool = True, poll: float = 1.0) -> dict:
+        bar = tqdm(total=100, desc="queued", unit="%", disable=not progress, dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}")
+        while True:
+            job = self.job(job_id)
+            info = job.get("progress") or {}
+            bar.set_description(job["status"])
+            percent = info.get("percent", 100 if job["status"] in FINAL else 0)
+            bar.update(max(0, percent - bar.n))
+            if job["status"] == "training":
+                bar.set_postfix_str(f"{info.get('candidate')} step {info.get('step')}/{info.get('steps')} loss {info.get('loss', 0):.3f} ETA {info.get('eta_seconds', 0):.0f}s")
+            if job["status"] in FINAL:
+                bar.close()
+                return job
+            time.sleep(poll)
+
+    @staticmethod
+    def describe(job: dict) -> str:
+        lines = [f"status: {job['status']}"]
+        result = job.get("result") or {}
+        decision = result.get("decision") or {}
+        if decision.get("reason"):
+            lines.append(f"decision: {decision['reason']}")
+        for cand in result.get("candidates", []):
+            lines.append(f"  {cand['name']}: mean {cand['mean_score']:.1f} {'PASS' if cand['passed'] else 'FAIL'}")
+            for check in cand["checks"]:
+                value = "" if check.get("value") is None else f" {check['value']:g}"
+                threshold = "" if check.get("threshold") is None else f" (threshold {check['threshold']:g})"
+                lines.append(f"    {'PASS' if check['passed'] else 'FAIL'} {check['name']}{value}{threshold} {check.get('detail', '')}".rstrip())
+        if result.get("route"):
+            lines.append(f"serving: {result['route']['task']} v{result['route']['version']}")
+        if job.get("error") and job["status"] != "rejected":
+            lines.append(f"error: {job['error']}")
+        return "\n".join(lines)
