@@ -40,12 +40,13 @@ from service.config import (
     TGIRequest,
     admin_token,
 )
-from service.engine import Generation, Sampling
+from service.engine import AdapterGone, Generation, Sampling
 from service.jobs import DuplicateJob, RequestRejected, SpecialistRequest, save_upload, validate_request
 from service.metrics import Metrics
 from service.router import Router, ServedTask, UnknownTask
 
 log = logging.getLogger("specialist.service")
+SWAP_RETRIES = 3  # a request caught between route switch and unload is re-routed, not failed
 
 
 class ApiError(Exception):
@@ -113,13 +114,18 @@ class ServiceState:
         except UnknownTask as e:
             raise ApiError(404, str(e), "not_found") from None
 
-    def render(self, served: ServedTask, text: str, max_new_tokens: int) -> str:
+    def render(self, served: ServedTask, text: str) -> str:
         """The adapter's own prompt around the task input (a router-forwarded full prompt passes through)."""
         budget = self.config.max_input_tokens
         prompt = text if is_rendered(text) else fit_prompt(served.prompt, text, self.backend.count_tokens, budget)
         if prompt is None or self.backend.count_tokens(prompt) > budget:
             raise ApiError(413, f"input too long: the prompt exceeds max_input_tokens={budget}; shorten the input")
         return prompt
+
+    def prepare(self, task: str | None, text: str) -> tuple[ServedTask, str]:
+        """Route and render: raises the 404/413 a request deserves before any work starts."""
+        served = self.resolve(task)
+        return served, self.render(served, text)
 
     def params(self, max_new_tokens: int | None, temperature: float, top_p: float, stop, seed: int | None) -> GenParams:
         cap = self.config.max_new_tokens_cap
@@ -129,14 +135,34 @@ class ServiceState:
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         return GenParams(n, Sampling(temperature, top_p, seed), stops)
 
-    async def run(self, served: ServedTask, prompt: str, params: GenParams, endpoint: str) -> Generation:
+    async def run(self, task: str, text: str, params: GenParams, endpoint: str) -> tuple[ServedTask, Generation]:
         started = time.perf_counter()
-        try:
-            result = await self.backend.generate(served, prompt, params)
-        except SpecialistError as e:
-            raise ApiError(400, str(e)) from None
-        self.metrics.observe(served.task, endpoint, time.perf_counter() - started, result.completion_tokens)
-        return result
+        for _ in range(SWAP_RETRIES):
+            served, prompt = self.prepare(task, text)
+            try:
+                result = await self.backend.generate(served, prompt, params)
+            except AdapterGone:
+                continue  # the route switched between routing and submission: take the new champion
+            except SpecialistError as e:
+                raise ApiError(400, str(e)) from None
+            self.metrics.observe(served.task, endpoint, time.perf_counter() - started, result.completion_tokens)
+            return served, result
+        raise ApiError(503, f"task {task!r} is being swapped; retry", "service_unavailable")
+
+    async def stream(self, task: str, text: str, params: GenParams, endpoint: str):
+        """Text pieces, then the final Generation; a swap before the first piece is retried like `run`."""
+        started = time.perf_counter()
+        for _ in range(SWAP_RETRIES):
+            served, prompt = self.prepare(task, text)
+            try:
+                async for item in self.backend.stream(served, prompt, params):
+                    if isinstance(item, Generation):
+                        self.metrics.observe(served.task, endpoint, time.perf_counter() - started, item.completion_tokens)
+                    yield item
+                return
+            except AdapterGone:
+                continue
+        raise ApiError(503, f"task {task!r} is being swapped; retry", "service_unavailable")
 
 
 def _check_admin(request: Request) -> None:
@@ -187,10 +213,9 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.post("/predict")
     async def predict(body: PredictRequest):
-        served = state.resolve(body.task)
         p: Parameters = body.parameters
         params = state.params(p.max_new_tokens, p.temperature, p.top_p, p.stop, p.seed)
-        result = await state.run(served, state.render(served, body.input, params.max_new_tokens), params, "predict")
+        served, result = await state.run(body.task, body.input, params, "predict")
         return {
             "task": served.task,
             "output": result.text.strip(),
@@ -223,9 +248,8 @@ def create_app(state: ServiceState) -> FastAPI:
             if len(body.prompt) != 1:
                 raise ApiError(422, "prompt: send one prompt per request")
             body.prompt = body.prompt[0]
-        served = state.resolve(body.model)
         params = state.params(body.max_tokens, body.temperature, body.top_p, body.stop, body.seed)
-        prompt = state.render(served, body.prompt, params.max_new_tokens)
+        served, _ = state.prepare(body.model, body.prompt)
         rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def chunk(text: str, finish: str | None) -> dict:
@@ -233,8 +257,8 @@ def create_app(state: ServiceState) -> FastAPI:
                     "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
 
         if body.stream:
-            return _stream(state, served, prompt, params, "completions", lambda piece: chunk(piece, None), lambda g: chunk("", g.finish_reason))
-        result = await state.run(served, prompt, params, "completions")
+            return _stream(state, body.model, body.prompt, params, "completions", lambda piece: chunk(piece, None), lambda g: chunk("", g.finish_reason))
+        served, result = await state.run(body.model, body.prompt, params, "completions")
         return chunk(result.text, result.finish_reason) | {"usage": _usage(result)}
 
     @app.post("/v1/chat/completions")
@@ -245,9 +269,9 @@ def create_app(state: ServiceState) -> FastAPI:
         content = user[-1].content
         if isinstance(content, list):  # content parts: take the text ones
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
-        served = state.resolve(body.model)
         params = state.params(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p, body.stop, body.seed)
-        prompt = state.render(served, content or "", params.max_new_tokens)
+        content = content or ""
+        served, _ = state.prepare(body.model, content)
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def chunk(delta: dict, finish: str | None) -> dict:
@@ -262,8 +286,8 @@ def create_app(state: ServiceState) -> FastAPI:
                 first[0] = False
                 return chunk(delta, None)
 
-            return _stream(state, served, prompt, params, "chat", piece_chunk, lambda g: chunk({}, g.finish_reason))
-        result = await state.run(served, prompt, params, "chat")
+            return _stream(state, body.model, content, params, "chat", piece_chunk, lambda g: chunk({}, g.finish_reason))
+        served, result = await state.run(body.model, content, params, "chat")
         return {
             "id": rid, "object": "chat.completion", "created": created, "model": served.task,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text.strip()}, "logprobs": None,
@@ -273,17 +297,16 @@ def create_app(state: ServiceState) -> FastAPI:
 
     # -- TGI-compatible ------------------------------------------------------------------------------------
 
-    def _tgi(body: TGIRequest) -> tuple[ServedTask, str, GenParams]:
+    def _tgi(body: TGIRequest) -> GenParams:
         p = body.parameters
-        served = state.resolve(p.adapter_id)  # TGI itself would silently use the base model: we never do
+        state.prepare(p.adapter_id, body.inputs)  # TGI itself would silently use the base model: we never do
         temperature = (p.temperature or 1.0) if (p.do_sample or p.temperature) else 0.0
-        params = state.params(p.max_new_tokens, temperature, p.top_p or 1.0, p.stop, p.seed)
-        return served, state.render(served, body.inputs, params.max_new_tokens), params
+        return state.params(p.max_new_tokens, temperature, p.top_p or 1.0, p.stop, p.seed)
 
     @app.post("/generate")
     async def generate(body: TGIRequest):
-        served, prompt, params = _tgi(body)
-        result = await state.run(served, prompt, params, "generate")
+        params = _tgi(body)
+        _, result = await state.run(body.parameters.adapter_id, body.inputs, params, "generate")
         response = {"generated_text": result.text}
         if body.parameters.details:
             response["details"] = _tgi_details(result)
@@ -298,7 +321,7 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.post("/generate_stream")
     async def generate_stream(body: TGIRequest):
-        served, prompt, params = _tgi(body)
+        params = _tgi(body)
         counter = iter(range(1, 1_000_000))
 
         def token(piece: str) -> dict:
@@ -309,7 +332,7 @@ def create_app(state: ServiceState) -> FastAPI:
             return {"index": next(counter), "token": {"id": 0, "text": "", "logprob": 0.0, "special": True},
                     "generated_text": g.text, "details": _tgi_details(g, stream=True)}  # fmt: skip
 
-        return _stream(state, served, prompt, params, "generate_stream", token, final, done_marker=False)
+        return _stream(state, body.parameters.adapter_id, body.inputs, params, "generate_stream", token, final, done_marker=False)
 
     @app.get("/info")
     async def info():
@@ -421,16 +444,14 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
 
-def _stream(state: ServiceState, served: ServedTask, prompt: str, params: GenParams, endpoint: str, on_piece, on_end,
+def _stream(state: ServiceState, task: str, text: str, params: GenParams, endpoint: str, on_piece, on_end,
             done_marker: bool = True) -> StreamingResponse:  # fmt: skip
     async def events():
-        started = time.perf_counter()
-        async for item in state.backend.stream(served, prompt, params):
-            if isinstance(item, Generation):
-                state.metrics.observe(served.task, endpoint, time.perf_counter() - started, item.completion_tokens)
-                yield _sse(on_end(item))
-            else:
-                yield _sse(on_piece(item))
+        try:
+            async for item in state.stream(task, text, params, endpoint):
+                yield _sse(on_end(item) if isinstance(item, Generation) else on_piece(item))
+        except ApiError as e:  # headers are sent: report in-band, as OpenAI and TGI do
+            yield _sse({"error": {"message": e.message, "type": e.kind, "code": e.status}})
         if done_marker:
             yield _sse("[DONE]")
 

@@ -29,6 +29,10 @@ from specialist.errors import SpecialistError
 BASE_ADAPTER = "__base__"
 
 
+class AdapterGone(SpecialistError):
+    """The adapter was unloaded between routing and submission (a swap): route again and resubmit."""
+
+
 @dataclass(frozen=True)
 class Sampling:
     """Rows of one batch share these (transformers' generate takes one config per call)."""
@@ -160,7 +164,7 @@ class Engine:
 
     def submit(self, request: GenRequest) -> Future:
         if request.adapter != BASE_ADAPTER and request.adapter not in self.resident:
-            raise SpecialistError(f"adapter {request.adapter!r} is not loaded", "load it before routing to it")
+            raise AdapterGone(f"adapter {request.adapter!r} is not loaded", "route the request again")
         with self._lock:
             self.in_use[request.adapter] = self.in_use.get(request.adapter, 0) + 1
         self._queue.put(request)

@@ -143,3 +143,20 @@ def test_corrupt_champion_is_refused_and_the_previous_keeps_serving(service, tin
     body = service.post("/predict", json={"task": "sentiment", "input": "fine"}).json()
     assert body["adapter_version"] == 1
     assert "v2" in service.get("/tasks").json()["refused"]["sentiment"]
+
+
+def test_a_request_caught_in_a_swap_is_rerouted_not_failed(service, monkeypatch):
+    from service.engine import AdapterGone
+
+    backend = service.state.backend
+    real, calls = backend.generate, []
+
+    async def gone_once(served, prompt, params):
+        calls.append(served.engine_name)
+        if len(calls) == 1:
+            raise AdapterGone("adapter unloaded by a swap")
+        return await real(served, prompt, params)
+
+    monkeypatch.setattr(backend, "generate", gone_once)
+    r = service.post("/predict", json={"task": "sentiment", "input": "fine"})
+    assert r.status_code == 200 and len(calls) == 2

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
@@ -28,13 +29,16 @@ def serving(home, *args, timeout=180):
     port = _free_port()
     env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN="s3cret")
     cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *args]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    # The server logs every request: to a file, since an unread pipe fills up and blocks the server.
+    log_path = Path(home).parent / f"serve-{port}.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read()[-3000:]}")
+                raise RuntimeError(f"server exited: {log_path.read_text()[-3000:]}")
             try:
                 if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
@@ -50,6 +54,7 @@ def serving(home, *args, timeout=180):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
 
 
 def _predict(url, task, text, **params):
@@ -62,12 +67,12 @@ def test_bentoml_serve_end_to_end(served_home, tiny_model_dir, tiny_adapters, tm
 
     base = ["--base-model", str(tiny_model_dir), "--num-threads", "1", "--poll-seconds", "0.2"]
     with serving(served_home, *base) as url:
-        assert requests.get(f"{url}/livez").status_code == 200
-        tasks = requests.get(f"{url}/tasks").json()["tasks"]
+        assert requests.get(f"{url}/livez", timeout=30).status_code == 200
+        tasks = requests.get(f"{url}/tasks", timeout=30).json()["tasks"]
         assert [t["task"] for t in tasks] == ["sentiment", "sentiment-mixed"]
         expected = _predict(url, "sentiment", "a lovely film", max_new_tokens=6).json()["output"]
         assert _predict(url, "nope", "x").status_code == 404
-        assert requests.post(f"{url}/admin/reload").status_code == 401
+        assert requests.post(f"{url}/admin/reload", timeout=30).status_code == 401
 
         # The official TGI client, unchanged, in a process without HF_HUB_OFFLINE (it refuses localhost then).
         script = (
@@ -109,10 +114,10 @@ def test_bentoml_serve_end_to_end(served_home, tiny_model_dir, tiny_adapters, tm
         for w in workers:
             w.join()
         assert statuses and set(statuses) == {200}
-        metrics = requests.get(f"{url}/metrics").text
+        metrics = requests.get(f"{url}/metrics", timeout=30).text
         assert "specialist_requests_total" in metrics and "specialist_batch_size" in metrics
 
     # A restart restores exactly the same routes.
     with serving(served_home, *base) as url:
-        served = {t["task"]: t["version"] for t in requests.get(f"{url}/tasks").json()["tasks"]}
+        served = {t["task"]: t["version"] for t in requests.get(f"{url}/tasks", timeout=30).json()["tasks"]}
         assert served == {"sentiment": 2, "sentiment-mixed": 1}
