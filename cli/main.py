@@ -324,8 +324,8 @@ def _add_request_parser(sub) -> None:
     source.add_argument("--data", type=Path, help="JSON or JSONL file of {input, output|outputs} records (uploaded)")
     req.add_argument("--definition", help="the task instruction (required with --data)")
     req.add_argument("--held-out", type=_count(1), default=100, help="evaluation instances taken from --data (default 100)")
-    req.add_argument("--instances-per-task", default="64", help="training instances, or 'all' (default 64)")
-    req.add_argument("--generalist", default="auto", help="auto (decide by evidence), none, or a ratio like 1.0")
+    req.add_argument("--instances-per-task", type=_count_or_all, default=64, help="training instances, or 'all' (default 64)")
+    req.add_argument("--generalist", type=_generalist_choice, default="auto", help="auto (decide by evidence), none, or a ratio like 1.0")
     length = req.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=_count(1), help="training steps per candidate")
     length.add_argument("--epochs", type=float, help="epochs per candidate")
@@ -335,18 +335,34 @@ def _add_request_parser(sub) -> None:
     req.set_defaults(handler=_request)
 
 
+def _count_or_all(text: str):
+    return "all" if text == "all" else _count(1)(text)
+
+
+def _generalist_choice(text: str):
+    if text in ("auto", "none"):
+        return text
+    try:
+        ratio = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, none or a ratio like 1.0") from None
+    if not 0 <= ratio <= 100:
+        raise argparse.ArgumentTypeError(f"ratio {ratio} is out of range 0..100")
+    return {"ratio": ratio}
+
+
 def _request(args: argparse.Namespace) -> int:
     from service.client import SpecialistClient
 
     client = SpecialistClient(args.server, args.token or os.environ.get("SPECIALIST_ADMIN_TOKEN"))
-    body: dict = {"task": args.task, "instances_per_task": args.instances_per_task if args.instances_per_task == "all" else int(args.instances_per_task)}
+    body: dict = {"task": args.task, "instances_per_task": args.instances_per_task}
     if args.superni_task:
         body["superni_task"] = args.superni_task
     else:
         if not args.definition:
             raise SpecialistError("--data needs --definition", "pass the task instruction the prompts will use")
         body |= {"upload_id": client.upload(args.data), "definition": args.definition, "held_out": args.held_out}
-    body["generalist"] = args.generalist if args.generalist in ("auto", "none") else {"ratio": float(args.generalist)}
+    body["generalist"] = args.generalist
     body["budget"] = {"max_steps": args.max_steps} if args.max_steps else ({"epochs": args.epochs} if args.epochs else {})
     if args.eval_instances:
         body["gate"] = {"eval_instances": args.eval_instances}

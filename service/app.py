@@ -27,7 +27,7 @@ from specialist.base_models import resolve_base_model
 from specialist.errors import SpecialistError
 from specialist.prompt_format import fit_prompt, is_rendered
 
-from service.backends import Backend, GenParams, LocalBackend, TGIBackend
+from service.backends import Backend, EngineError, GenParams, LocalBackend, TGIBackend
 from service.config import (
     ChatRequest,
     CompletionRequest,
@@ -47,6 +47,7 @@ from service.router import Router, ServedTask, UnknownTask
 
 log = logging.getLogger("specialist.service")
 SWAP_RETRIES = 3  # a request caught between route switch and unload is re-routed, not failed
+MAX_STOPS = 4  # as OpenAI
 
 
 class ApiError(Exception):
@@ -71,7 +72,8 @@ class ServiceState:
         self.metrics = Metrics()
         if isinstance(backend, LocalBackend):
             backend.engine.on_batch = lambda size, seconds: self.metrics.batch_size.observe(size)
-        self.router = Router(self.registry, backend.load, backend.unload)
+        permanent = getattr(backend, "permanent", lambda error: isinstance(error, SpecialistError))
+        self.router = Router(self.registry, backend.load, backend.unload, permanent)
         self.router.sync()
         self.home = Path(home) if home is not None else None
         from specialist.paths import specialist_home
@@ -133,6 +135,8 @@ class ServiceState:
         if n > cap:
             raise ApiError(422, f"max_new_tokens={n} exceeds the cap of {cap}; ask for {cap} or fewer")
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        if len(stops) > MAX_STOPS or any(len(s) > 64 for s in stops):
+            raise ApiError(422, f"stop: at most {MAX_STOPS} stop strings of at most 64 characters")
         return GenParams(n, Sampling(temperature, top_p, seed), stops)
 
     async def run(self, task: str, text: str, params: GenParams, endpoint: str) -> tuple[ServedTask, Generation]:
@@ -143,6 +147,8 @@ class ServiceState:
                 result = await self.backend.generate(served, prompt, params)
             except AdapterGone:
                 continue  # the route switched between routing and submission: take the new champion
+            except EngineError as e:
+                raise ApiError(e.status, str(e), "engine_error") from None
             except SpecialistError as e:
                 raise ApiError(400, str(e)) from None
             self.metrics.observe(served.task, endpoint, time.perf_counter() - started, result.completion_tokens)
@@ -162,6 +168,8 @@ class ServiceState:
                 return
             except AdapterGone:
                 continue
+            except EngineError as e:
+                raise ApiError(e.status, str(e), "engine_error") from None
         raise ApiError(503, f"task {task!r} is being swapped; retry", "service_unavailable")
 
 
@@ -183,13 +191,7 @@ def _sse(payload: dict | str) -> str:
 def create_app(state: ServiceState) -> FastAPI:
     app = FastAPI(title="Specialist Factory", description="Task specialists (LoRA adapters) behind one API.", version="0.1.0")
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        limit = state.config.max_upload_bytes if request.url.path == "/uploads" else state.config.max_body_bytes
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            return _error(413, f"request body larger than {limit} bytes", "invalid_request_error")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit_for=lambda path: state.config.max_upload_bytes if path == "/uploads" else state.config.max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def api_error(_, exc: ApiError):
@@ -232,7 +234,7 @@ def create_app(state: ServiceState) -> FastAPI:
                 {"task": s.task, "version": s.version, "base_model": s.base_model, "scores": s.scores}
                 for s in sorted(state.router.routes.values(), key=lambda s: s.task)
             ],
-            "refused": state.router.errors,
+            "refused": dict(state.router.errors),
         }
 
     # -- OpenAI-compatible ---------------------------------------------------------------------------------
@@ -268,7 +270,10 @@ def create_app(state: ServiceState) -> FastAPI:
             raise ApiError(422, "messages: include a user message (its content is the task input)")
         content = user[-1].content
         if isinstance(content, list):  # content parts: take the text ones
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+            texts = [part.get("text") for part in content if isinstance(part, dict) and part.get("type") == "text"]
+            if not all(isinstance(t, str) for t in texts):
+                raise ApiError(422, "messages: a text content part needs a string 'text'")
+            content = "".join(texts)
         params = state.params(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p, body.stop, body.seed)
         content = content or ""
         served, _ = state.prepare(body.model, content)
@@ -345,7 +350,7 @@ def create_app(state: ServiceState) -> FastAPI:
     async def promote(body: PromoteRequest, request: Request):
         _check_admin(request)
         try:
-            state.registry.promote(body.task, body.version, actor="api")
+            await asyncio.to_thread(state.registry.promote, body.task, body.version, actor="api")
         except SpecialistError as e:
             raise ApiError(404 if "no version" in e.problem else 400, str(e)) from None
         await asyncio.to_thread(state.router.sync)  # loading may wait for a batch: keep the event loop free
@@ -355,7 +360,7 @@ def create_app(state: ServiceState) -> FastAPI:
     async def rollback(body: TaskRequest, request: Request):
         _check_admin(request)
         try:
-            state.registry.rollback(body.task, actor="api")
+            await asyncio.to_thread(state.registry.rollback, body.task, actor="api")
         except SpecialistError as e:
             raise ApiError(400, str(e)) from None
         await asyncio.to_thread(state.router.sync)  # loading may wait for a batch: keep the event loop free
@@ -365,7 +370,7 @@ def create_app(state: ServiceState) -> FastAPI:
     async def reload(request: Request):
         _check_admin(request)
         changed = await asyncio.to_thread(state.router.sync)
-        return {"changed": changed, "tasks": sorted(state.router.routes), "refused": state.router.errors}
+        return {"changed": changed, "tasks": sorted(state.router.routes), "refused": dict(state.router.errors)}
 
     # -- specialist requests (jobs) ------------------------------------------------------------------------
 
@@ -373,15 +378,15 @@ def create_app(state: ServiceState) -> FastAPI:
     async def upload(request: Request):
         _check_admin(request)
         data = await request.body()
-        upload_id, count = _jobs_call(lambda: save_upload(state.jobs.root.parent, data, state.config.max_upload_bytes))
+        upload_id, count = await asyncio.to_thread(_jobs_call, lambda: save_upload(state.jobs.root.parent, data, state.config.max_upload_bytes))
         return {"upload_id": upload_id, "records": count}
 
     @app.post("/specialists", status_code=202)
     async def request_specialist(body: SpecialistRequest, request: Request):
         _check_admin(request)
-        _jobs_call(lambda: validate_request(body, state.config, state.jobs.root.parent))
+        await asyncio.to_thread(_jobs_call, lambda: validate_request(body, state.config, state.jobs.root.parent))
         try:
-            job_id = state.jobs.create(body)
+            job_id = await asyncio.to_thread(state.jobs.create, body)
         except DuplicateJob as e:
             raise ApiError(409, str(e), "conflict") from None
         return {"job_id": job_id, "status": "queued"}
@@ -389,12 +394,12 @@ def create_app(state: ServiceState) -> FastAPI:
     @app.get("/specialists")
     async def list_jobs(request: Request):
         _check_admin(request)
-        return {"jobs": state.jobs.list()}
+        return {"jobs": await asyncio.to_thread(state.jobs.list)}
 
     @app.get("/specialists/{job_id}")
     async def get_job(job_id: str, request: Request):
         _check_admin(request)
-        job = state.jobs.get(job_id) if _is_job_id(job_id) else None
+        job = await asyncio.to_thread(state.jobs.get, job_id) if _is_job_id(job_id) else None
         if job is None:
             raise ApiError(404, f"no job {job_id!r}", "not_found")
         return job
@@ -402,12 +407,51 @@ def create_app(state: ServiceState) -> FastAPI:
     @app.delete("/specialists/{job_id}")
     async def cancel_job(job_id: str, request: Request):
         _check_admin(request)
-        status = state.jobs.request_cancel(job_id) if _is_job_id(job_id) else None
+        status = await asyncio.to_thread(state.jobs.request_cancel, job_id) if _is_job_id(job_id) else None
         if status is None:
             raise ApiError(404, f"no job {job_id!r}", "not_found")
         return {"job_id": job_id, "status": status}
 
     return app
+
+
+class BodyLimit:
+    """413 for bodies over the limit, by Content-Length or, for chunked bodies, by counting what arrives.
+
+    The body is read here (at most `limit` bytes are ever held) and replayed to the app.
+    """
+
+    def __init__(self, app, limit_for):
+        self.app, self.limit_for = app, limit_for
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        limit = self.limit_for(scope["path"])
+        too_large = _error(413, f"request body larger than {limit} bytes", "invalid_request_error")
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await too_large(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > limit:
+                return await too_large(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # later calls: disconnect detection for streaming responses
+
+        await self.app(scope, replay, send)
 
 
 def _is_job_id(text: str) -> bool:

@@ -17,7 +17,9 @@ from specialist.adapters import lora_only_problems, read_manifest
 from specialist.base_models import BaseModelRef
 from specialist.errors import SpecialistError
 
-from service.engine import Engine, GenRequest, Generation, Sampling
+from service.engine import AdapterRefused, Engine, GenRequest, Generation, Sampling
+
+LOAD_TIMEOUT = 300  # seconds to load one adapter before the router gives up (and retries on its next sync)
 from service.router import ServedTask
 
 
@@ -52,7 +54,11 @@ class LocalBackend:
         return len(self.tokenizer(text)["input_ids"])
 
     def load(self, name: str, path: Path) -> None:
-        self.engine.load_adapter(name, path).result()
+        self.engine.load_adapter(name, path).result(timeout=LOAD_TIMEOUT)
+
+    @staticmethod
+    def permanent(error: Exception) -> bool:
+        return isinstance(error, AdapterRefused)
 
     def unload(self, name: str) -> None:
         self.engine.unload_adapter(name)
@@ -83,6 +89,20 @@ class LocalBackend:
 
     def close(self) -> None:
         self.engine.close()
+
+
+class EngineError(SpecialistError):
+    """A remote engine failed or refused: 502 for the client, with the engine's reason."""
+
+    def __init__(self, error: Exception):
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        self.status = status if isinstance(status, int) and 400 <= status < 500 else 502
+        super().__init__(f"the generation engine answered: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}")
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    hits = [text.find(s) for s in stops if s and s in text]
+    return text[: min(hits)] if hits else text
 
 
 class TGIBackend:
@@ -118,27 +138,39 @@ class TGIBackend:
     def _kwargs(self, served: ServedTask, params: GenParams) -> dict:
         kwargs = {"adapter_id": served.task, "max_new_tokens": params.max_new_tokens, "stop": list(params.stop) or None}
         if params.sampling.temperature > 0:
-            kwargs |= {"do_sample": True, "temperature": params.sampling.temperature, "top_p": params.sampling.top_p, "seed": params.sampling.seed}
+            kwargs |= {"do_sample": True, "temperature": params.sampling.temperature, "seed": params.sampling.seed}
+            if params.sampling.top_p < 1.0:  # TGI rejects top_p >= 1
+                kwargs["top_p"] = params.sampling.top_p
         return kwargs
 
     async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation:
         client = self.clients[next(self._next)]
-        out = await client.text_generation(prompt, details=True, **self._kwargs(served, params))
+        try:
+            out = await client.text_generation(prompt, details=True, **self._kwargs(served, params))
+        except Exception as e:  # noqa: BLE001 - the engine's failure, reported as such (not as our bug)
+            raise EngineError(e) from None
         reason = "length" if str(out.details.finish_reason).endswith("length") else "stop"
-        return Generation(out.generated_text, out.details.prefill and len(out.details.prefill) or 0, out.details.generated_tokens, reason)
+        return Generation(_cut_at_stop(out.generated_text, params.stop), self.count_tokens(prompt), out.details.generated_tokens, reason)
 
     async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
         client = self.clients[next(self._next)]
         text, tokens, reason = "", 0, "stop"
-        async for chunk in await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params)):
-            if chunk.token.special:
-                continue
-            tokens += 1
-            text += chunk.token.text
-            yield chunk.token.text
-            if chunk.details is not None:
-                reason = "length" if str(chunk.details.finish_reason).endswith("length") else "stop"
-        yield Generation(text, 0, tokens, reason)
+        try:
+            async for chunk in await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params)):
+                if chunk.token.special:
+                    continue
+                tokens += 1
+                piece = chunk.token.text
+                if params.stop and _cut_at_stop(text + piece, params.stop) != text + piece:
+                    piece = _cut_at_stop(text + piece, params.stop)[len(text) :]  # TGI includes the stop string: we do not
+                text += piece
+                if piece:
+                    yield piece
+                if chunk.details is not None:
+                    reason = "length" if str(chunk.details.finish_reason).endswith("length") else "stop"
+        except Exception as e:  # noqa: BLE001
+            raise EngineError(e) from None
+        yield Generation(text, self.count_tokens(prompt), tokens, reason)
 
     def close(self) -> None:
         pass

@@ -67,7 +67,7 @@ def main(job_id: str) -> int:
         if result["chosen"] is None:
             store.update(job_id, status="rejected", result=summary, error=result["reason"])
             return 0
-        if store.cancel_requested(job_id):
+        if not store.begin_promotion(job_id):  # a cancel won the race: nothing is registered
             store.update(job_id, status="canceled", result=summary, error="canceled by request; nothing was promoted")
             return 0
         version = Registry(home).add(Path(result["chosen_adapter"]), request.task, actor=f"job:{job_id}")

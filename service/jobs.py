@@ -13,6 +13,7 @@ training never blocks the serving event loop and a cancel can stop it at once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -142,8 +143,8 @@ class JobStore:
     CREATE TABLE IF NOT EXISTS jobs (
         id TEXT PRIMARY KEY, task TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,
         progress TEXT NOT NULL DEFAULT '{}', result TEXT NOT NULL DEFAULT '{}', error TEXT,
-        cancel_requested INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-        started_at TEXT, finished_at TEXT);
+        cancel_requested INTEGER NOT NULL DEFAULT 0, promoting INTEGER NOT NULL DEFAULT 0, pid INTEGER,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, started_at TEXT, finished_at TEXT);
     """
 
     def __init__(self, home: Path):
@@ -225,19 +226,49 @@ class JobStore:
                        (*values, job_id, *FINAL))  # fmt: skip
 
     def request_cancel(self, job_id: str) -> str | None:
-        """Cancel a queued job at once, or flag a running one for the worker; returns the status after."""
+        """Cancel a queued job at once, or flag a running one for the worker; returns the status after.
+        A job already promoting (registering its adapter) finishes: the cancel came too late."""
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute("SELECT status, promoting FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 db.execute("ROLLBACK")
                 return None
             if row["status"] == "queued":
                 db.execute("UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ? WHERE id = ?", (_now(), _now(), job_id))
-            elif row["status"] in RUNNING:
+            elif row["status"] in RUNNING and not row["promoting"]:
                 db.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (_now(), job_id))
             db.execute("COMMIT")
         return self.get(job_id)["status"]
+
+    def claim(self, job_id: str, pid: int | None = None) -> bool:
+        """Atomically move a queued job to 'preparing' (False if it was canceled in the meantime)."""
+        with self._connect() as db:
+            cur = db.execute(
+                "UPDATE jobs SET status = 'preparing', progress = ?, started_at = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+                (json.dumps({"stage": "preparing"}), _now(), _now(), job_id),
+            )
+            return cur.rowcount == 1
+
+    def set_pid(self, job_id: str, pid: int) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET pid = ? WHERE id = ?", (pid, job_id))
+
+    def begin_promotion(self, job_id: str) -> bool:
+        """The point of no return: True (and cancels are refused from now on) unless a cancel came first."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT status, cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            ok = row is not None and row["status"] in RUNNING and not row["cancel_requested"]
+            if ok:
+                db.execute("UPDATE jobs SET promoting = 1, updated_at = ? WHERE id = ?", (_now(), job_id))
+            db.execute("COMMIT")
+            return ok
+
+    def promoting(self, job_id: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT promoting FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row["promoting"])
 
     def cancel_requested(self, job_id: str) -> bool:
         with self._connect() as db:
@@ -250,7 +281,12 @@ class JobStore:
         return row["id"] if row else None
 
     def fail_interrupted(self) -> int:
-        """At start: jobs that were running when the service stopped are failed, never left half-done."""
+        """At start: jobs that were running when the service stopped are failed, never left half-done; a job
+        process that outlived the service (it runs in its own session) is stopped first."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT pid FROM jobs WHERE pid IS NOT NULL AND status IN ({','.join('?' * len(RUNNING))})", RUNNING).fetchall()
+        for row in rows:
+            _stop_job_process(row["pid"])
         with self._connect() as db:
             cur = db.execute(
                 f"UPDATE jobs SET status = 'failed', error = 'interrupted by a service restart', finished_at = ?, updated_at = ? "
@@ -270,6 +306,19 @@ class JobStore:
             job["result"] = json.loads(row["result"])
             job["request"] = json.loads(row["request"])
         return job
+
+
+def _stop_job_process(pid: int) -> None:
+    """SIGTERM a leftover job runner's process group, only if that pid still is a job runner."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"service.job_runner" in cmdline:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class DuplicateJob(Exception):
@@ -299,24 +348,32 @@ class JobWorker:
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll):
-            job_id = self.store.next_queued()
-            if job_id is not None:
-                self._execute(job_id)
+            job_id = None
+            try:
+                job_id = self.store.next_queued()
+                if job_id is not None and self.store.claim(job_id):
+                    self._execute(job_id)
+            except Exception as e:  # noqa: BLE001 - one bad job must not stop the queue
+                logging.getLogger("specialist.service").exception("job %s failed in the worker", job_id)
+                if job_id is not None:
+                    self.store.update(job_id, status="failed", error=f"worker error: {type(e).__name__}: {e}")
 
     def _execute(self, job_id: str) -> None:
         budget = self.store.request(job_id).budget.max_wall_seconds
-        self.store.update(job_id, status="preparing", progress={"stage": "preparing"})
         log = open(self.store.job_dir(job_id).with_suffix(".log"), "ab")
         self.current = proc = subprocess.Popen(
             [sys.executable, "-m", "service.job_runner", job_id],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+        self.store.set_pid(job_id, proc.pid)
         started = time.time()
         reason = None
         while proc.poll() is None:
             if self._stop.wait(self.poll):
                 reason = None  # service shutting down: the restart marks the job failed
                 break
+            if self.store.promoting(job_id):
+                continue  # registering its adapter: let it finish (cancels and the budget no longer apply)
             if self.store.cancel_requested(job_id):
                 reason = "canceled"
             elif budget is not None and time.time() - started > budget:

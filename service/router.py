@@ -46,10 +46,11 @@ def task_prompt(path: Path, task: str) -> TaskPrompt:
 
 
 class Router:
-    def __init__(self, registry: Registry, load, unload):
-        """`load(name, path)` must block until the adapter is usable (or raise); `unload(name)` may defer."""
+    def __init__(self, registry: Registry, load, unload, permanent=lambda error: isinstance(error, SpecialistError)):
+        """`load(name, path)` must block until the adapter is usable (or raise); `unload(name)` may defer;
+        `permanent(error)` says whether a load failure means the adapter itself is bad."""
         self.registry = registry
-        self._load, self._unload = load, unload
+        self._load, self._unload, self.permanent = load, unload, permanent
         self.routes: dict[str, ServedTask] = {}
         self.errors: dict[str, str] = {}  # task -> why its newest champion is not served
         self._lock = threading.Lock()
@@ -66,13 +67,14 @@ class Router:
         with self._lock:  # one sync at a time (poller thread and admin endpoint)
             wanted = self.registry.routes()
             routes = dict(self.routes)
-            changed = []
+            changed: list[str] = []
+            retired: list[str] = []
             for task, version in wanted.items():
                 current = routes.get(task)
                 if current is not None and current.version == version.version and current.path == version.path:
                     continue
                 if self.errors.get(task, "").startswith(f"v{version.version}:"):
-                    continue  # already refused this version; keep serving the previous one
+                    continue  # this version was refused for good; keep serving the previous one
                 self._names += 1
                 name = f"adapter{self._names}_v{version.version}"
                 try:
@@ -80,18 +82,22 @@ class Router:
                     self._load(name, version.path)
                 except Exception as e:  # noqa: BLE001 - a bad adapter must not take the service down
                     reason = e.problem if isinstance(e, SpecialistError) else str(e).splitlines()[0]
-                    self.errors[task] = f"v{version.version}: {reason}"
                     log.error("not serving %s v%s: %s", task, version.version, reason)
+                    self._unload(name)
+                    if self.permanent(e):  # a broken adapter stays refused; a busy engine is retried next sync
+                        self.errors[task] = f"v{version.version}: {reason}"
                     continue
                 routes[task] = ServedTask(task, version.version, name, version.path, prompt, version.base_model, version.scores)
                 self.errors.pop(task, None)
                 changed.append(task)
                 if current is not None:
-                    self._unload(current.engine_name)
+                    retired.append(current.engine_name)
             for task in [t for t in routes if t not in wanted]:
-                self._unload(routes.pop(task).engine_name)
+                retired.append(routes.pop(task).engine_name)
                 changed.append(task)
-            self.routes = routes  # the atomic switch
+            self.routes = routes  # the atomic switch: new requests now resolve to the new versions...
+            for name in retired:  # ...and only then are the old ones unloaded (after their queued requests)
+                self._unload(name)
             return changed
 
     def ready(self) -> bool:

@@ -147,6 +147,8 @@ class Registry:
         scores = (decision or {}).get("scores", {}).get("candidate", {})
         with self._transaction() as db:
             version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE task = ?", (task,)).fetchone()[0]
+            while (self.root / "adapters" / task / f"v{version}").exists():
+                version += 1  # a copy left by a crash between rename and commit: never reuse its number
             dest = self.root / "adapters" / task / f"v{version}"
             with atomic_dir(dest) as tmp:
                 for item in adapter_dir.iterdir():

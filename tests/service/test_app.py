@@ -160,3 +160,67 @@ def test_a_request_caught_in_a_swap_is_rerouted_not_failed(service, monkeypatch)
     monkeypatch.setattr(backend, "generate", gone_once)
     r = service.post("/predict", json={"task": "sentiment", "input": "fine"})
     assert r.status_code == 200 and len(calls) == 2
+
+
+def test_removing_every_task_then_promoting_a_new_one_still_serves(service, tiny_adapters, tmp_path):
+    from tests.specialist.test_registry import _gated
+
+    registry = service.state.registry
+    for task in ("sentiment", "sentiment-mixed"):
+        registry.remove(task)
+    assert service.post("/admin/reload", headers=ADMIN).json()["tasks"] == []
+    registry.add(_gated(tiny_adapters["beta"], tmp_path / "again"), "fresh")
+    service.post("/admin/reload", headers=ADMIN)
+    r = service.post("/predict", json={"task": "fresh", "input": "a dull story"})
+    assert r.status_code == 200, r.text
+
+
+def test_more_routed_tasks_than_resident_slots_are_all_served(served_home, tiny_model_dir, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from service.app import ServiceState, create_app
+    from service.config import ServeConfig
+
+    state = ServiceState(ServeConfig(base_model=str(tiny_model_dir), max_resident_adapters=1), home=served_home)
+    try:
+        with TestClient(create_app(state)) as client:
+            for _ in range(2):  # each request evicts the other task's adapter, which is reloaded on demand
+                for task in ("sentiment", "sentiment-mixed"):
+                    r = client.post("/predict", json={"task": task, "input": "fine", "parameters": {"max_new_tokens": 3}})
+                    assert r.status_code == 200, r.text
+            assert len(state.backend.engine.resident) == 1
+    finally:
+        state.close()
+
+
+def test_chunked_bodies_are_limited_too(service):
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 50_000  # 2 MB without a Content-Length
+
+    r = service.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [[{"role": "user", "content": [{"type": "text", "text": None}]}], [{"role": "system", "content": "only system"}]],
+)
+def test_malformed_chat_content_is_422(service, messages):
+    r = service.post("/v1/chat/completions", json={"model": "sentiment", "messages": messages})
+    assert r.status_code == 422 and r.json()["error"]["message"]
+
+
+def test_streamed_text_never_shows_part_of_a_stop_string(service):
+    import json as _json
+
+    from service.engine import _stop_prefix_len
+
+    assert _stop_prefix_len("Hello\nInp", ("\nInput:",)) == 4 and _stop_prefix_len("Hello", ("\nInput:",)) == 0
+    full = service.post("/v1/completions", json={"model": "sentiment", "prompt": "fine", "max_tokens": 8}).json()["choices"][0]["text"]
+    stop = full[3:6] if len(full) > 6 else "zzz"
+    body = {"model": "sentiment", "prompt": "fine", "max_tokens": 8, "stop": [stop], "stream": True}
+    with service.stream("POST", "/v1/completions", json=body) as r:
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    text = "".join(_json.loads(e)["choices"][0]["text"] for e in events if e != "[DONE]")
+    assert stop not in text and text == full[: full.find(stop)] if stop in full else text == full
