@@ -30,47 +30,26 @@ import torch  # noqa: E402
 from eval.benchmarks import superni_benchmark  # noqa: E402
 from eval.generate import load_adapters  # noqa: E402
 from eval.runner import BASE, max_new_tokens_for, run_eval  # noqa: E402
-from specialist.adapters import AdapterManifest, BaseModelInfo, MixtureRecord, TrainingRecord, write_manifest  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model  # noqa: E402
 from specialist.paths import default_task_data  # noqa: E402
 
 TASK = "task363_sst2_polarity_classification"
 
 
-def random_adapters(base, root: Path) -> dict[str, Path]:
-    """Two LoRA adapters with random A and B (so they change outputs), each with a minimal manifest."""
-    from peft import LoraConfig, get_peft_model
+def two_random_adapters(root: Path) -> dict[str, Path]:
+    from benchmarks.common import random_adapters
 
-    adapters = {}
-    for i, name in enumerate(("random_a", "random_b")):
-        torch.manual_seed(100 + i)
-        model = get_peft_model(load_model(base, torch.device("cpu"), torch.float32), LoraConfig(r=16, target_modules="all-linear", init_lora_weights=False))
-        model.save_pretrained(root / name)
-        write_manifest(
-            root / name,
-            AdapterManifest(
-                base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
-                tasks={},
-                mixture=MixtureRecord(spec={}, specialist_examples=0, generalist_examples=0, per_task={}, sources={}, content_sha256=""),
-                hyperparameters={},
-                seed=100 + i,
-                training=TrainingRecord(steps=0, epochs=0, examples_seen=0, tokens=0, tokens_per_second=0, wall_seconds=0,
-                                        first_loss=None, final_loss=None, device="cpu", dtype="float32"),  # fmt: skip
-                loss_curve=[],
-                package_versions={},
-            ),
-        )
-        adapters[name] = root / name
-    return adapters
+    return {p.name: p for p in random_adapters(root, [TASK, TASK])}
 
 
 @torch.no_grad()
 def naive_loop(base, adapters: dict[str, Path], bench, max_new_tokens: int) -> tuple[dict[str, list[str]], float]:
-    """One `generate` per instance, switching the active adapter before each call (what a naive server does)."""
+    """One `generate` per instance, switching the active adapter before each call (what a naive server does).
+    Timed like the runner: model and adapter loading included."""
+    started = time.perf_counter()
     tokenizer = load_tokenizer(base)
     model = load_adapters(load_model(base, torch.device("cpu"), torch.float32), adapters)
     outputs: dict[str, list[str]] = {}
-    started = time.perf_counter()
     for name in [BASE, *adapters]:
         outputs[name] = []
         for inst in bench.instances:
@@ -100,7 +79,7 @@ def main() -> int:
     base = resolve_base_model(DEFAULT_BASE_MODEL)
     bench = superni_benchmark(default_task_data(), TASK, limit=args.instances)
     with tempfile.TemporaryDirectory() as tmp:
-        adapters = {p.name: p for p in args.adapter} if args.adapter else random_adapters(base, Path(tmp))
+        adapters = {p.name: p for p in args.adapter} if args.adapter else two_random_adapters(Path(tmp))
         max_new = max_new_tokens_for(load_tokenizer(base), bench)
 
         started = time.perf_counter()

@@ -58,39 +58,10 @@ def _wait_ready(url: str, proc: subprocess.Popen, path: str = "/readyz", timeout
 
 
 def make_adapters(root: Path, n: int) -> list[Path]:
-    """n random LoRA adapters on the default model, each with a manifest naming a real SuperNI task prompt."""
-    import torch
-    from peft import LoraConfig, get_peft_model
+    """n random adapters over the benchmark's tasks; small B so outputs change without becoming noise."""
+    from benchmarks.common import random_adapters
 
-    from eval.benchmarks import superni_benchmark
-    from specialist.adapters import AdapterManifest, BaseModelInfo, MixtureRecord, TrainingRecord, write_manifest
-    from specialist.base_models import DEFAULT_BASE_MODEL, load_model, resolve_base_model
-    from specialist.paths import default_task_data
-
-    base = resolve_base_model(DEFAULT_BASE_MODEL)
-    paths = []
-    for i in range(n):
-        task = TASKS[i % len(TASKS)]
-        torch.manual_seed(i)
-        model = get_peft_model(load_model(base, torch.device("cpu"), torch.float32), LoraConfig(r=16, target_modules="all-linear", init_lora_weights=False))
-        # Small random B: the adapter changes outputs without turning them into noise that never stops.
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "lora_B" in name:
-                    p.mul_(0.01)
-        path = root / f"adapter{i}"
-        model.save_pretrained(path)
-        write_manifest(path, AdapterManifest(
-            base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
-            tasks={task: superni_benchmark(default_task_data(), task, limit=1).prompt},
-            mixture=MixtureRecord(spec={}, specialist_examples=0, generalist_examples=0, per_task={}, sources={}, content_sha256=""),
-            hyperparameters={}, seed=i,
-            training=TrainingRecord(steps=0, epochs=0, examples_seen=0, tokens=0, tokens_per_second=0, wall_seconds=0,
-                                    first_loss=None, final_loss=None, device="cpu", dtype="float32"),
-            loss_curve=[], package_versions={},
-        ))  # fmt: skip
-        paths.append(path)
-    return paths
+    return random_adapters(root, [TASKS[i % len(TASKS)] for i in range(n)], scale=0.01)
 
 
 def prompts_per_adapter(n: int, per: int = 20) -> dict[str, list[str]]:

@@ -83,11 +83,10 @@ class PredictRequest(_Request):
     parameters: Parameters = Field(default_factory=Parameters)
 
 
-class CompletionRequest(BaseModel):
-    """OpenAI /v1/completions (unknown OpenAI fields are accepted and ignored, as clients send many)."""
+class _OpenAIRequest(BaseModel):
+    """Fields OpenAI's completion and chat requests share (unknown OpenAI fields are accepted and ignored)."""
 
     model: str
-    prompt: str | list[str]
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -95,6 +94,12 @@ class CompletionRequest(BaseModel):
     stream: bool = False
     n: int = Field(1, ge=1, le=1)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+
+class CompletionRequest(_OpenAIRequest):
+    """OpenAI /v1/completions."""
+
+    prompt: str | list[str]
 
 
 class ChatMessage(BaseModel):
@@ -102,17 +107,11 @@ class ChatMessage(BaseModel):
     content: str | list[dict] | None = None
 
 
-class ChatRequest(BaseModel):
-    model: str
+class ChatRequest(_OpenAIRequest):
+    """OpenAI /v1/chat/completions: the last user message is the task input."""
+
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    n: int = Field(1, ge=1, le=1)
-    seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
 
 class TGIParameters(BaseModel):

@@ -22,8 +22,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from specialist.errors import SpecialistError
 from specialist.paths import validate_name
+from specialist.sqlite import connect
 
 Stage = Literal["queued", "preparing", "training", "evaluating", "gating", "promoted", "rejected", "failed", "canceled"]
 FINAL: tuple[str, ...] = ("promoted", "rejected", "failed", "canceled")
@@ -154,15 +153,8 @@ class JobStore:
         with self._connect() as db:
             db.executescript(self._SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            yield db
-        finally:
-            db.close()
+    def _connect(self):
+        return connect(self.db_path)
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id

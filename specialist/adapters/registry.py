@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 from specialist.adapters.manifest import ADAPTER_WEIGHTS, lora_only_problems, read_manifest
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, sha256_file, specialist_home, validate_name
+from specialist.sqlite import connect, transaction
 
 DECISION_NAME = "gate_decision.json"  # written by eval.gate; read here as plain JSON
 
@@ -71,26 +70,11 @@ class Registry:
         with self._connect() as db:
             db.executescript(_SCHEMA)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            yield db
-        finally:
-            db.close()
+    def _connect(self):
+        return connect(self.db_path)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")  # take the write lock now: concurrent writers wait, never interleave
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+    def _transaction(self):
+        return transaction(self.db_path)
 
     # -- reading -------------------------------------------------------------------------------------------
 
