@@ -146,12 +146,19 @@ class JobStore:
         created_at TEXT NOT NULL, updated_at TEXT NOT NULL, started_at TEXT, finished_at TEXT);
     """
 
+    _ADDED_COLUMNS = {"promoting": "INTEGER NOT NULL DEFAULT 0", "pid": "INTEGER"}
+
     def __init__(self, home: Path):
         self.root = Path(home) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "jobs.sqlite"
         with self._connect() as db:
             db.executescript(self._SCHEMA)
+            # Homes made by an earlier version lack newer columns: add them (SQLite cannot ALTER ... IF NOT EXISTS).
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, ddl in self._ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {ddl}")
 
     def _connect(self):
         return connect(self.db_path)

@@ -144,3 +144,23 @@ def test_restart_marks_interrupted_jobs_failed(tmp_path, task_dir):
     assert job["status"] == "failed" and "restart" in job["error"]
     store.update(job_id, status="promoted")  # a final status is never overwritten
     assert store.get(job_id)["status"] == "failed"
+
+
+def test_a_job_table_from_an_earlier_version_is_upgraded(tmp_path):
+    import sqlite3
+
+    from service.jobs import JobStore, SpecialistRequest
+
+    (tmp_path / "jobs").mkdir()
+    old = sqlite3.connect(tmp_path / "jobs" / "jobs.sqlite")
+    old.execute(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, task TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,"
+        " progress TEXT NOT NULL DEFAULT '{}', result TEXT NOT NULL DEFAULT '{}', error TEXT,"
+        " cancel_requested INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " started_at TEXT, finished_at TEXT)"
+    )
+    old.commit()
+    old.close()
+    store = JobStore(tmp_path)
+    job_id = store.create(SpecialistRequest.model_validate(_request()))
+    assert store.claim(job_id) and store.begin_promotion(job_id) and store.fail_interrupted() == 1
