@@ -69,3 +69,22 @@ def _metavar(annotation) -> str:
     args = [a for a in typing.get_args(annotation) if a is not type(None)] if isinstance(annotation, types.UnionType) else [annotation]
     names = {int: "N", float: "X", Path: "PATH", str: "TEXT"}
     return "|".join(names.get(a, "VALUE") if not typing.get_origin(a) is typing.Literal else "|".join(typing.get_args(a)) for a in args)
+
+
+def count(low: int, high: int | None = None):
+    """argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high if high is not None else ''}")
+        return value
+
+    return parse
+
+
+def count_or_all(text: str):
+    return "all" if text == "all" else count(1)(text)

@@ -1,0 +1,206 @@
+"""`specialist eval`, `gate`, `build` and `experiment`: score, judge and choose adapters."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cli.options import add_model_flags, count, model_from_args
+from specialist.errors import SpecialistError
+
+
+def add_parsers(sub) -> None:
+    _add_eval_parsers(sub)
+    _add_gate_parser(sub)
+    _add_factory_parsers(sub)
+
+
+def _add_eval_parsers(sub) -> None:
+    from eval.benchmarks import METRICS
+    from specialist.superni import HELD_OUT_INSTANCES
+
+    ev = sub.add_parser(
+        "eval",
+        help="score adapters and the base model on held-out task instances (or `eval score` prediction files)",
+        description="Evaluate adapters (and the bare base model) on SuperNI held-out instances or a custom JSONL "
+        "benchmark, all in one pass with mixed-adapter batches. Writes scores.json, predictions.jsonl (+ official "
+        "predictions_<model>.jsonl and references.jsonl), report.md and chart.png to --out.",
+        epilog="examples: specialist eval --adapter runs/sst2 --base --task task363_sst2_polarity_classification --out runs/eval | "
+        "specialist eval score --predictions P.jsonl --references R.jsonl",
+    )
+    ev.add_argument("--adapter", action="append", default=[], metavar="[NAME=]DIR", help="adapter to score (repeatable); name defaults to the folder name")
+    ev.add_argument("--base", action="store_true", help="also score the bare base model")
+    ev.add_argument("--base-model", default=None, help="base model (default: the one in the first adapter's manifest, else the packaged default)")
+    ev.add_argument("--task-data", type=Path, default=None, help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)")
+    ev.add_argument("--task", action="append", default=[], help="SuperNI task (repeatable)")
+    ev.add_argument("--category", action="append", default=[], help="every task of this category (repeatable)")
+    ev.add_argument("--task-list", type=Path, help="file of task names, one per line")
+    ev.add_argument("--benchmark", type=Path, help="custom JSONL benchmark of {id, input, references}")
+    ev.add_argument("--benchmark-name", help="task name of the custom benchmark (default: the file's stem)")
+    ev.add_argument("--definition", help="instruction for the custom benchmark's prompts")
+    ev.add_argument("--metric", choices=METRICS, help="primary metric (default: exact match for label tasks, else ROUGE-L)")
+    ev.add_argument("--eval-instances", type=count(1, HELD_OUT_INSTANCES), default=None,
+                    help=f"use only the first N of each task's {HELD_OUT_INSTANCES} held-out instances")  # fmt: skip
+    ev.add_argument("--batch-size", type=count(1, 1024), default=16, help="generation batch size (default: 16)")
+    ev.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    ev.add_argument("--out", type=Path, help="output folder (required unless `score`)")
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    ev.set_defaults(handler=_eval)
+    ev_sub = ev.add_subparsers(dest="eval_command", metavar="ACTION")
+    sc = ev_sub.add_parser("score", help="official SuperNI scoring of prediction/reference JSONL files")
+    sc.add_argument("--predictions", type=Path, required=True, help="JSONL of {id, prediction}")
+    sc.add_argument("--references", type=Path, required=True, help="JSONL of {id, references, task_id, task_category, track}")
+    sc.add_argument("--out", type=Path, help="also write the results as JSON here")
+    sc.set_defaults(handler=_eval_score)
+
+
+def _add_gate_parser(sub) -> None:
+    gate = sub.add_parser(
+        "gate",
+        help="decide whether an adapter may be promoted (exit 0 pass, 1 fail, 2 usage error)",
+        description="Evaluate the candidate with the base model (and the champion) in one pass, run every check of "
+        "the policy, print them as a table and save gate_decision.json beside the adapter.",
+        epilog="example: specialist gate --candidate runs/sst2 --policy configs/gate.yaml",
+    )
+    gate.add_argument("--candidate", type=Path, required=True, help="adapter directory to judge")
+    gate.add_argument("--policy", type=Path, help="gate policy YAML (default: must beat the base model)")
+    gate.add_argument("--champion", type=Path, help="the task's current champion adapter")
+    gate.add_argument("--base-model", default=None, help="base model (default: the candidate manifest's)")
+    gate.add_argument("--task-data", type=Path, default=None, help="folder of SuperNI task files")
+    gate.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    gate.set_defaults(handler=_gate)
+
+
+def _add_factory_parsers(sub) -> None:
+    from factory.build import BuildConfig
+    from factory.experiment import ExperimentConfig
+
+    build = sub.add_parser(
+        "build",
+        help="train one candidate per generalist setting, evaluate together, gate each, pick the best",
+        description="Decide generalist-augmented vs specialist-only by evidence: --out holds candidates/ and decision.json.",
+        epilog="example: specialist build --task task363_sst2_polarity_classification --instances-per-task 64 "
+        "--candidates 0,1.0 --epochs 2 --out runs/sst2-build",
+    )
+    add_model_flags(build, BuildConfig, required=("out",), exclude=("generalist_ratio", "generalist_count", "generalist_filter", "resume"))
+    build.set_defaults(handler=_build)
+
+    exp = sub.add_parser(
+        "experiment",
+        help="the paper's grid: score vs instances per task, with and without generalist data",
+        description="Train the grid, evaluate every adapter with the base model in one pass, and write results.csv, "
+        "results.md and curve.png to --out.",
+        epilog="example: specialist experiment --task task363_sst2_polarity_classification --instances-per-task 8,32,128 "
+        "--generalist-ratios 0,1 --seeds 1 --epochs 2 --out runs/exp",
+    )
+    add_model_flags(exp, ExperimentConfig, required=("out",), exclude=("generalist_ratio", "generalist_count", "seed", "resume"))
+    exp.set_defaults(handler=_experiment)
+
+
+def _adapter_dirs(specs: list[str]) -> dict[str, Path]:
+    from specialist.paths import validate_name
+
+    adapters: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        path = Path(path if sep else spec)
+        name = name if sep else path.resolve().name
+        validate_name(name, "adapter name")
+        if name in adapters:
+            raise SpecialistError(f"two adapters are named {name!r}", "name them with --adapter NAME=DIR")
+        adapters[name] = path
+    return adapters
+
+
+def _base_for(spec: str | None, adapters: dict[str, Path]):
+    from specialist.adapters import read_manifest
+    from specialist.base_models import DEFAULT_BASE_MODEL, resolve_base_model
+
+    if spec is None:
+        spec = read_manifest(next(iter(adapters.values()))).base_model.id if adapters else DEFAULT_BASE_MODEL
+    return resolve_base_model(spec)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from eval.benchmarks import custom_benchmark, superni_benchmark
+    from eval.report import write_report
+    from eval.runner import run_eval
+    from specialist.paths import default_task_data
+    from specialist.superni import select_tasks
+
+    if args.out is None:
+        raise SpecialistError("--out is required", "pass the folder to write scores and reports to")
+    adapters = _adapter_dirs(args.adapter)
+    task_dir = args.task_data or default_task_data()
+    benchmarks = []
+    if args.benchmark:
+        if not args.definition:
+            raise SpecialistError("a custom --benchmark needs --definition", "pass the task instruction its prompts use")
+        benchmarks.append(custom_benchmark(args.benchmark, args.benchmark_name or args.benchmark.stem, args.definition, args.metric))
+    if args.task or args.category or args.task_list or not benchmarks:
+        names = select_tasks(task_dir, args.task, args.category, args.task_list)
+        benchmarks += [superni_benchmark(task_dir, n, args.metric, limit=args.eval_instances) for n in names]
+    run = run_eval(_base_for(args.base_model, adapters), adapters, benchmarks, args.base, args.batch_size, args.device, args.progress)
+    write_report(run, args.out)
+    for name in run.models:
+        print(f"{name}: mean score {run.mean(name):.2f} (exact match {run.mean(name, 'exact_match'):.2f}, ROUGE-L {run.mean(name, 'rougeL'):.2f})")
+    print(f"wrote {args.out}/scores.json, predictions.jsonl, report.md, chart.png")
+    return 0
+
+
+def _eval_score(args: argparse.Namespace) -> int:
+    import json
+
+    from eval.official import score_files
+
+    results, missing = score_files(args.predictions, args.references)
+    if missing:
+        print(f"No prediction for {missing} instances. Use empty string as prediction.", file=sys.stderr)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from eval.gate import DECISION_NAME, checks_table, gate_adapter, load_policy
+    from specialist.adapters import MANIFEST_NAME
+    from specialist.paths import default_task_data
+
+    # Exit codes are part of the contract: 0 pass, 1 fail, 2 anything the user must fix first.
+    try:
+        policy = load_policy(args.policy)
+        candidate = Path(args.candidate)
+        if not candidate.is_dir():
+            raise SpecialistError(f"candidate {candidate} is not a directory", "pass an adapter directory made by `specialist train`")
+        base = _base_for(args.base_model, {"candidate": candidate} if (candidate / MANIFEST_NAME).is_file() else {})
+        decision = gate_adapter(candidate, policy, base, args.task_data or default_task_data(), args.champion, args.progress)
+    except SpecialistError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(checks_table(decision.checks))
+    print(f"{'PASS' if decision.passed else 'FAIL'}: {candidate} -> {candidate / DECISION_NAME}")
+    return 0 if decision.passed else 1
+
+
+def _build(args: argparse.Namespace) -> int:
+    from factory.build import BuildConfig, build_specialist
+
+    result = build_specialist(model_from_args(BuildConfig, args, "build options"))
+    for row in result["candidates"]:
+        print(f"{row['name']:<24} mean {row['mean_score']:6.2f}  {'PASS' if row['passed'] else 'FAIL ' + ', '.join(row['failed_checks'])}")
+    print(f"chosen: {result['chosen'] or 'none'} -- {result['reason']}")
+    return 0 if result["chosen"] else 1
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from factory.experiment import ExperimentConfig, run_experiment
+
+    cfg = model_from_args(ExperimentConfig, args, "experiment options")
+    run_experiment(cfg)
+    print((Path(cfg.out) / "results.md").read_text())
+    print(f"wrote {cfg.out}/results.csv, results.md, curve.png")
+    return 0
