@@ -166,8 +166,8 @@ def _eval_score(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from eval.gate import DECISION_NAME, checks_table, gate_adapter, load_policy
-    from specialist.adapters import MANIFEST_NAME
+    from eval.gate import checks_table, gate_adapter, load_policy
+    from specialist.adapters import DECISION_NAME, MANIFEST_NAME
     from specialist.paths import default_task_data
 
     # Exit codes are part of the contract: 0 pass, 1 fail, 2 anything the user must fix first.

@@ -21,6 +21,7 @@ from specialist.superni import load_task, split_instances
 
 Metric = Literal["exact_match", "rougeL"]
 METRICS: tuple[str, ...] = ("exact_match", "rougeL")
+GateMetric = Literal["score", Metric]  # what a gate threshold names: 'score' = each task's primary metric
 # References count as labels when each is at most this many words and there are few distinct ones.
 LABEL_MAX_WORDS = 3
 LABEL_MAX_DISTINCT = 20

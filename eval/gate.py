@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from specialist.adapters import ADAPTER_WEIGHTS, lora_only_problems, read_manifest
+from specialist.adapters import ADAPTER_WEIGHTS, DECISION_NAME, lora_only_problems, read_manifest
 from specialist.base_models import BaseModelRef
 from specialist.config import StrictModel, load_yaml_config, validate_config
 from specialist.errors import SpecialistError
@@ -24,14 +24,12 @@ from specialist.paths import sha256_file
 from specialist.prompt_format import check_supported
 from specialist.superni import HELD_OUT_INSTANCES
 
-from eval.benchmarks import Benchmark, Metric, generalist_benchmark, superni_benchmark
+from eval.benchmarks import Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
 from eval.runner import BASE, EvalRun, run_eval
 
-DECISION_NAME = "gate_decision.json"
 CANDIDATE, CHAMPION = "candidate", "champion"
 Score = Annotated[float, Field(ge=0, le=100)]
 Gain = Annotated[float, Field(ge=-100, le=100)]
-GateMetric = Literal["score", Metric]  # 'score' = each task's primary metric
 
 
 class RetentionPolicy(StrictModel):

@@ -119,8 +119,11 @@ class ServiceState:
     def render(self, served: ServedTask, text: str) -> str:
         """The adapter's own prompt around the task input (a router-forwarded full prompt passes through)."""
         budget = self.config.max_input_tokens
-        prompt = text if is_rendered(text) else fit_prompt(served.prompt, text, self.backend.count_tokens, budget)
-        if prompt is None or self.backend.count_tokens(prompt) > budget:
+        if is_rendered(text):
+            prompt = text if self.backend.count_tokens(text) <= budget else None
+        else:  # fit_prompt only returns renderings within the budget
+            prompt = fit_prompt(served.prompt, text, self.backend.count_tokens, budget)
+        if prompt is None:
             raise ApiError(413, f"input too long: the prompt exceeds max_input_tokens={budget}; shorten the input")
         return prompt
 

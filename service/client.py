@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 from tqdm.auto import tqdm
 
+from service.jobs import FINAL
 from specialist.errors import SpecialistError
 
-FINAL = ("promoted", "rejected", "failed", "canceled")
 
 
 class SpecialistClient:

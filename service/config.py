@@ -57,12 +57,6 @@ def admin_token() -> str | None:
     return os.environ.get(ADMIN_TOKEN_ENV) or None
 
 
-def home_dir() -> Path:
-    from specialist.paths import specialist_home
-
-    return specialist_home()
-
-
 # -- request bodies ----------------------------------------------------------------------------------------
 
 class _Request(BaseModel):

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from eval.benchmarks import GateMetric, Metric
 from specialist.errors import SpecialistError
 from specialist.paths import validate_name
 from specialist.sqlite import connect
@@ -93,7 +94,7 @@ class LoraOverrides(_Body):
 class GateOverrides(_Body):
     """May only tighten the operator's policy (checked when the job is accepted)."""
 
-    min_score: dict[Literal["score", "exact_match", "rougeL"], float] = Field(default_factory=dict)
+    min_score: dict[GateMetric, float] = Field(default_factory=dict)
     min_gain_over_base: float | None = Field(None, ge=-100, le=100)
     min_gain_over_champion: float | None = Field(None, ge=-100, le=100)
     eval_instances: int | None = Field(None, ge=1, le=1000)
@@ -108,7 +109,7 @@ class SpecialistRequest(_Body):
     upload_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
     eval_instances: list[InlineInstance] | None = Field(None, max_length=10_000, description="a separate evaluation set")
     held_out: int = Field(100, ge=1, le=10_000, description="evaluation instances taken from the provided data")
-    metric: Literal["exact_match", "rougeL"] | None = None
+    metric: Metric | None = None
     instances_per_task: int | Literal["all"] = 64
     generalist: Literal["auto", "none"] | Ratio | Count = "auto"
     budget: Budget = Field(default_factory=Budget)

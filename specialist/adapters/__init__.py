@@ -4,6 +4,7 @@ promoted adapters with its routing table and history (`registry`). This package 
 from specialist.adapters.manifest import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
+    DECISION_NAME,
     MANIFEST_NAME,
     AdapterManifest,
     BaseModelInfo,
@@ -18,6 +19,7 @@ from specialist.adapters.manifest import (
 __all__ = [
     "ADAPTER_CONFIG",
     "ADAPTER_WEIGHTS",
+    "DECISION_NAME",
     "MANIFEST_NAME",
     "AdapterManifest",
     "BaseModelInfo",

@@ -19,6 +19,7 @@ from specialist.errors import SpecialistError
 from specialist.prompt_format import PROMPT_FORMAT_NAME, PROMPT_FORMAT_VERSION, TaskPrompt
 
 MANIFEST_NAME = "manifest.json"
+DECISION_NAME = "gate_decision.json"  # written by the gate (eval.gate), required by the registry
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MANIFEST_SCHEMA_VERSION = 1

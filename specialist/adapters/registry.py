@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from specialist.adapters.manifest import ADAPTER_WEIGHTS, lora_only_problems, read_manifest
+from specialist.adapters.manifest import ADAPTER_WEIGHTS, DECISION_NAME, lora_only_problems, read_manifest
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, sha256_file, specialist_home, validate_name
 from specialist.sqlite import connect, transaction
 
-DECISION_NAME = "gate_decision.json"  # written by eval.gate; read here as plain JSON
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
