@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup model test quickstart bench real-data-check clean
+.PHONY: setup model test quickstart bench real-data-check reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: model
 
 real-data-check: model
 	$(PY) scripts/real_data_check.py
+
+# The reliability suite's long part (its quick part runs in `make test`): bad input, load, faults and a soak against
+# a real server on 127.0.0.1 with the default model; writes RELIABILITY.md. Shorter: RELIABILITY_ARGS="--soak-seconds 60".
+reliability: model
+	$(PY) -m reliability $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

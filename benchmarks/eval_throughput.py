@@ -4,7 +4,8 @@
 
 Both score the base model plus two adapters on the held-out instances of a real SuperNI task with the packaged
 SmolLM2 default. The naive loop calls `generate` once per instance after `set_adapter` (or with the adapter
-disabled for the base model); ours sorts by length and decodes mixed-adapter batches. Same greedy decoding,
+disabled for the base model); ours decodes mixed-adapter batches and computes the task's shared prompt
+prefix (definition + demonstrations) once per adapter (specialist.decoding). Same greedy decoding,
 same `max_new_tokens`. Prints instances/s of each and the ratio, checks the predictions agree, writes JSON
 (benchmarks/results/eval_throughput.json). Without --adapter, two LoRA adapters with random (non-zero)
 weights are made for the run: throughput does not depend on what the weights learned.
@@ -28,7 +29,6 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from eval.benchmarks import superni_benchmark  # noqa: E402
-from eval.generate import load_adapters  # noqa: E402
 from eval.runner import BASE, max_new_tokens_for, run_eval  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model  # noqa: E402
 from specialist.paths import default_task_data  # noqa: E402
@@ -42,13 +42,24 @@ def two_random_adapters(root: Path) -> dict[str, Path]:
     return {p.name: p for p in random_adapters(root, [TASK, TASK])}
 
 
+def peft_model(base_model, adapters: dict[str, Path]):
+    """The base model wrapped by peft with every adapter loaded (the library's own way)."""
+    from peft import PeftModel
+
+    names = list(adapters)
+    model = PeftModel.from_pretrained(base_model, adapters[names[0]], adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(adapters[name], adapter_name=name)
+    return model.eval()
+
+
 @torch.no_grad()
 def naive_loop(base, adapters: dict[str, Path], bench, max_new_tokens: int) -> tuple[dict[str, list[str]], float]:
     """One `generate` per instance, switching the active adapter before each call (what a naive server does).
     Timed like the runner: model and adapter loading included."""
     started = time.perf_counter()
     tokenizer = load_tokenizer(base)
-    model = load_adapters(load_model(base, torch.device("cpu"), torch.float32), adapters)
+    model = peft_model(load_model(base, torch.device("cpu"), torch.float32), adapters)
     outputs: dict[str, list[str]] = {}
     for name in [BASE, *adapters]:
         outputs[name] = []

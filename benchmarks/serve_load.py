@@ -1,9 +1,10 @@
 """Serving under closed-loop load: our service with K adapters vs a naive PEFT server, in one run.
 
-    .venv/bin/python benchmarks/serve_load.py [--clients 8] [--seconds 30] [--max-new-tokens 16] [--threads 2]
+    .venv/bin/python benchmarks/serve_load.py [--clients 8] [--seconds 30] [--max-new-tokens 16] [--threads 2] [--task T]
 
 - Ours: `specialist serve` (bentoml, local backend, default SmolLM2) with 8 routed adapters; the clients spread
-  their requests over K = 1, 4 and 8 of them.
+  their requests over K = 1, 4 and 8 of them. Every adapter is made for the same SuperNI task and every
+  configuration sends the same inputs in the same order, so K changes only how traffic spreads over adapters.
 - Naive: an HTTP server written here that handles one request at a time: `set_adapter`, then `generate`.
 - Load: C closed-loop clients, prompts from real SuperNI held-out instances, fixed max_new_tokens.
 - Also: adapter hot-load time (register + promote a new version until it serves) through the admin API.
@@ -33,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import requests  # noqa: E402
 
-TASKS = ["task363_sst2_polarity_classification", "task1399_obqa_answer_generation", "task610_conllpp_ner"]
+TASK = "task363_sst2_polarity_classification"
 ADMIN_TOKEN = "bench-token"
 
 
@@ -57,19 +58,20 @@ def _wait_ready(url: str, proc: subprocess.Popen, path: str = "/readyz", timeout
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def make_adapters(root: Path, n: int) -> list[Path]:
-    """n random adapters over the benchmark's tasks; small B so outputs change without becoming noise."""
+def make_adapters(root: Path, n: int, task: str) -> list[Path]:
+    """n random adapters for `task`; small B so outputs change without becoming noise."""
     from benchmarks.common import random_adapters
 
-    return random_adapters(root, [TASKS[i % len(TASKS)] for i in range(n)], scale=0.01)
+    return random_adapters(root, [task] * n, scale=0.01)
 
 
-def prompts_per_adapter(n: int, per: int = 20) -> dict[str, list[str]]:
+def prompts_per_adapter(n: int, task: str, per: int = 40) -> dict[str, list[str]]:
+    """The same held-out inputs for every adapter."""
     from eval.benchmarks import superni_benchmark
     from specialist.paths import default_task_data
 
-    inputs = {t: [i.input for i in superni_benchmark(default_task_data(), t, limit=per).instances] for t in TASKS}
-    return {f"t{i}": inputs[TASKS[i % len(TASKS)]] for i in range(n)}
+    inputs = [i.input for i in superni_benchmark(default_task_data(), task, limit=per).instances]
+    return {f"t{i}": inputs for i in range(n)}
 
 
 def closed_loop(url: str, tasks: list[str], prompts: dict[str, list[str]], clients: int, seconds: float, max_new: int) -> dict:
@@ -162,19 +164,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each server")
+    parser.add_argument("--task", default=TASK, help="the SuperNI task every adapter is made for")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve_load.json")
     args = parser.parse_args()
 
     from specialist.adapters import Registry
 
-    report: dict = {"clients": args.clients, "seconds": args.seconds, "max_new_tokens": args.max_new_tokens, "threads": args.threads}
+    report: dict = {"task": args.task, "clients": args.clients, "seconds": args.seconds, "max_new_tokens": args.max_new_tokens, "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        adapters = make_adapters(root / "adapters", 9)
+        adapters = make_adapters(root / "adapters", 9, args.task)
         registry = Registry(root / "home")
         for i, path in enumerate(adapters[:8]):
             registry.add(path, f"t{i}", skip_gate=True, actor="benchmark")
-        prompts = prompts_per_adapter(8)
+        prompts = prompts_per_adapter(8, args.task)
 
         port = _port()
         url = f"http://127.0.0.1:{port}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -152,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except SpecialistError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except (OSError, sqlite3.Error) as e:  # a full disk, a read-only home, a vanished file: still one line
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).splitlines()[0]
+        print(f"error: could not read or write files ({reason}{where}); check free space and permissions of "
+              f"$SPECIALIST_HOME and of the paths given", file=sys.stderr)  # fmt: skip
         return 1
     except KeyboardInterrupt:
         print("interrupted (a training run continues with the same command plus --resume)", file=sys.stderr)

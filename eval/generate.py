@@ -1,7 +1,8 @@
-"""Greedy generation over many prompts for several adapters at once (peft mixed-adapter batches).
+"""Greedy generation over many prompts for several adapters at once.
 
-Rows of one batch may belong to different adapters: `generate(..., adapter_names=[...])`, with
-BASE_ADAPTER for the bare base model. Never `set_adapter` per request: it is process-global state.
+Rows of one batch may belong to different adapters (and None, the bare base model): the shared decoder
+(`specialist.decoding`) applies each adapter to its own rows and computes each task's shared prompt prefix
+once per adapter. No process-global "active adapter" is ever switched.
 """
 
 from __future__ import annotations
@@ -9,68 +10,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from specialist.adapters import lora_only_problems
-from specialist.errors import SpecialistError
+from specialist.decoding import Decoder, DecodeRow
 
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
+BASE_ADAPTER = None  # the bare base model, in GenerationRequest.adapter
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
     prompt: str
-    adapter: str  # an adapter name loaded into the model, or BASE_ADAPTER
+    adapter: str | None  # an adapter name loaded into the decoder, or BASE_ADAPTER
 
 
-def load_adapters(base_model, adapters: dict[str, Path]):
-    """Wrap `base_model` with every adapter (name -> PEFT dir), in eval mode.
-
-    Each directory is checked first: LoRA-only safetensors, so peft never falls back to unpickling a .bin.
-    """
-    from peft import PeftModel
-
-    model = None
+def load_decoder(base_model, tokenizer, adapters: dict[str, Path]) -> Decoder:
+    """A decoder over `base_model` with every adapter (name -> PEFT dir) loaded: LoRA-only safetensors only."""
+    decoder = Decoder(base_model, tokenizer)
     for name, path in adapters.items():
-        problems = lora_only_problems(path)
-        if problems:
-            raise SpecialistError(f"adapter {path} is refused: {'; '.join(problems)}", "pass a LoRA adapter made by `specialist train`")
-        if model is None:
-            model = PeftModel.from_pretrained(base_model, path, adapter_name=name)
-        else:
-            model.load_adapter(path, adapter_name=name)
-    return (model or base_model).eval()
+        decoder.load(name, path)  # an unusable adapter raises AdapterLoadError, a one-line SpecialistError
+    return decoder
 
 
-@torch.no_grad()
-def generate(
-    model, tokenizer, requests: list[GenerationRequest], max_new_tokens: int, batch_size: int = 16, progress: bool = True
-) -> list[str]:
-    """Greedy completions in request order. Batches are sorted by prompt length and left-padded."""
-    tokenizer.padding_side = "left"  # generation appends on the right, so pad on the left
-    encoded = [tokenizer(r.prompt)["input_ids"] for r in requests]
-    order = sorted(range(len(requests)), key=lambda i: len(encoded[i]), reverse=True)
+def generate(decoder: Decoder, requests: list[GenerationRequest], max_new_tokens: int, batch_size: int = 16,
+             progress: bool = True) -> list[str]:  # fmt: skip
+    """Greedy completions in request order. Batches hold prompts of similar length."""
+    tokenizer = decoder.tokenizer
+    rows = []
+    for r in requests:
+        ids = tokenizer(r.prompt)["input_ids"]
+        rows.append(DecodeRow(ids, max_new_tokens, r.adapter, decoder.prefix_len(r.prompt, ids)))
+    # Similar uncached lengths in one batch: little padding in the prefill.
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt_ids) - rows[i].prefix_len, reverse=True)
     outputs: list[str] = [""] * len(requests)
-    device = next(model.parameters()).device
-    uses_adapters = hasattr(model, "peft_config")
     bar = tqdm(total=len(requests), desc="generating", unit="ex", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(device)
-        kwargs = {"adapter_names": [requests[i].adapter for i in rows]} if uses_adapters else {}
-        out = model.generate(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **kwargs,
-        )
-        new_tokens = out[:, batch["input_ids"].shape[1] :]
-        for i, ids in zip(rows, new_tokens):
+        batch = order[start : start + batch_size]
+        for i, ids in zip(batch, decoder.decode([rows[i] for i in batch])):
             outputs[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
-        bar.update(len(rows))
+        bar.update(len(batch))
     bar.close()
     return outputs

@@ -1,7 +1,8 @@
 """Score several adapters and the bare base model on benchmarks in one pass over the data.
 
 Requests of every model for a task go through `generate` together, so rows of one batch belong to
-different adapters (peft mixed-adapter batches): comparing candidates costs little more than one model.
+different adapters and the task's shared prompt prefix is computed once per adapter: comparing candidates
+costs little more than one model.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from specialist.errors import SpecialistError
 from specialist.prompt_format import TaskPrompt, check_supported, fit_prompt
 
 from eval.benchmarks import METRICS, BenchInstance, Benchmark
-from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_adapters
+from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decoder
 from eval.metrics import score
 
 BASE = "base"  # how the bare base model is named in results
@@ -84,9 +85,8 @@ def run_eval(
         check_adapter_base(name, manifest, base)
     torch_device, dtype = pick_device(device)
     tokenizer = load_tokenizer(base, padding_side="left")
-    # peft adapter names must be plain identifiers; results keep the user's names.
-    slots = {name: f"adapter{i}" for i, name in enumerate(adapters)}
-    model = load_adapters(load_model(base, torch_device, dtype), {slots[n]: p for n, p in adapters.items()})
+    slots = {name: f"adapter{i}" for i, name in enumerate(adapters)}  # results keep the user's names
+    decoder = load_decoder(load_model(base, torch_device, dtype), tokenizer, {slots[n]: p for n, p in adapters.items()})
     names = ([BASE] if include_base else []) + list(adapters)
     run = EvalRun(base_model=base.id, models=names, benchmarks=benchmarks)
     count = lambda s: len(tokenizer(s)["input_ids"])  # noqa: E731
@@ -102,7 +102,7 @@ def run_eval(
                     ids = tokenizer(prompt.render(inst.input, 0))["input_ids"][-MAX_INPUT_TOKENS:]
                     text = tokenizer.decode(ids)
                 requests.append(GenerationRequest(text, slots.get(name, BASE_ADAPTER)))
-        outputs = generate(model, tokenizer, requests, max_new_tokens_for(tokenizer, bench), batch_size, progress)
+        outputs = generate(decoder, requests, max_new_tokens_for(tokenizer, bench), batch_size, progress)
         n = len(bench.instances)
         references = [i.references for i in bench.instances]
         for k, name in enumerate(names):

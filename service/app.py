@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from service.config import (
     Parameters,
     PredictRequest,
     PromoteRequest,
+    ADMIN_TOKEN_ENV,
     CONFIG_ENV,
     ServeConfig,
     TaskRequest,
@@ -48,6 +50,10 @@ from service.router import Router, ServedTask, UnknownTask
 log = logging.getLogger("specialist.service")
 SWAP_RETRIES = 3  # a request caught between route switch and unload is re-routed, not failed
 MAX_STOPS = 4  # as OpenAI
+# Below this, temperature sampling is greedy decoding in all but name, and dividing logits by it overflows
+# float32 into NaN probabilities (a 500 that also failed every request batched with it): decode greedily.
+GREEDY_BELOW = 1e-4
+ADMIN_PATHS = ("/admin", "/specialists", "/uploads")  # every route that needs the admin token
 
 
 class ApiError(Exception):
@@ -84,9 +90,16 @@ class ServiceState:
         interrupted = self.jobs.fail_interrupted()
         if interrupted:
             log.warning("%d job(s) were interrupted by a restart and marked failed", interrupted)
-        # The job process reads the same config (task data, base model, gate policy) from the environment.
-        job_env = dict(os.environ, **{CONFIG_ENV: config.model_dump_json()})
+        # The job process reads the same config (task data, base model, gate policy) from the environment; it
+        # runs on request data and needs no admin token, so it does not get one.
+        job_env = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV} | {CONFIG_ENV: config.model_dump_json()}
         self.worker = JobWorker(self.jobs, self.jobs.root.parent, env=job_env)
+        if isinstance(backend, LocalBackend):  # a training job takes job_threads cores; serving keeps the rest
+            import torch
+
+            serve_threads = config.num_threads or torch.get_num_threads()
+            sharing = max(1, serve_threads - config.job_threads)
+            backend.engine.threads_wanted = lambda: sharing if self.worker.current is not None else serve_threads
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="route-poller", daemon=True)
         self._poller.start()
@@ -140,6 +153,8 @@ class ServiceState:
         stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
         if len(stops) > MAX_STOPS or any(len(s) > 64 for s in stops):
             raise ApiError(422, f"stop: at most {MAX_STOPS} stop strings of at most 64 characters")
+        if temperature < GREEDY_BELOW:
+            temperature = 0.0
         return GenParams(n, Sampling(temperature, top_p, seed), stops)
 
     async def run(self, task: str, text: str, params: GenParams, endpoint: str) -> tuple[ServedTask, Generation]:
@@ -177,8 +192,11 @@ class ServiceState:
 
 
 def _check_admin(request: Request) -> None:
+    _check_admin_header(request.headers.get("authorization", ""))
+
+
+def _check_admin_header(header: str) -> None:
     token = admin_token()
-    header = request.headers.get("authorization", "")
     if not token:
         raise ApiError(401, "admin API disabled: set SPECIALIST_ADMIN_TOKEN on the server", "authentication_error")
     if not header.lower().startswith("bearer "):
@@ -194,7 +212,9 @@ def _sse(payload: dict | str) -> str:
 def create_app(state: ServiceState) -> FastAPI:
     app = FastAPI(title="Specialist Factory", description="Task specialists (LoRA adapters) behind one API.", version="0.1.0")
 
-    app.add_middleware(BodyLimit, limit_for=lambda path: state.config.max_upload_bytes if path == "/uploads" else state.config.max_body_bytes)
+    app.add_middleware(BodyLimit, limit_for=lambda path: state.config.max_upload_bytes if path == "/uploads" else state.config.max_body_bytes,
+                       timeout_for=lambda: state.config.body_timeout_seconds)  # fmt: skip
+    app.add_middleware(AdminAuth)  # added last = runs first: no admin body is read before the token is checked
 
     @app.exception_handler(ApiError)
     async def api_error(_, exc: ApiError):
@@ -208,11 +228,27 @@ def create_app(state: ServiceState) -> FastAPI:
         where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
         status = 400 if err.get("type") == "json_invalid" else 422
         state.metrics.errors.labels(str(status)).inc()
-        return _error(status, f"{where}: {err.get('msg')}" if status == 422 else f"malformed JSON: {err.get('msg')}", "invalid_request_error")
+        if status == 400:  # FastAPI puts the decoder's complaint in ctx and the offset in loc
+            detail = (err.get("ctx") or {}).get("error") or err.get("msg")
+            return _error(400, f"malformed JSON at character {where}: {detail}", "invalid_request_error")
+        return _error(422, f"{where}: {str(err.get('msg')).removeprefix('Value error, ')}", "invalid_request_error")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail), "invalid_request_error")
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no endpoint at {request.url.path}; see /docs for the API"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
+        elif exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's "There was an error parsing the body"
+            message = f"malformed JSON: {_parse_problem(exc.__cause__)}"
+        return _error(exc.status_code, message, "invalid_request_error")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        # A bug, not bad input: logged with its traceback; the client still gets a JSON message, not bare text.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, f"internal error ({type(exc).__name__}); the request was not completed, see the server log", "server_error")
 
     # -- native --------------------------------------------------------------------------------------------
 
@@ -353,26 +389,26 @@ def create_app(state: ServiceState) -> FastAPI:
     async def promote(body: PromoteRequest, request: Request):
         _check_admin(request)
         try:
-            await asyncio.to_thread(state.registry.promote, body.task, body.version, actor="api")
+            await _storage_call("registry", state.registry.promote, body.task, body.version, actor="api")
         except SpecialistError as e:
             raise ApiError(404 if "no version" in e.problem else 400, str(e)) from None
-        await asyncio.to_thread(state.router.sync)  # loading may wait for a batch: keep the event loop free
+        await _storage_call("registry", state.router.sync)  # loading may wait for a batch: keep the event loop free
         return _route_report(state, body.task)
 
     @app.post("/admin/rollback")
     async def rollback(body: TaskRequest, request: Request):
         _check_admin(request)
         try:
-            await asyncio.to_thread(state.registry.rollback, body.task, actor="api")
+            await _storage_call("registry", state.registry.rollback, body.task, actor="api")
         except SpecialistError as e:
             raise ApiError(400, str(e)) from None
-        await asyncio.to_thread(state.router.sync)  # loading may wait for a batch: keep the event loop free
+        await _storage_call("registry", state.router.sync)  # loading may wait for a batch: keep the event loop free
         return _route_report(state, body.task)
 
     @app.post("/admin/reload")
     async def reload(request: Request):
         _check_admin(request)
-        changed = await asyncio.to_thread(state.router.sync)
+        changed = await _storage_call("registry", state.router.sync)
         return {"changed": changed, "tasks": sorted(state.router.routes), "refused": dict(state.router.errors)}
 
     # -- specialist requests (jobs) ------------------------------------------------------------------------
@@ -381,15 +417,15 @@ def create_app(state: ServiceState) -> FastAPI:
     async def upload(request: Request):
         _check_admin(request)
         data = await request.body()
-        upload_id, count = await asyncio.to_thread(_jobs_call, lambda: save_upload(state.jobs.root.parent, data, state.config.max_upload_bytes))
+        upload_id, count = await _storage_call("job store", _jobs_call, lambda: save_upload(state.jobs.root.parent, data, state.config.max_upload_bytes))
         return {"upload_id": upload_id, "records": count}
 
     @app.post("/specialists", status_code=202)
     async def request_specialist(body: SpecialistRequest, request: Request):
         _check_admin(request)
-        await asyncio.to_thread(_jobs_call, lambda: validate_request(body, state.config, state.jobs.root.parent))
+        await _storage_call("job store", _jobs_call, lambda: validate_request(body, state.config, state.jobs.root.parent))
         try:
-            job_id = await asyncio.to_thread(state.jobs.create, body)
+            job_id = await _storage_call("job store", state.jobs.create, body)
         except DuplicateJob as e:
             raise ApiError(409, str(e), "conflict") from None
         return {"job_id": job_id, "status": "queued"}
@@ -397,12 +433,12 @@ def create_app(state: ServiceState) -> FastAPI:
     @app.get("/specialists")
     async def list_jobs(request: Request):
         _check_admin(request)
-        return {"jobs": await asyncio.to_thread(state.jobs.list)}
+        return {"jobs": await _storage_call("job store", state.jobs.list)}
 
     @app.get("/specialists/{job_id}")
     async def get_job(job_id: str, request: Request):
         _check_admin(request)
-        job = await asyncio.to_thread(state.jobs.get, job_id) if _is_job_id(job_id) else None
+        job = await _storage_call("job store", state.jobs.get, job_id) if _is_job_id(job_id) else None
         if job is None:
             raise ApiError(404, f"no job {job_id!r}", "not_found")
         return job
@@ -410,7 +446,7 @@ def create_app(state: ServiceState) -> FastAPI:
     @app.delete("/specialists/{job_id}")
     async def cancel_job(job_id: str, request: Request):
         _check_admin(request)
-        status = await asyncio.to_thread(state.jobs.request_cancel, job_id) if _is_job_id(job_id) else None
+        status = await _storage_call("job store", state.jobs.request_cancel, job_id) if _is_job_id(job_id) else None
         if status is None:
             raise ApiError(404, f"no job {job_id!r}", "not_found")
         return {"job_id": job_id, "status": status}
@@ -418,28 +454,55 @@ def create_app(state: ServiceState) -> FastAPI:
     return app
 
 
+class AdminAuth:
+    """401/403 on the admin paths before anything else reads the request: an unauthenticated client learns
+    nothing about bodies (no 400/413/422) and costs no parsing. The endpoints check the token again."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+            if any(path == p or path.startswith(p + "/") for p in ADMIN_PATHS):
+                header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
+                try:
+                    _check_admin_header(header)
+                except ApiError as e:
+                    return await _error(e.status, e.message, e.kind)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class BodyLimit:
-    """413 for bodies over the limit, by Content-Length or, for chunked bodies, by counting what arrives.
+    """413 for bodies over the limit, by Content-Length or, for chunked bodies, by counting what arrives; 408
+    for a body that does not arrive within `timeout` seconds (a slow or stalled client holds nothing longer).
 
     The body is read here (at most `limit` bytes are ever held) and replayed to the app.
     """
 
-    def __init__(self, app, limit_for):
-        self.app, self.limit_for = app, limit_for
+    def __init__(self, app, limit_for, timeout_for=lambda: 30.0):
+        self.app, self.limit_for, self.timeout_for = app, limit_for, timeout_for
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        limit = self.limit_for(scope["path"])
+        limit, timeout = self.limit_for(scope["path"]), self.timeout_for()
         too_large = _error(413, f"request body larger than {limit} bytes", "invalid_request_error")
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await too_large(scope, receive, send)
         chunks, size, more = [], 0, True
+        deadline = asyncio.get_running_loop().time() + timeout
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except asyncio.TimeoutError:
+                return await _error(408, f"request body not received within {timeout:g} s", "invalid_request_error")(scope, receive, send)
             if message["type"] == "http.disconnect":
-                return
+                # Always answer, even a client that is gone (the server drops it): a wrapper that waits for a
+                # response (BentoML's timeout middleware) would otherwise hold the request for its whole timeout,
+                # and block a graceful shutdown until then.
+                return await _error(400, "the client disconnected before sending the whole body", "invalid_request_error")(scope, receive, send)
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
@@ -455,6 +518,27 @@ class BodyLimit:
             return await receive()  # later calls: disconnect detection for streaming responses
 
         await self.app(scope, replay, send)
+
+
+async def _storage_call(what: str, fn, *args, **kwargs):
+    """Run a registry or job-table call off the event loop. Storage that cannot be read or written (disk full,
+    read-only home) is a 503 naming the cause; the routes already served keep serving."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except (sqlite3.Error, OSError) as e:
+        log.error("%s unavailable: %s", what, e)
+        raise ApiError(503, f"the {what} could not be read or written ({e}); check free space and permissions of "
+                            "$SPECIALIST_HOME; the current routes keep serving", "service_unavailable") from None  # fmt: skip
+
+
+def _parse_problem(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "the body is nested too deeply"
+    if isinstance(error, UnicodeDecodeError):
+        return "the body is not UTF-8 text"
+    if isinstance(error, ValueError) and "digits" in str(error):
+        return "a number has too many digits"
+    return str(error).splitlines()[0][:120] if str(error) else type(error).__name__
 
 
 def _is_job_id(text: str) -> bool:
@@ -488,6 +572,7 @@ def _tgi_details(g: Generation, stream: bool = False) -> dict:
 
 def _error(status: int, message: str, kind: str) -> JSONResponse:
     # OpenAI-style body (the openai client reads error.message); TGI clients read the status and text.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # an echoed bad name must not break the reply
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
 

@@ -64,8 +64,10 @@ class LocalBackend:
         self.engine.unload_adapter(name)
 
     def _request(self, served: ServedTask, prompt: str, params: GenParams, on_text=None) -> GenRequest:
+        ids = self.tokenizer(prompt)["input_ids"]
         return GenRequest(
-            prompt_ids=self.tokenizer(prompt)["input_ids"],
+            prompt_ids=ids,
+            prefix_len=self.engine.decoder.prefix_len(prompt, ids),
             adapter=served.engine_name,
             max_new_tokens=params.max_new_tokens,
             sampling=params.sampling,
@@ -83,9 +85,12 @@ class LocalBackend:
         request = self._request(served, prompt, params, on_text=lambda piece, _: loop.call_soon_threadsafe(pieces.put_nowait, piece))
         future = asyncio.wrap_future(self.engine.submit(request))
         future.add_done_callback(lambda _: pieces.put_nowait(None))
-        while (piece := await pieces.get()) is not None:
-            yield piece
-        yield await future
+        try:
+            while (piece := await pieces.get()) is not None:
+                yield piece
+            yield await future
+        finally:  # the client went away mid-stream (the generator is closed): free its row of the batch
+            request.cancelled.set()
 
     def close(self) -> None:
         self.engine.close()

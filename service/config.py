@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from specialist.base_models import DEFAULT_BASE_MODEL
 from specialist.config import StrictModel
@@ -24,13 +24,14 @@ class ServeConfig(StrictModel):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N]")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch")
     tgi_urls: list[str] = Field(default_factory=list, description="engines for backend tgi (round robin)")
-    max_batch_size: int = Field(16, ge=1, le=256, description="requests per generation batch")
+    max_batch_size: int = Field(16, ge=1, le=256, description="most requests decoded together (continuous batching)")
     max_wait_ms: float = Field(5.0, ge=0, le=1000, description="longest wait for a batch to fill")
     max_resident_adapters: int = Field(64, ge=1, le=4096, description="adapters kept loaded (LRU beyond)")
     max_input_tokens: int = Field(1024, ge=16, description="prompt length limit after rendering")
     max_new_tokens_cap: int = Field(512, ge=1, description="largest max_new_tokens a request may ask for")
     default_max_new_tokens: int = Field(64, ge=1, description="when a request does not say")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body")
+    body_timeout_seconds: float = Field(30, gt=0, le=600, description="longest wait for a request body to arrive (then 408)")
     poll_seconds: float = Field(0.5, gt=0, le=60, description="how often routes are re-read from the registry")
     task_data: Path = Field(default_factory=default_task_data, description="SuperNI task files that requests may name")
     generalist_data: str = Field(default_factory=lambda: str(default_generalist_data()), description="generalist set for jobs")
@@ -59,7 +60,50 @@ def admin_token() -> str | None:
 
 # -- request bodies ----------------------------------------------------------------------------------------
 
-class _Request(BaseModel):
+def invalid_text(value, where: str = "") -> str | None:
+    """Where `value` (parsed JSON) holds text that is not valid Unicode, else None.
+
+    JSON escapes can carry lone surrogates ("\\ud800"); such text cannot be tokenized, stored or sent back,
+    so it is refused at the door instead of failing deep inside (as a 500). Iterative: a deeply nested body
+    must not overflow the stack here either."""
+    stack = [(where, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if item.isascii():
+                continue
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as e:
+                where = (path or "body").encode("utf-8", "backslashreplace").decode()  # a key may be the bad text
+                return f"{where}: text is not valid Unicode (lone surrogate {item[e.start]!r} at character {e.start}); send UTF-8 text"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                stack.append((name, child))
+                if isinstance(key, str):
+                    stack.append((name, key))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{path}.{i}" if path else str(i), child) for i, child in enumerate(item))
+    return None
+
+
+class TextBody(BaseModel):
+    """Every request body: numbers are finite (JSON's NaN/Infinity literals, which Python accepts, are not) and
+    text is valid Unicode."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data):
+        problem = invalid_text(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return data
+
+
+class _Request(TextBody):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -77,7 +121,7 @@ class PredictRequest(_Request):
     parameters: Parameters = Field(default_factory=Parameters)
 
 
-class _OpenAIRequest(BaseModel):
+class _OpenAIRequest(TextBody):
     """Fields OpenAI's completion and chat requests share (unknown OpenAI fields are accepted and ignored)."""
 
     model: str
@@ -108,7 +152,7 @@ class ChatRequest(_OpenAIRequest):
     max_completion_tokens: int | None = Field(None, ge=1)
 
 
-class TGIParameters(BaseModel):
+class TGIParameters(TextBody):
     adapter_id: str | None = None
     max_new_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, gt=0.0, le=2.0)
@@ -121,16 +165,16 @@ class TGIParameters(BaseModel):
     return_full_text: bool | None = False
 
 
-class TGIRequest(BaseModel):
+class TGIRequest(TextBody):
     inputs: str
     parameters: TGIParameters = Field(default_factory=TGIParameters)
     stream: bool = False
 
 
 class PromoteRequest(_Request):
-    task: str
-    version: int = Field(ge=1)
+    task: str = Field(max_length=128)
+    version: int = Field(ge=1, le=2**31 - 1)  # bounded: SQLite integers are 64-bit, an unbounded int was a 500
 
 
 class TaskRequest(_Request):
-    task: str
+    task: str = Field(max_length=128)

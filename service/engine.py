@@ -1,11 +1,13 @@
 """The local generation engine: one base model, many resident LoRA adapters, dynamic mixed-adapter batches.
 
-Requests for any adapters queue up; one worker thread takes the oldest, gathers every other queued request
-with the same sampling settings (up to `max_batch_size`, waiting at most `max_wait_ms` for company) and runs
-them as one `generate` with `adapter_names=[...]` -- never a per-request `set_adapter`, which is global
-state. Adapter loads and unloads are executed by the same thread between batches, so a swap never races a
-forward pass. Tokens are handed to each request as they are produced (streaming), and each row stops on its
-own EOS, stop string or token budget.
+Requests for any adapters queue up; one worker thread decodes them in one running batch, a token per step
+(continuous batching): a request that arrives joins at the next step (up to `max_batch_size`; an idle server
+waits at most `max_wait_ms` for company), and a finished one leaves at once. The shared decoder
+(`specialist.decoding`) applies each adapter to its own rows -- there is no global "active adapter" to
+switch -- and computes each task's shared prompt prefix once per adapter. Adapter loads and unloads run on
+the same thread between steps, so a swap never races a forward pass. Tokens are handed to each request as
+they are produced (streaming); each row stops on its own EOS, stop string or token budget, or when its
+client goes away (`GenRequest.cancelled`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
 
-from specialist.adapters import lora_only_problems
+from specialist.decoding import Decoder, DecodeRow, RunningBatch
 from specialist.errors import SpecialistError
 
-BASE_ADAPTER = "__base__"
+BASE_ADAPTER = "__base__"  # GenRequest.adapter for the bare base model
 
 
 class AdapterGone(SpecialistError):
@@ -40,7 +40,7 @@ class AdapterRefused(SpecialistError):
 
 @dataclass(frozen=True)
 class Sampling:
-    """Rows of one batch share these (transformers' generate takes one config per call)."""
+    """How one request picks its tokens (each row of a batch has its own)."""
 
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
@@ -63,14 +63,16 @@ class GenRequest:
     max_new_tokens: int
     sampling: Sampling = Sampling()
     stop: tuple[str, ...] = ()
+    prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see specialist.decoding)
     on_text: Callable[[str, int], None] | None = None  # (new text piece, token id) as tokens arrive
+    cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client is gone
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
 class _Command:
-    """Adapter load/unload, run by the worker between batches."""
+    """Adapter load/unload, run by the worker between decoding steps."""
 
     action: str
     name: str
@@ -78,69 +80,46 @@ class _Command:
     future: Future = field(default_factory=Future)
 
 
-class _RowTracker(BaseStreamer):
-    """Receives each step's tokens for the whole batch and keeps per-row text, stops and callbacks."""
+class _Stream:
+    """One request's output as it grows: stop strings, held-back streaming, the finished Generation."""
 
-    def __init__(self, engine: "Engine", requests: list[GenRequest]):
-        self.engine, self.requests = engine, requests
-        self.ids: list[list[int]] = [[] for _ in requests]
-        self.text = [""] * len(requests)
-        self.emitted = [0] * len(requests)  # characters already streamed per row
-        self.done = [False] * len(requests)
-        self.reason = ["length"] * len(requests)
-        self._prompt_seen = False
+    def __init__(self, request: GenRequest, tokenizer):
+        self.request, self.tokenizer = request, tokenizer
+        self.ids: list[int] = []
+        self.text = ""
+        self.emitted = 0  # characters already streamed
+        self.stopped = False  # ended by a stop string
 
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate first hands over the prompt ids
-            self._prompt_seen = True
-            return
-        for row, token in enumerate(value.view(-1).tolist()):
-            if self.done[row]:
-                continue
-            req = self.requests[row]
-            if token in self.engine.eos_ids:
-                self.done[row], self.reason[row] = True, "stop"
-                continue
-            self.ids[row].append(token)
-            text = self.engine.tokenizer.decode(self.ids[row], skip_special_tokens=True)
-            cut = _first_stop(text, req.stop)
-            if cut is not None:
-                text = text[:cut]
-                self.done[row], self.reason[row] = True, "stop"
-            self.text[row] = text
-            self._emit(row, token)
-            if len(self.ids[row]) >= req.max_new_tokens:
-                self.done[row] = True
+    def on_token(self, token: int) -> bool:
+        """Record a new token; True when the request is finished (a stop string, or its client left)."""
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = _first_stop(text, self.request.stop)
+        if cut is not None:
+            text, self.stopped = text[:cut], True
+        self.text = text
+        self._emit(token)
+        return self.stopped or self.request.cancelled.is_set()
 
-    def _emit(self, row: int, token: int, final: bool = False) -> None:
-        text = self.text[row]
-        end = len(text)
-        if not final and not self.done[row]:
+    def _emit(self, token: int, final: bool = False) -> None:
+        end = len(self.text)
+        if not final and not self.stopped:
             # Hold back what might still change: a partly decoded character, or the start of a stop string.
-            if text.endswith("\ufffd"):
+            if self.text.endswith("\ufffd"):
                 return
-            end -= _stop_prefix_len(text, self.requests[row].stop)
-        piece = text[self.emitted[row] : end]
+            end -= _stop_prefix_len(self.text, self.request.stop)
+        piece = self.text[self.emitted : end]
         if piece:
-            self.emitted[row] = end
-            if self.requests[row].on_text is not None:
-                self.requests[row].on_text(piece, token)
+            self.emitted = end
+            if self.request.on_text is not None:
+                self.request.on_text(piece, token)
 
-    def flush(self) -> None:
-        """Hand over whatever was held back, so the streamed pieces always add up to the final text."""
-        for row in range(len(self.requests)):
-            self._emit(row, -1, final=True)
-
-    def end(self) -> None:
-        pass
-
-
-class _RowsDone(StoppingCriteria):
-    def __init__(self, tracker: _RowTracker):
-        self.tracker = tracker
-
-    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        return torch.tensor(self.tracker.done, dtype=torch.bool, device=input_ids.device)
+    def finish(self) -> Generation:
+        """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
+        self._emit(-1, final=True)
+        r = self.request
+        reason = "length" if not self.stopped and len(self.ids) >= r.max_new_tokens else "stop"  # else EOS or stop
+        return Generation(self.text, len(r.prompt_ids), len(self.ids), reason, self.ids)
 
 
 def _stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
@@ -162,26 +141,24 @@ def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
 class Engine:
     def __init__(self, base_model, tokenizer, base_sha256: str, max_batch_size: int = 16, max_wait_ms: float = 5.0,
                  max_resident: int = 64):  # fmt: skip
-        self.model = base_model.eval()
+        self.decoder = Decoder(base_model, tokenizer)
         self.tokenizer = tokenizer
-        self.tokenizer.padding_side = "left"  # generation appends on the right
-        configured = getattr(getattr(base_model, "generation_config", None), "eos_token_id", None)
-        configured = configured if isinstance(configured, list) else [configured] if configured is not None else []
-        self.eos_ids = sorted({tokenizer.eos_token_id, *configured} - {None})  # some models stop on several
         self.base_sha256 = base_sha256
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.max_resident = max_resident
-        self.device = next(base_model.parameters()).device
         self.resident: OrderedDict[str, Path] = OrderedDict()  # adapter name -> dir, least recently used first
         self.in_use: dict[str, int] = {}  # queued or running requests per adapter (guarded by _lock)
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self._pending: list[GenRequest] = []
+        self._batch: RunningBatch | None = None  # rows being decoded now
         self._stop = threading.Event()
         self.batch_sizes: deque[int] = deque(maxlen=10_000)  # recent batch sizes, for tests and diagnostics
         self.routed: dict[str, Path] = {}  # adapters the router serves: an evicted one is reloaded on demand
         self.on_batch: Callable[[int, float], None] | None = None  # (batch size, seconds)
+        self.threads_wanted: Callable[[], int] | None = None  # torch threads to decode with now (asked every step)
+        self.threads = 0  # torch threads the last step decoded with
         self._doomed: set[str] = set()  # unloads waiting for their last in-flight request
         self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
         self._thread.start()
@@ -201,7 +178,7 @@ class Engine:
         return request.future
 
     def load_adapter(self, name: str, path: Path) -> Future:
-        """Validate and load (between batches) an adapter the router is about to serve. The future fails with
+        """Validate and load (between steps) an adapter the router is about to serve. The future fails with
         AdapterRefused if the adapter is unusable, or another SpecialistError if it could not be loaded now."""
         with self._lock:
             self.routed[name] = Path(path)
@@ -232,44 +209,48 @@ class Engine:
                 logging.getLogger("specialist.service").exception("generation engine step failed")
 
     def _step(self) -> None:
-        """One scheduling round: a command, or a batch gathered for up to max_wait and generated."""
-        item = self._next_item(block=not self._pending)
-        if item is None and not self._pending:
-            return
+        """One scheduling round: take in commands and requests, then advance the running batch by one token.
+
+        Continuous batching: requests that arrive while a batch runs join it at the next step (up to
+        max_batch_size); finished rows leave at once and their clients get their answers right away."""
+        self._fit_threads()
+        if self._batch is None and not self._pending:
+            item = self._next_item(block=True)  # idle: sleep until something arrives
+            if item is None:
+                return
+            self._accept(item)
+            # Give concurrent requests a moment to join; an idle server pays at most max_wait once.
+            deadline = time.perf_counter() + self.max_wait
+            while len(self._pending) < self.max_batch_size:
+                extra = self._next_item(block=True, timeout=max(0.0, deadline - time.perf_counter()))
+                if extra is None:
+                    break
+                self._accept(extra)
+        while (item := self._next_item(block=False)) is not None:
+            self._accept(item)
+        self._admit()
+        if self._batch is not None:
+            self._advance()
+
+    def _fit_threads(self) -> None:
+        """More torch threads than free cores is ruinous on a CPU: a thread waiting at a barrier for one that was
+        descheduled turns a 0.1 s step into seconds. So the service gives up cores while a training job runs."""
+        wanted = self.threads_wanted() if self.threads_wanted is not None else None
+        if wanted and wanted != torch.get_num_threads():  # this thread's setting: the one that runs the model
+            torch.set_num_threads(wanted)
+        self.threads = torch.get_num_threads()
+
+    def _accept(self, item) -> None:
         if isinstance(item, _Command):
             self._execute(item)
-            return
-        if item is not None:
+        elif isinstance(item, GenRequest):
             self._pending.append(item)
-        # Give concurrent requests a moment to join the batch; an idle server pays at most max_wait once.
-        deadline = time.perf_counter() + self.max_wait
-        while len(self._pending) < self.max_batch_size:
-            extra = self._next_item(block=True, timeout=max(0.0, deadline - time.perf_counter()))
-            if extra is None:
-                break
-            if isinstance(extra, _Command):
-                self._execute(extra)
-            else:
-                self._pending.append(extra)
-        batch = self._take_batch()
-        if batch:
-            self._generate(batch)
 
     def _next_item(self, block: bool, timeout: float | None = None):
         try:
             return self._queue.get(block=block, timeout=timeout) if block else self._queue.get_nowait()
         except queue.Empty:
             return None
-
-    def _take_batch(self) -> list[GenRequest]:
-        """The oldest request plus every pending one with the same sampling settings, up to the batch size."""
-        if not self._pending:
-            return []
-        key = self._pending[0].sampling
-        batch = [r for r in self._pending if r.sampling == key and (key.seed is None or r is self._pending[0])]
-        batch = batch[: self.max_batch_size]
-        self._pending = [r for r in self._pending if r not in batch]
-        return batch
 
     def _execute(self, cmd: _Command) -> None:
         try:
@@ -282,9 +263,7 @@ class Engine:
             cmd.future.set_exception(e)
 
     def _load(self, name: str, path: Path) -> None:
-        from peft import PeftModel
-
-        from specialist.adapters import read_manifest
+        from specialist.adapters import lora_only_problems, read_manifest
 
         with self._lock:
             if name in self.resident:
@@ -304,16 +283,10 @@ class Engine:
                 raise SpecialistError(f"all {self.max_resident} adapter slots are in use", "retry, or raise max_resident_adapters")
             self._unload(victim)  # a routed victim is reloaded on its next request
         try:
-            if isinstance(self.model, PeftModel):
-                self.model.load_adapter(path, adapter_name=name)
-            else:
-                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name).eval()
-            # Keep peft's default adapter valid (requests always name theirs via adapter_names).
-            self.model.set_adapter(name)
+            self.decoder.load(name, path)  # all or nothing: a refused adapter leaves no trace
         except Exception as e:  # corrupt weights, wrong shapes: refuse with the reason, keep serving the rest
-            if isinstance(self.model, PeftModel) and name in self.model.peft_config:
-                self.model.delete_adapter(name)  # drop a half-added adapter
-            raise AdapterRefused(f"adapter {path} could not be loaded: {str(e).splitlines()[0][:200]}", "fix or re-train it") from None
+            reason = e.problem if isinstance(e, SpecialistError) else str(e).splitlines()[0][:200]
+            raise AdapterRefused(f"adapter {path} could not be loaded: {reason}", "fix or re-train it") from None
         with self._lock:
             self.resident[name] = Path(path)
 
@@ -327,7 +300,7 @@ class Engine:
                 return
             self._doomed.discard(name)
             del self.resident[name]
-        self.model.delete_adapter(name)
+        self.decoder.unload(name)
 
     def _release(self, requests: list[GenRequest]) -> None:
         """Requests are done with their adapters: finish the unloads that were waiting for them."""
@@ -338,53 +311,54 @@ class Engine:
         for name in ready:
             self._unload(name)
 
-    @torch.no_grad()
-    def _generate(self, batch: list[GenRequest]) -> None:
-        started = time.perf_counter()
-        missing = [r for r in batch if r.adapter != BASE_ADAPTER and r.adapter not in self.resident]
+    def _admit(self) -> None:
+        """Move pending requests (oldest first) into the running batch, as far as it has room."""
+        room = self.max_batch_size - (len(self._batch) if self._batch is not None else 0)
+        if room <= 0 or not self._pending:
+            return
+        taken, self._pending = self._pending[:room], self._pending[room:]
+        missing = [r for r in taken if r.adapter != BASE_ADAPTER and r.adapter not in self.resident]
         for r in missing:  # its reload failed: tell that client, run the rest
             r.future.set_exception(AdapterGone(f"adapter {r.adapter!r} is not loaded", "route the request again"))
         self._release(missing)
-        batch = [r for r in batch if r not in missing]
-        if not batch:
+        gone = [r for r in taken if r not in missing and r.cancelled.is_set()]
+        for r in gone:  # the client left while it waited: nothing to compute
+            r.future.set_exception(SpecialistError("the client went away before generation started"))
+        self._release(gone)
+        taken = [r for r in taken if r not in missing and r not in gone]
+        if not taken:
             return
+        streams = [_Stream(r, self.tokenizer) for r in taken]
         try:
-            tracker = _RowTracker(self, batch)
-            padded = self.tokenizer.pad({"input_ids": [r.prompt_ids for r in batch]}, return_tensors="pt").to(self.device)
-            sampling = batch[0].sampling
-            kwargs = {}
-            if sampling.temperature > 0:
-                kwargs = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
-                if sampling.seed is not None:
-                    torch.manual_seed(sampling.seed)
-            else:
-                kwargs = {"do_sample": False}
-            if hasattr(self.model, "peft_config"):
-                kwargs["adapter_names"] = [r.adapter for r in batch]
-            for r in batch:
+            rows = []
+            for r in taken:
                 if r.adapter in self.resident:
                     self.resident.move_to_end(r.adapter)
-            self.model.generate(
-                input_ids=padded["input_ids"],
-                attention_mask=padded["attention_mask"],
-                max_new_tokens=max(r.max_new_tokens for r in batch),
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.eos_ids,
-                streamer=tracker,
-                stopping_criteria=StoppingCriteriaList([_RowsDone(tracker)]),
-                **kwargs,
-            )
-            tracker.flush()
-            for row, r in enumerate(batch):
-                r.future.set_result(
-                    Generation(tracker.text[row], len(r.prompt_ids), len(tracker.ids[row]), tracker.reason[row], tracker.ids[row])
-                )
+                s = r.sampling
+                generator = torch.Generator(self.decoder.device).manual_seed(s.seed) if s.seed is not None and s.temperature > 0 else None
+                adapter = None if r.adapter == BASE_ADAPTER else r.adapter
+                rows.append(DecodeRow(r.prompt_ids, r.max_new_tokens, adapter, r.prefix_len, s.temperature, s.top_p, generator))
+            self._batch = self.decoder.admit(self._batch, rows, streams)
         except Exception as e:  # noqa: BLE001 - every waiting client gets the error instead of hanging
-            for r in batch:
-                if not r.future.done():
-                    r.future.set_exception(e)
-        finally:
-            self._release(batch)
-            self.batch_sizes.append(len(batch))
-            if self.on_batch is not None:
-                self.on_batch(len(batch), time.perf_counter() - started)
+            self._fail(streams, e)
+        self.batch_sizes.append(len(self._batch) if self._batch is not None else 0)
+
+    def _advance(self) -> None:
+        started = time.perf_counter()
+        try:
+            finished, self._batch = self.decoder.step(self._batch, on_token=lambda stream, token: stream.on_token(token))
+        except Exception as e:  # noqa: BLE001 - every client of the batch gets the error instead of hanging
+            streams, self._batch = list(self._batch.keys), None
+            self._fail(streams, e)
+            return
+        for stream, _ in finished:
+            stream.request.future.set_result(stream.finish())
+        self._release([stream.request for stream, _ in finished])
+        if self.on_batch is not None:
+            self.on_batch(len(finished) + (len(self._batch) if self._batch is not None else 0), time.perf_counter() - started)
+
+    def _fail(self, streams: list[_Stream], error: Exception) -> None:
+        for stream in streams:
+            if not stream.request.future.done():
+                stream.request.future.set_exception(error)
+        self._release([stream.request for stream in streams])

@@ -26,9 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from eval.benchmarks import GateMetric, Metric
+from service.config import TextBody
 from specialist.errors import SpecialistError
 from specialist.paths import validate_name
 from specialist.sqlite import connect
@@ -40,7 +41,7 @@ RUNNING: tuple[str, ...] = ("preparing", "training", "evaluating", "gating")
 
 # -- the request ---------------------------------------------------------------------------------------------
 
-class _Body(BaseModel):
+class _Body(TextBody):  # finite numbers and valid Unicode, as every request body
     model_config = ConfigDict(extra="forbid")
 
 
@@ -433,6 +434,9 @@ def save_upload(home: Path, data: bytes, limit: int) -> tuple[str, int]:
         rows = json.loads(text) if stripped.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as e:
         raise RequestRejected(400, f"upload is not valid JSON/JSONL (line {e.lineno}: {e.msg})") from None
+    except (RecursionError, ValueError) as e:  # nested too deeply, or an integer beyond Python's digit limit
+        what = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0][:120]
+        raise RequestRejected(400, f"upload is not valid JSON/JSONL ({what})") from None
     instances = []
     for n, row in enumerate(rows, 1):
         try:
@@ -468,7 +472,11 @@ def validate_request(request: SpecialistRequest, config, home: Path) -> None:
             resolve_task_file(config.task_data, request.superni_task)
         except SpecialistError as e:
             raise RequestRejected(404, str(e)) from None
-        task = load_task(config.task_data, request.superni_task)
+        try:
+            task = load_task(config.task_data, request.superni_task)
+        except (RecursionError, ValueError) as e:  # the loader lets these through: nested too deeply, huge numbers
+            what = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0][:120]
+            raise RequestRejected(422, f"the task file of {request.superni_task} is malformed ({what}); fix or replace it") from None
         held_out, trainable = split_instances(task)
         trainable = [i for i in trainable if i.has_output]
     else:

@@ -21,7 +21,7 @@ def _instruments():
         ),  # fmt: skip
         "tokens": bentoml.metrics.Counter(name="specialist_generated_tokens_total", documentation="generated tokens", labelnames=["task"]),
         "batch_size": bentoml.metrics.Histogram(
-            name="specialist_batch_size", documentation="requests per generation batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+            name="specialist_batch_size", documentation="requests decoded together per forward step", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
         ),
     }
 

@@ -55,6 +55,7 @@ class Router:
         self.errors: dict[str, str] = {}  # task -> why its newest champion is not served
         self._lock = threading.Lock()
         self._names = 0
+        self._wanted: dict[str, int] | None = None  # task -> champion version, as the last sync read the registry
 
     def resolve(self, task: str) -> ServedTask:
         served = self.routes.get(task)  # one dict read: a concurrent swap replaces the dict, never mutates it
@@ -66,12 +67,14 @@ class Router:
         """Bring the served routes in line with the registry; returns the tasks whose route changed."""
         with self._lock:  # one sync at a time (poller thread and admin endpoint)
             wanted = self.registry.routes()
+            self._wanted = {task: version.version for task, version in wanted.items()}
             routes = dict(self.routes)
             changed: list[str] = []
             retired: list[str] = []
             for task, version in wanted.items():
                 current = routes.get(task)
                 if current is not None and current.version == version.version and current.path == version.path:
+                    self.errors.pop(task, None)  # e.g. rolled back to the version served in place of a refused one
                     continue
                 if self.errors.get(task, "").startswith(f"v{version.version}:"):
                     continue  # this version was refused for good; keep serving the previous one
@@ -86,6 +89,11 @@ class Router:
                     self._unload(name)
                     if self.permanent(e):  # a broken adapter stays refused; a busy engine is retried next sync
                         self.errors[task] = f"v{version.version}: {reason}"
+                        if current is None:  # nothing served for it yet (e.g. just restarted): fall back
+                            fallback = self._load_previous_champion(task, version.version)
+                            if fallback is not None:
+                                routes[task] = fallback
+                                changed.append(task)
                     continue
                 routes[task] = ServedTask(task, version.version, name, version.path, prompt, version.base_model, version.scores)
                 self.errors.pop(task, None)
@@ -100,11 +108,50 @@ class Router:
                 self._unload(name)
             return changed
 
+    def _previous_champions(self, task: str) -> list[int]:
+        """The task's earlier champions, newest first: the registry's promotion history replayed (a promotion
+        pushes, a rollback pops, a removal clears), as the registry itself replays it for a rollback."""
+        stack: list[int] = []
+        for entry in self.registry.history(task):
+            if entry["action"] == "promote":
+                stack.append(entry["to_version"])
+            elif entry["action"] == "rollback" and stack:
+                stack.pop()
+            elif entry["action"] == "remove":
+                stack.clear()
+        return list(dict.fromkeys(reversed(stack[:-1])))
+
+    def _load_previous_champion(self, task: str, refused: int) -> ServedTask | None:
+        """The newest earlier champion that loads, served in place of a refused one. Without this, a restart
+        after a bad promotion (say, a corrupt adapter pushed with --skip-gate) served the task not at all."""
+        for number in self._previous_champions(task):
+            if number == refused:
+                continue
+            version = self.registry.version(task, number)
+            self._names += 1
+            name = f"adapter{self._names}_v{number}"
+            try:
+                prompt = task_prompt(version.path, task)
+                self._load(name, version.path)
+            except Exception as e:  # noqa: BLE001 - try the one before
+                log.error("previous champion %s v%s does not load either: %s", task, number, str(e).splitlines()[0] if str(e) else e)
+                self._unload(name)
+                continue
+            log.warning("serving %s v%s in place of the refused v%s", task, number, refused)
+            return ServedTask(task, number, name, version.path, prompt, version.base_model, version.scores)
+        return None
+
     def ready(self) -> bool:
         """Every routed task has been dealt with: loaded, or refused with a reason (then its previous champion,
-        if any, keeps serving). A bad adapter must not make the whole service unready."""
-        wanted = self.registry.routes()
+        if any, keeps serving). A bad adapter must not make the whole service unready.
+
+        Judged against the registry as the last sync read it (the poller reads it every poll_seconds): a probe
+        never waits on the registry's disk, so a registry that cannot be read for a while (read-only, full,
+        locked) does not make a service that keeps serving look down (it made /readyz hang 30 s and fail)."""
+        wanted = self._wanted
+        if wanted is None:
+            return False
         return all(
-            (t in self.routes and self.routes[t].version == v.version) or self.errors.get(t, "").startswith(f"v{v.version}:")
+            (t in self.routes and self.routes[t].version == v) or self.errors.get(t, "").startswith(f"v{v}:")
             for t, v in wanted.items()
         )

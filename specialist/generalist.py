@@ -70,11 +70,15 @@ def _load_file(path: Path) -> GeneralistSource:
                             raise SpecialistError(
                                 f"{path}, line {lineno}: malformed JSON ({e.msg})", "fix or remove that line"
                             ) from None
+                        except (RecursionError, ValueError) as e:  # nested too deeply, or a huge integer
+                            raise SpecialistError(f"{path}, line {lineno}: unreadable JSON ({str(e)[:80]})", "fix or remove that line") from None
             else:
                 try:
                     data = json.load(f)
                 except json.JSONDecodeError as e:
                     raise SpecialistError(f"{path}, line {e.lineno}: malformed JSON ({e.msg})", "fix the file") from None
+                except (RecursionError, ValueError) as e:  # nested too deeply, or a huge integer
+                    raise SpecialistError(f"{path}: unreadable JSON ({str(e)[:80]})", "fix the file") from None
                 if not isinstance(data, list):
                     raise SpecialistError(f"{path} must hold a JSON array of records", "or use .jsonl, one per line")
                 rows = [(i, r) for i, r in enumerate(data, 1)]

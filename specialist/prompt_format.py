@@ -101,3 +101,13 @@ def fit_prompt(prompt: TaskPrompt, input: str, count_tokens: Callable[[str], int
 def is_rendered(text: str) -> bool:
     """Whether `text` is already a full prompt in this format (e.g. forwarded by a router), not a task input."""
     return text.startswith("Definition: ") and text.rstrip().endswith("Output:")
+
+
+def shared_prefix(prompt: str) -> str:
+    """The part of a rendered prompt that every instance of its task shares: definition and demonstrations,
+    up to the instance's own "Input:" line. Decoders cache its keys/values once per adapter (a raw prompt in
+    another format shares nothing and gets "")."""
+    if not is_rendered(prompt):
+        return ""
+    cut = prompt.rfind("\nInput: ")
+    return prompt[: cut + 1] if cut >= 0 else prompt[: -len("Output:")]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from eval.benchmarks import custom_benchmark, default_metric, superni_benchmark
-from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_adapters
+from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decoder
 from eval.runner import BASE, run_eval
 from specialist.base_models import load_model, load_tokenizer, resolve_base_model
 from specialist.errors import SpecialistError
@@ -20,15 +20,15 @@ def test_default_metric_rule():
 def test_mixed_adapter_batch_equals_separate_runs(tiny_model_dir, tiny_adapters, task_dir):
     base = resolve_base_model(str(tiny_model_dir))
     tok = load_tokenizer(base, padding_side="left")
-    model = load_adapters(load_model(base, torch.device("cpu"), torch.float32), {"a": tiny_adapters["alpha"], "b": tiny_adapters["beta"]})
+    decoder = load_decoder(load_model(base, torch.device("cpu"), torch.float32), tok, {"a": tiny_adapters["alpha"], "b": tiny_adapters["beta"]})
     bench = superni_benchmark(task_dir, TOY_TASK, limit=6)
     prompts = [bench.prompt.render(i.input) for i in bench.instances]
     names = ["a", "b", BASE_ADAPTER]
-    mixed = generate(model, tok, [GenerationRequest(p, names[k % 3]) for k, p in enumerate(prompts)], 6, batch_size=6, progress=False)
+    mixed = generate(decoder, [GenerationRequest(p, names[k % 3]) for k, p in enumerate(prompts)], 6, batch_size=6, progress=False)
     for k, p in enumerate(prompts):
-        alone = generate(model, tok, [GenerationRequest(p, names[k % 3])], 6, batch_size=1, progress=False)
+        alone = generate(decoder, [GenerationRequest(p, names[k % 3])], 6, batch_size=1, progress=False)
         assert alone == [mixed[k]]
-    per_adapter = {n: generate(model, tok, [GenerationRequest(p, n) for p in prompts], 6, progress=False) for n in names}
+    per_adapter = {n: generate(decoder, [GenerationRequest(p, n) for p in prompts], 6, progress=False) for n in names}
     assert len({tuple(v) for v in per_adapter.values()}) > 1, "adapters must actually change the outputs"
 
 

@@ -8,17 +8,20 @@ ADMIN = {"Authorization": "Bearer s3cret"}
 
 
 def _alone(client, task, text, max_new_tokens=6):
-    """What the task's adapter alone produces (a fresh eval-stage generate, one row, no batching)."""
+    """What the task's adapter alone produces: peft's own PeftModel.generate, one row, no batching, no cache."""
     import torch
+    from peft import PeftModel
 
-    from eval.generate import GenerationRequest, generate, load_adapters
     from specialist.base_models import load_model, load_tokenizer
 
     state = client.state
     served = state.router.resolve(task)
-    tok = load_tokenizer(state.base, padding_side="left")
-    model = load_adapters(load_model(state.base, torch.device("cpu"), torch.float32), {"only": served.path})
-    return generate(model, tok, [GenerationRequest(served.prompt.render(text), "only")], max_new_tokens, progress=False)[0]
+    tok = load_tokenizer(state.base)
+    model = PeftModel.from_pretrained(load_model(state.base, torch.device("cpu"), torch.float32), served.path).eval()
+    ids = tok(served.prompt.render(text), return_tensors="pt")["input_ids"]
+    out = model.generate(input_ids=ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                         eos_token_id=tok.eos_token_id)[0, ids.shape[1]:]  # fmt: skip
+    return tok.decode(out, skip_special_tokens=True).strip()
 
 
 def test_predict_routes_each_task_to_its_own_adapter(service):
@@ -224,3 +227,31 @@ def test_streamed_text_never_shows_part_of_a_stop_string(service):
         events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
     text = "".join(_json.loads(e)["choices"][0]["text"] for e in events if e != "[DONE]")
     assert stop not in text and text == full[: full.find(stop)] if stop in full else text == full
+
+
+def test_a_request_whose_client_left_stops_generating(service):
+    from service.engine import GenRequest
+
+    engine = service.state.backend.engine
+    served = service.state.router.resolve("sentiment")
+    ids = engine.tokenizer(served.prompt.render("a fine film"))["input_ids"]
+    full = engine.submit(GenRequest(ids, served.engine_name, max_new_tokens=24)).result(timeout=60)
+    left = GenRequest(ids, served.engine_name, max_new_tokens=24)
+    left.on_text = lambda piece, token: left.cancelled.set()  # the client disconnects after its first piece
+    cut = engine.submit(left).result(timeout=60)
+    assert full.completion_tokens > 3, "the uncancelled request must run long enough to tell the difference"
+    assert cut.completion_tokens <= 2 and cut.token_ids == full.token_ids[: cut.completion_tokens]
+
+
+def test_serving_gives_up_cores_while_a_job_trains(service, monkeypatch):
+    engine, config = service.state.backend.engine, service.state.config
+    idle = engine.threads_wanted()
+    running = type("Job", (), {"poll": lambda self: 0})()  # a job process is running
+    monkeypatch.setattr(service.state.worker, "current", running)
+    busy = engine.threads_wanted()
+    assert busy == max(1, idle - config.job_threads)
+    assert service.post("/predict", json={"task": "sentiment", "input": "fine"}).status_code == 200
+    assert engine.threads == busy
+    monkeypatch.setattr(service.state.worker, "current", None)
+    assert service.post("/predict", json={"task": "sentiment", "input": "fine"}).status_code == 200
+    assert engine.threads == idle

@@ -1,0 +1,13 @@
+"""The reliability suite: what the service survives (bad input, faults, pressure), with figures.
+
+Two parts share the pieces in this package:
+
+- quick (runs in CI under `make test`): tests/reliability/ -- the OpenAPI schema fuzzed with schemathesis, the
+  hand-written hostile-request table (`cases`), bad files (`badfiles`), security checks and one fault, all
+  in process on the tiny test model;
+- long (`make reliability`, `python -m reliability`): a real `specialist serve` on 127.0.0.1 with the default
+  model and 4 routed tasks -- load, the fault matrix, security checks against the live server, a soak -- and
+  RELIABILITY.md with the figures (`report`).
+
+Traffic goes only to 127.0.0.1, bounded in count and time; every run stops itself.
+"""

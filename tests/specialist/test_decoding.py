@@ -1,0 +1,81 @@
+"""The shared decoder: prefix cache, continuous batching and sampling, checked against peft's generate."""
+
+import pytest
+import torch
+
+from specialist.base_models import load_model, load_tokenizer, resolve_base_model
+from specialist.decoding import Decoder, DecodeRow
+from tests.specialist.test_multi_lora import _prompts
+
+
+@pytest.fixture
+def base_and_tok(tiny_model_dir):
+    base = resolve_base_model(str(tiny_model_dir))
+    return base, load_tokenizer(base, padding_side="left")
+
+
+def test_decoder_matches_peft_generate_row_by_row_with_prefix_cache(base_and_tok, tiny_adapters, task_dir):
+    from peft import PeftModel
+
+    base, tok = base_and_tok
+    peft_model = PeftModel.from_pretrained(load_model(base), tiny_adapters["alpha"], adapter_name="a").eval()
+    decoder = Decoder(load_model(base), tok)
+    decoder.load("a", tiny_adapters["alpha"])
+    prompts = _prompts(task_dir)
+    rows = []
+    for k, p in enumerate(prompts):
+        ids = tok(p)["input_ids"]
+        rows.append(DecodeRow(ids, 8, "a" if k % 2 else None, decoder.prefix_len(p, ids)))
+    assert all(r.prefix_len > len(r.prompt_ids) // 2 for r in rows), "the definition and examples are shared"
+
+    got = decoder.decode(rows)
+    again = decoder.decode(rows)  # now every prefix comes from the cache
+    assert decoder.prefix_cache.hits >= len(rows)
+    for row, out, out2 in zip(rows, got, again):
+        ref = peft_model.generate(input_ids=torch.tensor([row.prompt_ids]), max_new_tokens=8, do_sample=False,
+                                  adapter_names=[row.adapter or "__base__"], eos_token_id=tok.eos_token_id,
+                                  pad_token_id=tok.pad_token_id)[0, len(row.prompt_ids):].tolist()  # fmt: skip
+        ref = ref[: ref.index(tok.eos_token_id)] if tok.eos_token_id in ref else ref
+        assert out == ref and out2 == ref
+
+
+def test_on_token_stops_a_row_early_and_seeded_sampling_ignores_batch_company(base_and_tok, task_dir):
+    base, tok = base_and_tok
+    decoder = Decoder(load_model(base), tok)
+    ids = tok(_prompts(task_dir, 1)[0])["input_ids"]
+    out = decoder.decode([DecodeRow(ids, 8), DecodeRow(ids, 8)], on_token=lambda row, token: row == 0)
+    assert len(out[0]) == 1 and out[1][:1] == out[0]
+
+    def sampled(company: int):
+        rows = [DecodeRow(ids, 6, temperature=1.5, generator=torch.Generator().manual_seed(7))]
+        rows += [DecodeRow(ids, 6, temperature=1.5) for _ in range(company)]
+        return decoder.decode(rows)[0]
+
+    assert sampled(0) == sampled(3)
+
+
+
+
+def test_rows_admitted_mid_decode_get_what_they_get_alone(base_and_tok, tiny_adapters, task_dir):
+    base, tok = base_and_tok
+    decoder = Decoder(load_model(base), tok)
+    decoder.load("a", tiny_adapters["alpha"])
+    decoder.load("b", tiny_adapters["beta"])
+    prompts = _prompts(task_dir)
+    rows = []
+    for k, p in enumerate(prompts):
+        ids = tok(p)["input_ids"]
+        # A raw prompt (no shared prefix) among cached ones, different budgets, three adapters.
+        rows.append(DecodeRow(ids, 4 + k, ["a", "b", None][k % 3], 0 if k == 4 else decoder.prefix_len(p, ids)))
+    alone = [decoder.decode([row])[0] for row in rows]
+
+    got: dict[int, list[int]] = {}
+    batch = decoder.admit(None, rows[:3], [0, 1, 2])
+    for step in range(40):
+        if step == 2:  # later arrivals join the running batch
+            batch = decoder.admit(batch, rows[3:], [3, 4, 5])
+        finished, batch = decoder.step(batch)
+        got.update(finished)
+        if batch is None:
+            break
+    assert [got[k] for k in range(len(rows))] == alone
