@@ -147,9 +147,9 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _quiet_libraries()
-    try:
+    try:  # building the parser imports torch, which needs a writable temp dir: inside, for a one-line error
+        args = build_parser().parse_args(argv)
+        _quiet_libraries()
         return args.handler(args)
     except SpecialistError as e:
         print(f"error: {e}", file=sys.stderr)

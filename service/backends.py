@@ -76,7 +76,12 @@ class LocalBackend:
         )
 
     async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation:
-        return await asyncio.wrap_future(self.engine.submit(self._request(served, prompt, params)))
+        request = self._request(served, prompt, params)
+        try:
+            return await asyncio.wrap_future(self.engine.submit(request))
+        except asyncio.CancelledError:  # timed out or shutting down: free its row of the batch
+            request.cancelled.set()
+            raise
 
     async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
         """Text pieces as the engine produces them, then the final Generation."""

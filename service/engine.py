@@ -98,7 +98,10 @@ class _Stream:
         if cut is not None:
             text, self.stopped = text[:cut], True
         self.text = text
-        self._emit(token)
+        try:
+            self._emit(token)
+        except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
+            self.request.cancelled.set()
         return self.stopped or self.request.cancelled.is_set()
 
     def _emit(self, token: int, final: bool = False) -> None:
@@ -168,6 +171,8 @@ class Engine:
     def submit(self, request: GenRequest) -> Future:
         # Check and count under the lock that unloading takes too: a counted adapter is never deleted under us.
         name = request.adapter
+        if self._stop.is_set():
+            raise SpecialistError("the generation engine is shutting down", "retry against a running service")
         with self._lock:
             if name != BASE_ADAPTER and (name not in self.resident or name in self._doomed):
                 if name not in self.routed:
@@ -207,6 +212,16 @@ class Engine:
                 self._step()
             except Exception:  # noqa: BLE001 - the loop must survive anything; futures carry errors to callers
                 logging.getLogger("specialist.service").exception("generation engine step failed")
+        # Shutting down: nobody waits forever for an answer that will not come.
+        gone = SpecialistError("the generation engine shut down before this request finished", "retry against a running service")
+        while (item := self._next_item(block=False)) is not None:
+            if isinstance(item, GenRequest):
+                self._pending.append(item)
+            elif isinstance(item, _Command) and not item.future.done():
+                item.future.set_exception(gone)
+        streams = list(self._batch.keys) if self._batch is not None else []
+        self._fail(streams + [_Stream(r, self.tokenizer) for r in self._pending], gone)
+        self._batch, self._pending = None, []
 
     def _step(self) -> None:
         """One scheduling round: take in commands and requests, then advance the running batch by one token.
@@ -317,14 +332,14 @@ class Engine:
         if room <= 0 or not self._pending:
             return
         taken, self._pending = self._pending[:room], self._pending[room:]
+        for r in taken:  # a future its caller cancelled (timeout, shutdown) counts as a client gone
+            if not r.future.set_running_or_notify_cancel():
+                r.cancelled.set()
         missing = [r for r in taken if r.adapter != BASE_ADAPTER and r.adapter not in self.resident]
         for r in missing:  # its reload failed: tell that client, run the rest
-            r.future.set_exception(AdapterGone(f"adapter {r.adapter!r} is not loaded", "route the request again"))
-        self._release(missing)
+            self._fail([_Stream(r, self.tokenizer)], AdapterGone(f"adapter {r.adapter!r} is not loaded", "route the request again"))
         gone = [r for r in taken if r not in missing and r.cancelled.is_set()]
-        for r in gone:  # the client left while it waited: nothing to compute
-            r.future.set_exception(SpecialistError("the client went away before generation started"))
-        self._release(gone)
+        self._fail([_Stream(r, self.tokenizer) for r in gone], SpecialistError("the client went away before generation started"))
         taken = [r for r in taken if r not in missing and r not in gone]
         if not taken:
             return
@@ -345,20 +360,26 @@ class Engine:
 
     def _advance(self) -> None:
         started = time.perf_counter()
+        streams = list(self._batch.keys)  # before the step: rows that finish in a failing step need their answer too
         try:
             finished, self._batch = self.decoder.step(self._batch, on_token=lambda stream, token: stream.on_token(token))
         except Exception as e:  # noqa: BLE001 - every client of the batch gets the error instead of hanging
-            streams, self._batch = list(self._batch.keys), None
+            self._batch = None
             self._fail(streams, e)
             return
-        for stream, _ in finished:
-            stream.request.future.set_result(stream.finish())
-        self._release([stream.request for stream, _ in finished])
+        try:
+            for stream, _ in finished:
+                if not stream.request.future.done():
+                    stream.request.future.set_result(stream.finish())
+        finally:
+            self._release([stream.request for stream, _ in finished])
         if self.on_batch is not None:
             self.on_batch(len(finished) + (len(self._batch) if self._batch is not None else 0), time.perf_counter() - started)
 
     def _fail(self, streams: list[_Stream], error: Exception) -> None:
-        for stream in streams:
-            if not stream.request.future.done():
-                stream.request.future.set_exception(error)
-        self._release([stream.request for stream in streams])
+        try:
+            for stream in streams:
+                if not stream.request.future.done():
+                    stream.request.future.set_exception(error)
+        finally:
+            self._release([stream.request for stream in streams])

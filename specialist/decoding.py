@@ -46,9 +46,10 @@ class PrefixCache:
     Slots are never reused (MultiLoRA), so an entry can't outlive its adapter's weights; `drop_slot` just frees
     memory early."""
 
-    def __init__(self, max_tokens: int = 64_000):
-        self.max_tokens = max_tokens
+    def __init__(self, max_bytes: int = 512 * 2**20):
+        self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[int, tuple[int, ...]], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self._bytes: dict[tuple, int] = {}
         self.hits = self.misses = 0
 
     def get(self, key):
@@ -62,12 +63,14 @@ class PrefixCache:
 
     def put(self, key, layers) -> None:
         self._entries[key] = layers
-        while sum(len(k[1]) for k in self._entries) > self.max_tokens and len(self._entries) > 1:
-            self._entries.popitem(last=False)
+        self._bytes[key] = sum(t.numel() * t.element_size() for kv in layers for t in kv)
+        while sum(self._bytes.values()) > self.max_bytes and len(self._entries) > 1:
+            oldest, _ = self._entries.popitem(last=False)
+            del self._bytes[oldest]
 
     def drop_slot(self, slot: int) -> None:
         for key in [k for k in self._entries if k[0] == slot]:
-            del self._entries[key]
+            del self._entries[key], self._bytes[key]
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:
@@ -100,6 +103,12 @@ class RunningBatch:
         self.cache.batch_select_indices(index)
         self.mask, self.positions, self.logits = self.mask[index], self.positions[index], self.logits[index]
         self.keys, self.rows, self.slots, self.outputs = ([xs[k] for k in keep] for xs in (self.keys, self.rows, self.slots, self.outputs))
+        # Columns only rows that left were using: drop them, or a batch that never drains grows without bound.
+        unused = int(self.mask.any(0).int().argmax())
+        if unused:
+            self.mask = self.mask[:, unused:]
+            for layer in self.cache.layers:
+                layer.drop_left(unused)
 
 
 class _GrowingLayer(DynamicLayer):
@@ -136,6 +145,11 @@ class _GrowingLayer(DynamicLayer):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self._keys, self._values = self._keys[indices], self._values[indices]
+        self._views()
+
+    def drop_left(self, n: int) -> None:
+        """Forget the first `n` positions (masked for every row); the next merge or growth frees their memory."""
+        self._keys, self._values, self.length = self._keys[:, :, n:], self._values[:, :, n:], self.length - n
         self._views()
 
 

@@ -67,6 +67,8 @@ class LoRALinear(nn.Module):
         if not self.deltas or not self.state.segments:
             return out
         rows = x.shape[0]
+        if rows < self.state.segments[-1].end:  # rows must be the batch dim, e.g. not flattened tokens
+            raise ValueError(f"LoRALinear got {rows} rows, the batch has {self.state.segments[-1].end}")
         flat_x = x.reshape(-1, x.shape[-1])
         flat_out = out.view(-1, out.shape[-1])
         per_row = flat_x.shape[0] // rows  # tokens per row: the batch dim is first, rows are contiguous

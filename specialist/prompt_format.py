@@ -109,5 +109,10 @@ def shared_prefix(prompt: str) -> str:
     another format shares nothing and gets "")."""
     if not is_rendered(prompt):
         return ""
-    cut = prompt.rfind("\nInput: ")
+    # The first marker, not the last: an instance input that contains "\nInput: " must not move into the prefix.
+    marker = "Now complete the following example -\n"
+    cut = prompt.find(marker)
+    if cut >= 0:
+        return prompt[: cut + len(marker)]
+    cut = prompt.find("\nInput: ")
     return prompt[: cut + 1] if cut >= 0 else prompt[: -len("Output:")]

@@ -79,3 +79,24 @@ def test_rows_admitted_mid_decode_get_what_they_get_alone(base_and_tok, tiny_ada
         if batch is None:
             break
     assert [got[k] for k in range(len(rows))] == alone
+
+
+def test_columns_only_departed_rows_used_are_dropped(base_and_tok, task_dir):
+    base, tok = base_and_tok
+    decoder = Decoder(load_model(base), tok)
+    prompts = _prompts(task_dir, 3)
+    long_ids = tok(" ".join(prompts))["input_ids"]
+    short_ids = tok(prompts[0])["input_ids"]
+    alone = decoder.decode([DecodeRow(short_ids, 6)])[0]
+    batch = decoder.admit(None, [DecodeRow(long_ids, 1), DecodeRow(short_ids, 6)], ["long", "short"])
+    assert batch.mask.shape[1] == len(long_ids)
+    finished, batch = decoder.step(batch)  # the long row leaves after its one token
+    assert "long" in dict(finished)
+    if batch is not None:  # the short row goes on: the batch is now only as wide as it needs
+        assert batch.mask.shape[1] == len(short_ids) + 1
+        got = dict(finished)
+        while batch is not None:
+            done, batch = decoder.step(batch)
+            got.update(done)
+        assert got["short"] == alone
+    assert len(alone) > 1, "the short row must outlive the long one for this test to mean anything"

@@ -38,3 +38,14 @@ def test_unknown_format_version_is_refused():
     check_supported("tk-instruct", 1)
     with pytest.raises(SpecialistError, match="not supported"):
         check_supported("tk-instruct", 99)
+
+
+def test_shared_prefix_stops_before_the_instance_input_whatever_it_contains():
+    from specialist.prompt_format import Example, TaskPrompt, shared_prefix
+
+    prompt = TaskPrompt(definition="Say it.", examples=(Example(input="a", output="b"),), num_examples=1)
+    assert shared_prefix(prompt.render("x\nInput: y")) == shared_prefix(prompt.render("z"))
+    assert shared_prefix(prompt.render("z")).endswith("Now complete the following example -\n")
+    bare = TaskPrompt(definition="Say it.", num_examples=0)
+    assert shared_prefix(bare.render("x\nInput: y")) == "Definition: Say it.\n\n"
+    assert shared_prefix("a raw prompt") == ""
