@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,7 +55,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latency_during_training.json")
     args = parser.parse_args()
 
-    from benchmarks.serve_load import make_adapters
+    from benchmarks.common import free_port, random_adapters, wait_ready
     from eval.benchmarks import superni_benchmark
     from specialist.adapters import Registry
     from specialist.paths import default_task_data
@@ -64,23 +63,15 @@ def main() -> int:
     inputs = [i.input for i in superni_benchmark(default_task_data(), TASK, limit=20).instances]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
-        Registry(home).add(make_adapters(Path(tmp) / "adapters", 1)[0], "served", skip_gate=True, actor="benchmark")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        adapter = random_adapters(Path(tmp) / "adapters", [TASK], scale=0.01)[0]
+        Registry(home).add(adapter, "served", skip_gate=True, actor="benchmark")
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN=TOKEN)
         cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--num-threads", str(args.serve_threads), "--job-threads", str(args.job_threads)]
         server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            deadline = time.time() + 300
-            while time.time() < deadline:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
+            wait_ready(url, server)
             _latencies(url, inputs, 3)  # warm-up
             idle = _latencies(url, inputs, args.requests)
             body = {"task": "trainee", "superni_task": TASK, "instances_per_task": 64, "generalist": "none", "budget": {"max_steps": 10_000}}

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,28 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import requests  # noqa: E402
 
+from benchmarks.common import free_port, wait_ready  # noqa: E402
+
 TASK = "task363_sst2_polarity_classification"
 ADMIN_TOKEN = "bench-token"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, path: str = "/readyz", timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if requests.get(url + path, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
 def make_adapters(root: Path, n: int, task: str) -> list[Path]:
@@ -179,13 +160,13 @@ def main() -> int:
             registry.add(path, f"t{i}", skip_gate=True, actor="benchmark")
         prompts = prompts_per_adapter(8, args.task)
 
-        port = _port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, SPECIALIST_HOME=str(root / "home"), SPECIALIST_ADMIN_TOKEN=ADMIN_TOKEN)
         cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--num-threads", str(args.threads), "--max-batch-size", "32"]
         ours = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            _wait_ready(url, ours)
+            wait_ready(url, ours)
             closed_loop(url, ["t0"], prompts, 2, 5, args.max_new_tokens)  # warm-up
             for k in (1, 4, 8):
                 report[f"ours_{k}_adapters"] = result = closed_loop(url, [f"t{i}" for i in range(k)], prompts, args.clients, args.seconds, args.max_new_tokens)
@@ -201,12 +182,12 @@ def main() -> int:
             ours.send_signal(signal.SIGTERM)
             ours.wait(timeout=60)
 
-        port = _port()
+        port = free_port()
         naive_url = f"http://127.0.0.1:{port}"
         mapping = json.dumps({f"t{i}": str(p) for i, p in enumerate(adapters[:8])})
         naive = subprocess.Popen([sys.executable, "-c", NAIVE_SERVER, str(port), mapping, str(REPO), str(args.threads)], stdout=subprocess.DEVNULL, start_new_session=True)
         try:
-            _wait_ready(naive_url, naive, path="/")
+            wait_ready(naive_url, naive, path="/")
             closed_loop(naive_url, ["t0"], prompts, 1, 5, args.max_new_tokens)  # warm-up
             report["naive_8_adapters"] = result = closed_loop(naive_url, [f"t{i}" for i in range(8)], prompts, args.clients, args.seconds, args.max_new_tokens)
             print(f"naive, 8 adapters: {result}", flush=True)

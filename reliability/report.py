@@ -170,7 +170,7 @@ def _cli_cause(key: str):
         line = _get(f, "faults", "unwritable_registry", key, "cli_add", "stderr_last_line", default="")
         if line.startswith(("sqlite3.", "OSError", "FileNotFoundError", "PermissionError")) or "Errno" in line:
             return ("`cli/main.py` turns only SpecialistError into a one-line error; the registry's sqlite3/OS errors "
-                    f"escape as a traceback (`{line[:80]}`). Fix (outside this change): catch sqlite3.Error and OSError in "
+                    f"escape as a traceback (`{line[:80]}`). Fix: catch sqlite3.Error and OSError in "
                     "`cli.main.main` (or convert them in `Registry`) into a one-line error naming $SPECIALIST_HOME. "
                     "Regression test: tests/reliability/test_faults.py::test_the_cli_reports_an_unwritable_registry_in_one_line.")  # fmt: skip
         return None

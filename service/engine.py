@@ -157,9 +157,9 @@ class Engine:
         self._pending: list[GenRequest] = []
         self._batch: RunningBatch | None = None  # rows being decoded now
         self._stop = threading.Event()
-        self.batch_sizes: deque[int] = deque(maxlen=10_000)  # recent batch sizes, for tests and diagnostics
+        self.batch_sizes: deque[int] = deque(maxlen=10_000)  # rows per recent decoding step, for tests and diagnostics
         self.routed: dict[str, Path] = {}  # adapters the router serves: an evicted one is reloaded on demand
-        self.on_batch: Callable[[int, float], None] | None = None  # (batch size, seconds)
+        self.on_batch: Callable[[int, float], None] | None = None  # (rows in the step, seconds), once per step
         self.threads_wanted: Callable[[], int] | None = None  # torch threads to decode with now (asked every step)
         self.threads = 0  # torch threads the last step decoded with
         self._doomed: set[str] = set()  # unloads waiting for their last in-flight request
@@ -219,8 +219,8 @@ class Engine:
                 self._pending.append(item)
             elif isinstance(item, _Command) and not item.future.done():
                 item.future.set_exception(gone)
-        streams = list(self._batch.keys) if self._batch is not None else []
-        self._fail(streams + [_Stream(r, self.tokenizer) for r in self._pending], gone)
+        running = [stream.request for stream in self._batch.keys] if self._batch is not None else []
+        self._fail(running + self._pending, gone)
         self._batch, self._pending = None, []
 
     def _step(self) -> None:
@@ -337,9 +337,9 @@ class Engine:
                 r.cancelled.set()
         missing = [r for r in taken if r.adapter != BASE_ADAPTER and r.adapter not in self.resident]
         for r in missing:  # its reload failed: tell that client, run the rest
-            self._fail([_Stream(r, self.tokenizer)], AdapterGone(f"adapter {r.adapter!r} is not loaded", "route the request again"))
+            self._fail([r], AdapterGone(f"adapter {r.adapter!r} is not loaded", "route the request again"))
         gone = [r for r in taken if r not in missing and r.cancelled.is_set()]
-        self._fail([_Stream(r, self.tokenizer) for r in gone], SpecialistError("the client went away before generation started"))
+        self._fail(gone, SpecialistError("the client went away before generation started"))
         taken = [r for r in taken if r not in missing and r not in gone]
         if not taken:
             return
@@ -355,17 +355,18 @@ class Engine:
                 rows.append(DecodeRow(r.prompt_ids, r.max_new_tokens, adapter, r.prefix_len, s.temperature, s.top_p, generator))
             self._batch = self.decoder.admit(self._batch, rows, streams)
         except Exception as e:  # noqa: BLE001 - every waiting client gets the error instead of hanging
-            self._fail(streams, e)
-        self.batch_sizes.append(len(self._batch) if self._batch is not None else 0)
+            self._fail(taken, e)
 
     def _advance(self) -> None:
         started = time.perf_counter()
-        streams = list(self._batch.keys)  # before the step: rows that finish in a failing step need their answer too
+        # Taken before the step: rows that finish in a failing step need an answer too.
+        requests = [stream.request for stream in self._batch.keys]
+        self.batch_sizes.append(len(requests))
         try:
             finished, self._batch = self.decoder.step(self._batch, on_token=lambda stream, token: stream.on_token(token))
         except Exception as e:  # noqa: BLE001 - every client of the batch gets the error instead of hanging
             self._batch = None
-            self._fail(streams, e)
+            self._fail(requests, e)
             return
         try:
             for stream, _ in finished:
@@ -374,12 +375,12 @@ class Engine:
         finally:
             self._release([stream.request for stream, _ in finished])
         if self.on_batch is not None:
-            self.on_batch(len(finished) + (len(self._batch) if self._batch is not None else 0), time.perf_counter() - started)
+            self.on_batch(len(requests), time.perf_counter() - started)
 
-    def _fail(self, streams: list[_Stream], error: Exception) -> None:
+    def _fail(self, requests: list[GenRequest], error: Exception) -> None:
         try:
-            for stream in streams:
-                if not stream.request.future.done():
-                    stream.request.future.set_exception(error)
+            for r in requests:
+                if not r.future.done():
+                    r.future.set_exception(error)
         finally:
-            self._release([stream.request for stream in streams])
+            self._release(requests)

@@ -2,8 +2,6 @@ import threading
 
 import pytest
 
-from tests.conftest import TOY_TASK
-
 ADMIN = {"Authorization": "Bearer s3cret"}
 
 
@@ -246,10 +244,12 @@ def test_a_request_whose_client_left_stops_generating(service):
 def test_serving_gives_up_cores_while_a_job_trains(service, monkeypatch):
     engine, config = service.state.backend.engine, service.state.config
     idle = engine.threads_wanted()
+    if idle == 1:
+        pytest.skip("one torch thread: there is no core to give up")
     running = type("Job", (), {"poll": lambda self: 0})()  # a job process is running
     monkeypatch.setattr(service.state.worker, "current", running)
     busy = engine.threads_wanted()
-    assert busy == max(1, idle - config.job_threads)
+    assert busy == max(1, idle - config.job_threads) and busy < idle
     assert service.post("/predict", json={"task": "sentiment", "input": "fine"}).status_code == 200
     assert engine.threads == busy
     monkeypatch.setattr(service.state.worker, "current", None)

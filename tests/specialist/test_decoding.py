@@ -1,17 +1,10 @@
 """The shared decoder: prefix cache, continuous batching and sampling, checked against peft's generate."""
 
-import pytest
 import torch
 
-from specialist.base_models import load_model, load_tokenizer, resolve_base_model
+from specialist.base_models import load_model
 from specialist.decoding import Decoder, DecodeRow
-from tests.specialist.test_multi_lora import _prompts
-
-
-@pytest.fixture
-def base_and_tok(tiny_model_dir):
-    base = resolve_base_model(str(tiny_model_dir))
-    return base, load_tokenizer(base, padding_side="left")
+from tests.specialist.conftest import toy_prompts as _prompts
 
 
 def test_decoder_matches_peft_generate_row_by_row_with_prefix_cache(base_and_tok, tiny_adapters, task_dir):
@@ -88,15 +81,14 @@ def test_columns_only_departed_rows_used_are_dropped(base_and_tok, task_dir):
     long_ids = tok(" ".join(prompts))["input_ids"]
     short_ids = tok(prompts[0])["input_ids"]
     alone = decoder.decode([DecodeRow(short_ids, 6)])[0]
+    assert len(alone) > 1, "the short row must outlive the long one for this test to mean anything"
     batch = decoder.admit(None, [DecodeRow(long_ids, 1), DecodeRow(short_ids, 6)], ["long", "short"])
     assert batch.mask.shape[1] == len(long_ids)
-    finished, batch = decoder.step(batch)  # the long row leaves after its one token
-    assert "long" in dict(finished)
-    if batch is not None:  # the short row goes on: the batch is now only as wide as it needs
-        assert batch.mask.shape[1] == len(short_ids) + 1
-        got = dict(finished)
-        while batch is not None:
-            done, batch = decoder.step(batch)
-            got.update(done)
-        assert got["short"] == alone
-    assert len(alone) > 1, "the short row must outlive the long one for this test to mean anything"
+    finished, batch = decoder.step(batch)  # the long row leaves after its one token, the short one goes on
+    assert list(dict(finished)) == ["long"]
+    assert batch.mask.shape[1] == len(short_ids) + 1  # only as wide as the short row needs
+    got = dict(finished)
+    while batch is not None:
+        done, batch = decoder.step(batch)
+        got.update(done)
+    assert got["short"] == alone

@@ -6,22 +6,9 @@ import shutil
 import pytest
 import torch
 
-from specialist.base_models import load_model, load_tokenizer, resolve_base_model
+from specialist.base_models import load_model
 from specialist.multi_lora import AdapterLoadError, MultiLoRA
-from tests.conftest import TOY_TASK
-
-
-@pytest.fixture
-def base_and_tok(tiny_model_dir):
-    base = resolve_base_model(str(tiny_model_dir))
-    return base, load_tokenizer(base, padding_side="left")
-
-
-def _prompts(task_dir, n=6):
-    from eval.benchmarks import superni_benchmark
-
-    bench = superni_benchmark(task_dir, TOY_TASK, limit=n)
-    return [bench.prompt.render(i.input) for i in bench.instances]
+from tests.specialist.conftest import toy_prompts as _prompts
 
 
 def test_mixed_batch_logits_match_peft(base_and_tok, tiny_adapters, task_dir):
