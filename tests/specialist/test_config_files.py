@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from specialist.config import TrainConfig, load_yaml_config, validate_config
+from specialist.paths import default_generalist_data
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -24,4 +25,8 @@ def test_config_opens_with_its_command_and_validates(path):
         from eval.gate import load_policy
 
         policy = load_policy(path)
-        assert policy.retention is None or policy.retention.data.is_file()
+        if policy.retention is not None:  # the retention set is part of the shared data beside the checkout
+            data = policy.retention.data.resolve()
+            assert data.parent == default_generalist_data().resolve().parent
+            if data.parent.is_dir():  # a checkout without ../shared can't hold it
+                assert data.is_file()
