@@ -1,12 +1,13 @@
 """Serving under closed-loop load: our service with K adapters vs a naive PEFT server, in one run.
 
-    .venv/bin/python benchmarks/serve_load.py [--clients 8] [--seconds 30] [--max-new-tokens 16] [--threads 2] [--task T]
+    .venv/bin/python benchmarks/serve_load.py [--clients 8 32] [--seconds 20] [--max-new-tokens 16] [--threads 2] [--task T]
 
 - Ours: `specialist serve` (bentoml, local backend, default SmolLM2) with 8 routed adapters; the clients spread
   their requests over K = 1, 4 and 8 of them. Every adapter is made for the same SuperNI task and every
   configuration sends the same inputs in the same order, so K changes only how traffic spreads over adapters.
 - Naive: an HTTP server written here that handles one request at a time: `set_adapter`, then `generate`.
-- Load: C closed-loop clients, prompts from real SuperNI held-out instances, fixed max_new_tokens.
+- Load: C closed-loop clients for each C given (ours and naive alike), prompts from real SuperNI held-out
+  instances, fixed max_new_tokens. C bounds the batch a server can form: a comparison holds only at equal C.
 - Also: adapter hot-load time (register + promote a new version until it serves) through the admin API.
 Prints tokens/s, p50/p99 latency and errors per configuration, writes benchmarks/results/serve_load.json.
 Adapters are LoRA weights drawn at random (non-zero), registered with --skip-gate: load does not depend on
@@ -135,14 +136,16 @@ class Handler(BaseHTTPRequestHandler):
         text = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
         payload = json.dumps({"output": text, "usage": {"completion_tokens": int(n)}}).encode()
         self.send_response(200); self.send_header("content-type", "application/json"); self.end_headers(); self.wfile.write(payload)
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+class Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 resets connections when many clients connect at once
+Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 '''
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32], help="closed-loop client counts, each run against every server")
+    parser.add_argument("--seconds", type=float, default=20, help="per configuration")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each server")
     parser.add_argument("--task", default=TASK, help="the SuperNI task every adapter is made for")
@@ -151,7 +154,8 @@ def main() -> int:
 
     from specialist.adapters import Registry
 
-    report: dict = {"task": args.task, "clients": args.clients, "seconds": args.seconds, "max_new_tokens": args.max_new_tokens, "threads": args.threads}
+    report: dict = {"task": args.task, "clients": args.clients, "seconds": args.seconds, "max_new_tokens": args.max_new_tokens,
+                    "threads": args.threads, "by_clients": {str(c): {} for c in args.clients}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         adapters = make_adapters(root / "adapters", 9, args.task)
@@ -163,14 +167,17 @@ def main() -> int:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, SPECIALIST_HOME=str(root / "home"), SPECIALIST_ADMIN_TOKEN=ADMIN_TOKEN)
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--num-threads", str(args.threads), "--max-batch-size", "32"]
+        batch = str(max(args.clients))  # room for every client: C, not a server setting, bounds the batch
+        cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--num-threads", str(args.threads), "--max-batch-size", batch]
         ours = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             wait_ready(url, ours)
             closed_loop(url, ["t0"], prompts, 2, 5, args.max_new_tokens)  # warm-up
-            for k in (1, 4, 8):
-                report[f"ours_{k}_adapters"] = result = closed_loop(url, [f"t{i}" for i in range(k)], prompts, args.clients, args.seconds, args.max_new_tokens)
-                print(f"ours, {k} adapter(s): {result}", flush=True)
+            for c in args.clients:
+                for k in (1, 4, 8):
+                    result = closed_loop(url, [f"t{i}" for i in range(k)], prompts, c, args.seconds, args.max_new_tokens)
+                    report["by_clients"][str(c)][f"ours_{k}_adapters"] = result
+                    print(f"{c} clients, ours, {k} adapter(s): {result}", flush=True)
             # Hot load: register a new version and promote it through the admin API; time until it serves.
             registry.add(adapters[8], "t0", skip_gate=True, actor="benchmark", promote=False)
             started = time.perf_counter()
@@ -189,20 +196,23 @@ def main() -> int:
         try:
             wait_ready(naive_url, naive, path="/")
             closed_loop(naive_url, ["t0"], prompts, 1, 5, args.max_new_tokens)  # warm-up
-            report["naive_8_adapters"] = result = closed_loop(naive_url, [f"t{i}" for i in range(8)], prompts, args.clients, args.seconds, args.max_new_tokens)
-            print(f"naive, 8 adapters: {result}", flush=True)
+            for c in args.clients:
+                result = closed_loop(naive_url, [f"t{i}" for i in range(8)], prompts, c, args.seconds, args.max_new_tokens)
+                report["by_clients"][str(c)]["naive_8_adapters"] = result
+                print(f"{c} clients, naive, 8 adapters: {result}", flush=True)
         finally:
             naive.send_signal(signal.SIGTERM)
             naive.wait(timeout=60)
 
-    one, eight, naive_tps = report["ours_1_adapters"]["tokens_per_second"], report["ours_8_adapters"]["tokens_per_second"], report["naive_8_adapters"]["tokens_per_second"]
-    report["ratio_8_vs_1_adapters"] = round(eight / one, 3) if one else None
-    report["ratio_ours_vs_naive_8_adapters"] = round(eight / naive_tps, 3) if naive_tps else None
+    for c, runs in report["by_clients"].items():
+        one, eight, naive_tps = (runs[k]["tokens_per_second"] for k in ("ours_1_adapters", "ours_8_adapters", "naive_8_adapters"))
+        runs["ratio_8_vs_1_adapters"] = round(eight / one, 3) if one else None
+        runs["ratio_ours_vs_naive_8_adapters"] = round(eight / naive_tps, 3) if naive_tps else None
+        print(f"{c} clients: 8 vs 1 adapters {runs['ratio_8_vs_1_adapters']}x; ours vs naive (8 adapters) {runs['ratio_ours_vs_naive_8_adapters']}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"8 vs 1 adapters: {report['ratio_8_vs_1_adapters']}x; ours vs naive (8 adapters): {report['ratio_ours_vs_naive_8_adapters']}x -> {args.out}")
+    print(f"-> {args.out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

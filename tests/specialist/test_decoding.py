@@ -1,9 +1,12 @@
 """The shared decoder: prefix cache, continuous batching and sampling, checked against peft's generate."""
 
+import itertools
+import random
+
 import torch
 
 from specialist.base_models import load_model
-from specialist.decoding import Decoder, DecodeRow
+from specialist.decoding import Decoder, DecodeRow, prefill_groups
 from tests.specialist.conftest import toy_prompts as _prompts
 
 
@@ -47,6 +50,48 @@ def test_on_token_stops_a_row_early_and_seeded_sampling_ignores_batch_company(ba
     assert sampled(0) == sampled(3)
 
 
+def _partitions(items):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in _partitions(rest):
+        yield [[first], *part]
+        for k in range(len(part)):
+            yield [*part[:k], [first, *part[k]], *part[k + 1 :]]
+
+
+def _cost(groups, lengths, call_tokens):
+    return sum(call_tokens + len(g) * max(lengths[i] for i in g) for g in groups)
+
+
+def test_prefill_groups_pick_the_cheapest_split_of_all():
+    rng = random.Random(0)
+    for call_tokens in (0, 5, 64, 10_000):
+        for n in range(1, 8):
+            lengths = [rng.randint(1, 60) for _ in range(n)]
+            groups = prefill_groups(lengths, call_tokens)
+            assert sorted(itertools.chain(*groups)) == list(range(n))  # every row exactly once
+            best = min(_cost(p, lengths, call_tokens) for p in _partitions(list(range(n))))
+            assert _cost(groups, lengths, call_tokens) == best
+    assert prefill_groups([], 64) == []
+    assert len(prefill_groups([10, 11, 12, 200], 64)) == 2  # the long one alone: no 3 rows padded to 200
+    assert len(prefill_groups([10, 11, 12, 200], 10_000)) == 1
+
+
+def test_rows_prefilled_in_separate_passes_get_what_they_get_alone(base_and_tok, tiny_adapters, task_dir):
+    base, tok = base_and_tok
+    decoder = Decoder(load_model(base), tok)
+    decoder.load("a", tiny_adapters["alpha"])
+    decoder.load("b", tiny_adapters["beta"])
+    rows = []
+    for k, p in enumerate(_prompts(task_dir)):
+        ids = tok(p)["input_ids"]
+        rows.append(DecodeRow(ids, 5, ["a", "b", None][k % 3], decoder.prefix_len(p, ids)))
+    alone = [decoder.decode([row])[0] for row in rows]
+    decoder.prefill_call_tokens = 0  # a pass costs nothing extra: every distinct length gets its own
+    assert len(prefill_groups([len(r.prompt_ids) - r.prefix_len for r in rows], 0)) > 2
+    assert decoder.decode(rows) == alone
 
 
 def test_rows_admitted_mid_decode_get_what_they_get_alone(base_and_tok, tiny_adapters, task_dir):
