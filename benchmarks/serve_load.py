@@ -9,7 +9,8 @@
 - Load: C closed-loop clients for each C given (ours and naive alike), prompts from real SuperNI held-out
   instances, fixed max_new_tokens. C bounds the batch a server can form: a comparison holds only at equal C.
 - Also: adapter hot-load time (register + promote a new version until it serves) through the admin API.
-Prints tokens/s, p50/p99 latency and errors per configuration, writes benchmarks/results/serve_load.json.
+Prints tokens/s, p50/p99 latency and errors per configuration; writes benchmarks/results/serve_load.json
+and, for people, serve_load.md and serve_load.png beside it.
 Adapters are LoRA weights drawn at random (non-zero), registered with --skip-gate: load does not depend on
 what they learned. Traffic goes only to 127.0.0.1 and stops by itself.
 """
@@ -211,8 +212,50 @@ def main() -> int:
         print(f"{c} clients: 8 vs 1 adapters {runs['ratio_8_vs_1_adapters']}x; ours vs naive (8 adapters) {runs['ratio_ours_vs_naive_8_adapters']}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"-> {args.out}")
+    args.out.with_suffix(".md").write_text(markdown(report))
+    plot(report, args.out.with_suffix(".png"))
+    print(f"-> {args.out} (+ .md, .png)")
     return 0
+
+
+CONFIGS = [("ours_1_adapters", "ours, traffic on 1 adapter"), ("ours_4_adapters", "ours, traffic on 4 adapters"),
+           ("ours_8_adapters", "ours, traffic on 8 adapters"), ("naive_8_adapters", "naive server, 8 adapters")]  # fmt: skip
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Serving under load: {report['task']}", "",
+             f"{report['seconds']:g} s per configuration, max_new_tokens {report['max_new_tokens']}, "
+             f"{report['threads']} torch threads per server; adapter hot-load {report.get('hot_load_seconds')} s.", "",
+             "| clients | configuration | requests | errors | tokens/s | p50 s | p99 s |", "|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for c, runs in report["by_clients"].items():
+        for key, label in CONFIGS:
+            r = runs[key]
+            lines.append(f"| {c} | {label} | {r['requests']} | {r['errors']} | {r['tokens_per_second']} | {r['p50_seconds']} | {r['p99_seconds']} |")
+    lines += ["", "| clients | 8 vs 1 adapters | ours vs naive (8 adapters) |", "|---:|---:|---:|"]
+    for c, runs in report["by_clients"].items():
+        lines.append(f"| {c} | {runs['ratio_8_vs_1_adapters']}x | {runs['ratio_ours_vs_naive_8_adapters']}x |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clients = list(report["by_clients"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(CONFIGS)
+    for k, (key, label) in enumerate(CONFIGS):
+        values = [report["by_clients"][c][key]["tokens_per_second"] for c in clients]
+        ax.bar([i + k * width for i in range(len(clients))], values, width, label=label)
+    ax.set_xticks([i + width * (len(CONFIGS) - 1) / 2 for i in range(len(clients))], [f"{c} clients" for c in clients])
+    ax.set_ylabel("generated tokens/s")
+    ax.set_title(f"Closed-loop load, {report['task']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 if __name__ == "__main__":
     sys.exit(main())

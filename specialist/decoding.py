@@ -9,8 +9,10 @@ A batch then prefills only the instance tokens, on top of the cached prefixes:
     row i:  [pad .. | prefix_i (cached) | pad .. | suffix_i]   attention mask 0 over the pads
             position ids count only real tokens, so every row sees exactly its own prompt.
 
-Rows are grouped by adapter (MultiLoRA applies each adapter to its own rows), finished rows leave the batch,
-and each row stops on EOS, its token budget, or when `on_token` says so (a stop string, a gone client).
+New rows are prefilled in passes of similar uncached length (`prefill_groups`): padding a short instance to
+the longest one costs real work on a CPU. Rows are grouped by adapter (MultiLoRA applies each adapter to its
+own rows), finished rows leave the batch, and each row stops on EOS, its token budget, or when `on_token` says
+so (a stop string, a gone client).
 Greedy rows are deterministic; sampled rows use their own generator when they have a seed.
 """
 
