@@ -152,6 +152,7 @@ def main() -> int:
     parser.add_argument("--task", default=TASK, help="the SuperNI task every adapter is made for")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve_load.json")
     args = parser.parse_args()
+    args.clients = sorted(set(args.clients))
 
     from specialist.adapters import Registry
 

@@ -207,7 +207,8 @@ class Decoder:
         # A sliding-window layer would need the prefix cut to its window: no prefix caching for such models.
         self.caches_prefixes = getattr(model.config.get_text_config(decoder=True), "sliding_window", None) is None
         # What a prefill pass costs beyond its tokens, in tokens (see prefill_groups). Measured for SmolLM2 on a
-        # 2-core CPU: a pass costs ~65 ms plus ~1 ms per token. On a GPU tokens are nearly free: one pass.
+        # 2-core CPU: a pass costs ~65 ms plus ~1 ms per token. On a GPU tokens are nearly free: one pass,
+        # unless one prompt is thousands of tokens longer than the rest.
         self.prefill_call_tokens = 64 if self.device.type == "cpu" else 4096
 
     def prefix_len(self, prompt: str, prompt_ids: list[int]) -> int:
@@ -226,7 +227,7 @@ class Decoder:
     def decode(self, rows: list[DecodeRow], on_token: Callable[[int, int], bool] | None = None) -> list[list[int]]:
         """New token ids per row (EOS not included). `on_token(row, token)` returning True ends that row."""
         outputs: list[list[int]] = [[] for _ in rows]
-        batch = self.admit(None, rows, list(range(len(rows))))
+        batch = self.admit(None, rows, list(range(len(rows)))) if rows else None
         while batch is not None:
             finished, batch = self.step(batch, on_token)
             for row, tokens in finished:
@@ -234,11 +235,13 @@ class Decoder:
         return outputs
 
     @torch.no_grad()
-    def admit(self, batch: RunningBatch | None, rows: list[DecodeRow], keys: list) -> RunningBatch:
+    def admit(self, batch: RunningBatch | None, rows: list[DecodeRow], keys: list) -> RunningBatch | None:
         """Prefill `rows` and join them to a running batch (continuous batching); `keys` name them to the caller.
 
         Rows are prefilled in groups of similar uncached length (`prefill_groups`), so a short prompt is not
         padded to the longest one; the groups and the running batch then become one batch in a single copy."""
+        if not rows:
+            return batch
         uncached = [len(r.prompt_ids) - self._cached_len(r) for r in rows]
         groups = prefill_groups(uncached, self.prefill_call_tokens)
         merging = batch is not None or len(groups) > 1

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from specialist.config import TrainConfig, load_yaml_config, validate_config
-from specialist.paths import default_generalist_data
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+SHARED_GENERALIST = REPO.parent / "shared" / "data" / "generalist"
 
 
 def test_there_are_configs():
@@ -27,6 +28,7 @@ def test_config_opens_with_its_command_and_validates(path):
         policy = load_policy(path)
         if policy.retention is not None:  # the retention set is part of the shared data beside the checkout
             data = policy.retention.data.resolve()
-            assert data.parent == default_generalist_data().resolve().parent
-            if data.parent.is_dir():  # a checkout without ../shared can't hold it
-                assert data.is_file()
+            assert data.parent == SHARED_GENERALIST.resolve()
+            if not SHARED_GENERALIST.is_dir():
+                pytest.skip("../shared/data is not beside this checkout: the retention file can't be checked")
+            assert data.is_file()

@@ -3,6 +3,7 @@
 import itertools
 import random
 
+import pytest
 import torch
 
 from specialist.base_models import load_model
@@ -89,14 +90,21 @@ def test_rows_prefilled_in_separate_passes_get_what_they_get_alone(base_and_tok,
         ids = tok(p)["input_ids"]
         rows.append(DecodeRow(ids, 5, ["a", "b", None][k % 3], decoder.prefix_len(p, ids)))
     alone = [decoder.decode([row])[0] for row in rows]
+    assert len({tuple(out) for out in alone}) > 2, "rows that all say the same could not show a mix-up"
     decoder.prefill_call_tokens = 0  # a pass costs nothing extra: every distinct length gets its own
-    assert len(prefill_groups([len(r.prompt_ids) - r.prefix_len for r in rows], 0)) > 2
+    passes = []
+    prefill = decoder._prefill
+    decoder._prefill = lambda rows, *args, **kwargs: passes.append(len(rows)) or prefill(rows, *args, **kwargs)
     assert decoder.decode(rows) == alone
+    assert len(passes) > 2 and sum(passes) == len(rows)
+    assert decoder.decode([]) == [] and decoder.admit(None, [], []) is None
 
 
-def test_rows_admitted_mid_decode_get_what_they_get_alone(base_and_tok, tiny_adapters, task_dir):
+@pytest.mark.parametrize("call_tokens", [64, 0], ids=["one-pass", "a-pass-per-length"])
+def test_rows_admitted_mid_decode_get_what_they_get_alone(base_and_tok, tiny_adapters, task_dir, call_tokens):
     base, tok = base_and_tok
     decoder = Decoder(load_model(base), tok)
+    decoder.prefill_call_tokens = call_tokens  # 0: later arrivals come in several parts, merged with the batch
     decoder.load("a", tiny_adapters["alpha"])
     decoder.load("b", tiny_adapters["beta"])
     prompts = _prompts(task_dir)
@@ -106,6 +114,7 @@ def test_rows_admitted_mid_decode_get_what_they_get_alone(base_and_tok, tiny_ada
         # A raw prompt (no shared prefix) among cached ones, different budgets, three adapters.
         rows.append(DecodeRow(ids, 4 + k, ["a", "b", None][k % 3], 0 if k == 4 else decoder.prefix_len(p, ids)))
     alone = [decoder.decode([row])[0] for row in rows]
+    assert len({tuple(out) for out in alone}) > 2, "rows that all say the same could not show a mix-up"
 
     got: dict[int, list[int]] = {}
     batch = decoder.admit(None, rows[:3], [0, 1, 2])
