@@ -49,6 +49,7 @@ def main() -> int:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN=token)
+    (REPO / "runs").mkdir(exist_ok=True)  # a fresh checkout has no runs/ yet
     log = open(REPO / "runs" / "quickstart.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--job-threads", "2"],
