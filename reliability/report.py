@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+from pathlib import Path
 from datetime import datetime, timezone
 
 
@@ -182,6 +183,16 @@ def _cli_cause(key: str):
 KNOWN_CAUSES = {"fault-read_only-cli": _cli_cause("read_only"), "fault-disk_full-cli": _cli_cause("disk_full")}
 
 
+def _shown(path) -> str:
+    """A path as the report shows it: relative to the checkout when inside it (the report is committed)."""
+    from reliability.live import REPO
+
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except (TypeError, ValueError):
+        return str(path)
+
+
 def render(f: dict, args: dict, notes: dict[str, str]) -> str:
     rows = goals(f, args)
     smoke = args.get("load_seconds", 60) < 60 or args.get("soak_seconds", 600) < 600 or args.get("clients", 32) < 32
@@ -191,7 +202,7 @@ def render(f: dict, args: dict, notes: dict[str, str]) -> str:
         "",
         f"Measured {when[:10]} ({when}) by `make reliability` (`python -m reliability`) on {f.get('machine', platform.platform())}.",
         "Regenerate with the same command; every figure below comes from that run "
-        f"(raw figures: `{args.get('json')}`).",
+        f"(raw figures: `{_shown(args.get('json'))}`).",
         "",
     ]
     if smoke:
