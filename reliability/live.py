@@ -16,22 +16,17 @@ import time
 from pathlib import Path
 
 import psutil
-import requests
+
+from benchmarks.common import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LiveServer:
-    def __init__(self, home: Path, log_dir: Path, token: str, serve_args: list[str] = (), port: int | None = None):
+    def __init__(self, home: Path, log_dir: Path, token: str, serve_args: list[str] = ()):
         self.home, self.log_dir, self.token = Path(home), Path(log_dir), token
         self.serve_args = list(serve_args)
-        self.port = port or free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -57,21 +52,8 @@ class LiveServer:
         started = time.perf_counter()
         with open(log, "w") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_ready(timeout)
+        wait_ready(self.url, self.proc, timeout=timeout, log=log)
         return time.perf_counter() - started
-
-    def wait_ready(self, timeout: float = 600) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}: {self.logs[-1].read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"the server was not ready after {timeout} s: {self.logs[-1].read_text()[-3000:]}")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -13,14 +13,6 @@ from pathlib import Path
 from datetime import datetime, timezone
 
 
-def _get(d: dict, *path, default=None):
-    for key in path:
-        if not isinstance(d, dict) or key not in d:
-            return default
-        d = d[key]
-    return d
-
-
 def goals(f: dict, args: dict) -> list[dict]:
     """(id, area, goal, measured, met) rows; met is None when the scenario did not run."""
     q, live, load, faults, sec, soak = (f.get(k) or {} for k in ("quick", "bad_input_live", "load", "faults", "security_live", "soak"))
@@ -30,11 +22,14 @@ def goals(f: dict, args: dict) -> list[dict]:
         rows.append({"id": id_, "area": area, "goal": goal, "measured": measured, "met": met})
 
     if q or live:
-        cases = (q.get("distinct_cases") or 0) + (live.get("cases") or 0)
+        # The live run re-sends the hostile table the quick part already counted: only its other cases are new.
+        live_only = (live.get("cases") or 0) - (live.get("table_cases") or 0)
+        cases = (q.get("distinct_cases") or 0) + live_only
         errors5 = (q.get("server_errors") or 0) + (live.get("server_errors") or 0)
         crashed = (q.get("crashed_processes") or 0) + (live.get("crashed_processes") or 0)
         problems = len(q.get("problems") or []) + (live.get("problem_count") or 0) + (q.get("failures") or 0)
-        row("bad-input-cases", "bad input", ">= 300 distinct cases", f"{cases} ({q.get('distinct_cases', 0)} in process, {live.get('cases', 0)} live)", cases >= 300)
+        row("bad-input-cases", "bad input", ">= 300 distinct cases", f"{cases} ({q.get('distinct_cases', 0)} in process + {live_only} only live; the "
+            f"{live.get('table_cases', 0)} table cases also re-sent live)", cases >= 300)
         row("bad-input-5xx", "bad input", "0 responses >= 500", str(errors5), errors5 == 0)
         row("bad-input-crashes", "bad input", "0 crashed processes", str(crashed), crashed == 0)
         row("bad-input-messages", "bad input", "every error names the problem (and every quick test passes)",
@@ -84,7 +79,7 @@ def goals(f: dict, args: dict) -> list[dict]:
             "; ".join(f"{d}: refused={bool(v['refused'])}, served v{v['served_version']}, {v['failed_requests']} failed" for d, v in c.items()), ok)  # fmt: skip
     if sec or q:
         failed = len(sec.get("auth_checks_failed") or [])
-        security_failed = [t for t in q.get("failed_tests") or [] if "test_security" in t or "pickle" in t]
+        security_failed = [t for t in q.get("failed_tests") or [] if "test_security" in t or "test_bad_files" in t]
         row("security-auth", "security", "admin + /specialists: 401/403 without the right token (constant-time); names never "
             "reach paths outside the homes; safetensors only; non-root container",
             f"{sec.get('auth_checks', 0)} live token checks, {failed} failed; quick part (test_security.py, test_bad_files.py): "
@@ -166,23 +161,6 @@ DEFECTS = [
 ]
 
 
-def _cli_cause(key: str):
-    def cause(f: dict) -> str | None:
-        line = _get(f, "faults", "unwritable_registry", key, "cli_add", "stderr_last_line", default="")
-        if line.startswith(("sqlite3.", "OSError", "FileNotFoundError", "PermissionError")) or "Errno" in line:
-            return ("`cli/main.py` turns only SpecialistError into a one-line error; the registry's sqlite3/OS errors "
-                    f"escape as a traceback (`{line[:80]}`). Fix: catch sqlite3.Error and OSError in "
-                    "`cli.main.main` (or convert them in `Registry`) into a one-line error naming $SPECIALIST_HOME. "
-                    "Regression test: tests/reliability/test_faults.py::test_the_cli_reports_an_unwritable_registry_in_one_line.")  # fmt: skip
-        return None
-
-    return cause
-
-
-# Causes the harness can tell from a failure's signature (goal id -> figures -> explanation or None).
-KNOWN_CAUSES = {"fault-read_only-cli": _cli_cause("read_only"), "fault-disk_full-cli": _cli_cause("disk_full")}
-
-
 def _shown(path) -> str:
     """A path as the report shows it: relative to the checkout when inside it (the report is committed)."""
     from reliability.live import REPO
@@ -218,7 +196,7 @@ def render(f: dict, args: dict, notes: dict[str, str]) -> str:
     if unmet:
         lines += ["", "### Shortfalls and their causes", ""]
         for r in unmet:
-            cause = notes.get(r["id"]) or KNOWN_CAUSES.get(r["id"], lambda f: None)(f) or (
+            cause = notes.get(r["id"]) or (
                 "smoke run with shortened durations; not judged at full length" if smoke and r["area"] in ("soak", "load")
                 else "not explained yet: see the figures below and the server logs in the work folder")  # fmt: skip
             lines.append(f"- **{r['goal']}** ({r['id']}): {cause}")
@@ -231,7 +209,7 @@ def render(f: dict, args: dict, notes: dict[str, str]) -> str:
     lines += ["", "## Security", "", _security(f)]
     if f.get("soak"):
         lines += ["", "## Soak", "", _soak(f["soak"])]
-    lines += ["", "## Defects found by this suite", "", "Every fixed one has a regression test; the others name theirs (xfail) or where "
+    lines += ["", "## Defects found by this suite", "", "Every fixed one has a regression test; the others say where "
               "the figures show them.", "", *[f"- {d}" for d in DEFECTS]]  # fmt: skip
     return "\n".join(lines) + "\n"
 

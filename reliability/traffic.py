@@ -165,15 +165,9 @@ class Traffic:
         self.ended = time.time()
         return self
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def summary(self, window: tuple[float, float] | None = None) -> dict:
-        """Counts, latency percentiles and throughput (of answers that arrived within `window`, if given)."""
-        outs = [o for o in self.outcomes if window is None or window[0] <= o.started < window[1]]
+    def summary(self) -> dict:
+        """Counts, latency percentiles and throughput."""
+        outs = self.outcomes
         ok = [o for o in outs if o.status is not None and o.error is None]
         lat = sorted(o.seconds for o in ok)
         wall = max(1e-9, (self.ended or time.time()) - self.began)

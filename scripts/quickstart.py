@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
+from benchmarks.common import free_port  # noqa: E402
 from service.client import SpecialistClient  # noqa: E402
 
 TASK = "sst2"
@@ -44,9 +44,7 @@ def main() -> int:
     home = REPO / "runs" / "quickstart"
     shutil.rmtree(home, ignore_errors=True)  # our own scratch registry: every quickstart starts fresh
     token = secrets.token_hex(16)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN=token)
     (REPO / "runs").mkdir(exist_ok=True)  # a fresh checkout has no runs/ yet

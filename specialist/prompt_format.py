@@ -31,6 +31,11 @@ from specialist.errors import SpecialistError
 PROMPT_FORMAT_NAME = "tk-instruct"
 PROMPT_FORMAT_VERSION = 1
 DEFAULT_NUM_EXAMPLES = 2
+# The frame's fixed pieces: rendering writes them, and `is_rendered` / `shared_prefix` look for them.
+_DEFINITION = "Definition: "
+_QUERY = "Now complete the following example -\n"
+_INPUT = "Input: "
+_OUTPUT = "Output:"
 
 
 class Example(BaseModel):
@@ -61,14 +66,14 @@ class TaskPrompt(BaseModel):
 
 
 def render_prompt(definition: str, input: str, examples: tuple[Example, ...] | list[Example] = ()) -> str:
-    parts = [f"Definition: {definition.strip()}\n\n"]
+    parts = [f"{_DEFINITION}{definition.strip()}\n\n"]
     for i, ex in enumerate(examples, 1):
-        parts.append(f"Positive Example {i} -\nInput: {ex.input.strip()}\nOutput: {ex.output.strip()}\n\n")
+        parts.append(f"Positive Example {i} -\n{_INPUT}{ex.input.strip()}\n{_OUTPUT} {ex.output.strip()}\n\n")
     if examples:
-        parts.append("Now complete the following example -\n")
+        parts.append(_QUERY)
     if input.strip():
-        parts.append(f"Input: {input.strip()}\n")
-    parts.append("Output:")
+        parts.append(f"{_INPUT}{input.strip()}\n")
+    parts.append(_OUTPUT)
     return "".join(parts)
 
 
@@ -100,7 +105,7 @@ def fit_prompt(prompt: TaskPrompt, input: str, count_tokens: Callable[[str], int
 
 def is_rendered(text: str) -> bool:
     """Whether `text` is already a full prompt in this format (e.g. forwarded by a router), not a task input."""
-    return text.startswith("Definition: ") and text.rstrip().endswith("Output:")
+    return text.startswith(_DEFINITION) and text.rstrip().endswith(_OUTPUT)
 
 
 def shared_prefix(prompt: str) -> str:
@@ -110,9 +115,8 @@ def shared_prefix(prompt: str) -> str:
     if not is_rendered(prompt):
         return ""
     # The first marker, not the last: an instance input that contains "\nInput: " must not move into the prefix.
-    marker = "Now complete the following example -\n"
-    cut = prompt.find(marker)
+    cut = prompt.find(_QUERY)
     if cut >= 0:
-        return prompt[: cut + len(marker)]
-    cut = prompt.find("\nInput: ")
-    return prompt[: cut + 1] if cut >= 0 else prompt[: -len("Output:")]
+        return prompt[: cut + len(_QUERY)]
+    cut = prompt.find("\n" + _INPUT)
+    return prompt[: cut + 1] if cut >= 0 else prompt[: -len(_OUTPUT)]

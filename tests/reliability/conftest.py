@@ -26,8 +26,9 @@ CAP = 8  # max_new_tokens cap of the test service: keeps fuzzed generations shor
 _record_lock = threading.Lock()
 
 
-def record(kind: str, case_id: str, status: int, problem: str | None = None) -> None:
-    """Append one bad-input case to $RELIABILITY_RECORD (no-op in CI)."""
+def record(kind: str, case_id: str, status: int | None, problem: str | None = None) -> None:
+    """Append one bad-input case to $RELIABILITY_RECORD (no-op in CI). `status` is the HTTP answer, None for a
+    case that sent no request (a bad file handed to a loader)."""
     path = os.environ.get("RELIABILITY_RECORD")
     if not path:
         return

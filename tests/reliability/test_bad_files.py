@@ -32,7 +32,7 @@ def test_the_registry_and_the_gate_refuse_broken_adapters(defect, tiny_adapters,
     assert registry.versions() == [] and not (registry.root / "adapters" / "t").exists()  # nothing half-copied
     base = resolve_base_model(read_manifest(tiny_adapters["alpha"]).base_model.id)
     assert not all(c.passed for c in structural_checks(bad, base))
-    record("bad-file", f"adapter/registration/{defect}", 422, None)
+    record("bad-file", f"adapter/registration/{defect}", None)
 
 
 @pytest.fixture
@@ -55,11 +55,6 @@ def _predict(client, task=TASK, text="the acting was awful"):
     return r.json()
 
 
-# Found by this suite, not fixed here (the checks live in specialist/adapters/manifest.py `lora_only_problems`
-# and service/engine.py, outside this change): peft takes the injected modules from the tensors' names and
-# the rank from their shapes, so an adapter_config.json that disagrees with its tensors loads and is served.
-
-
 @pytest.mark.parametrize(
     "defect",
     AT_LOAD,
@@ -74,7 +69,7 @@ def test_adapters_that_pass_registration_are_refused_at_load_and_the_champion_ke
     assert fresh_service.post("/admin/reload", headers=ADMIN).status_code == 200
     refused = fresh_service.get("/tasks").json()["refused"]
     after = _predict(fresh_service)
-    record("bad-file", f"adapter/load/{defect}", 200, None)
+    record("bad-file", f"adapter/load/{defect}", None)
     assert refused.get(TASK, "").startswith("v2: adapter"), refused
     assert (after["adapter_version"], after["output"]) == (1, before["output"])
     assert fresh_service.state.ready()  # a refused adapter does not make the service unready
@@ -106,8 +101,8 @@ def test_pickle_adapters_are_refused_and_never_unpickled(fresh_service, tiny_ada
     assert _predict(fresh_service)["adapter_version"] == 2
     fresh_service.state.backend.load("beside-direct", beside)  # loads the safetensors, ignores the .bin
     assert not marker.exists(), "a pickle was unpickled"
-    record("bad-file", "adapter/pickle-only", 422, None)
-    record("bad-file", "adapter/pickle-beside-safetensors", 200, None)
+    record("bad-file", "adapter/pickle-only", None)
+    record("bad-file", "adapter/pickle-beside-safetensors", None)
 
 
 @pytest.mark.parametrize("filename", sorted(badfiles.bad_task_files()))
@@ -130,8 +125,6 @@ def test_malformed_superni_files_are_refused_by_the_api(rel_service, tmp_path, f
     assert not [j for j in rel_service.get("/specialists", headers=ADMIN).json()["jobs"] if j["task"] == "fresh"]
 
 
-
-
 @pytest.mark.parametrize(
     "filename",
     sorted(badfiles.bad_generalist_files()),
@@ -145,7 +138,7 @@ def test_malformed_generalist_files_are_refused_with_a_reason(tmp_path, filename
     with pytest.raises(SpecialistError) as refused:
         load_generalist(path)
     assert str(path) in str(refused.value) and "\n" not in str(refused.value)
-    record("bad-file", f"generalist/{filename}", 422, None)
+    record("bad-file", f"generalist/{filename}", None)
 
 
 @pytest.mark.parametrize(
@@ -185,4 +178,4 @@ def test_configs_with_unknown_keys_are_refused(tmp_path, tiny_model_dir, task_di
     with pytest.raises(ValueError, match="max_batch_sise"):
         ServeConfig.model_validate({"max_batch_sise": 4})
     for name in ("serve.yaml", "train.yaml", "gate.yaml", "serve-env"):
-        record("bad-file", f"config/{name}", 422, None)
+        record("bad-file", f"config/{name}", None)

@@ -66,12 +66,12 @@ def test_a_corrupt_adapter_promoted_with_skip_gate_is_refused_while_the_champion
             time.sleep(0.1)
         time.sleep(0.5)
     refused = live.get("/tasks").json()["refused"]
-    record("fault", f"skip-gate-corrupt/{defect}", 200, None)
     assert refused[TASK].startswith("v2: adapter"), refused
     assert len(traffic.answers) > 3
     assert {status for status, _ in traffic.answers} == {200}
     assert {(a["adapter_version"], a["output"]) for _, a in traffic.answers} == {(1, expected["output"])}
     assert live.state.ready() and live.get("/tasks").json()["tasks"][0]["version"] == 1
+    record("fault", f"skip-gate-corrupt/{defect}", None)
 
 
 def test_a_registry_that_cannot_be_written_is_a_clear_503_and_the_champion_keeps_serving(live, tiny_adapters, tmp_path, monkeypatch):

@@ -1,6 +1,5 @@
 """A registry with two routed tiny adapters and an in-process service over it."""
 
-import shutil
 
 import pytest
 

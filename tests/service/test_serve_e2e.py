@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,19 +13,15 @@ from pathlib import Path
 import pytest
 import requests
 
+from benchmarks.common import free_port
+
 ADMIN = {"Authorization": "Bearer s3cret"}
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serving(home, *args, timeout=180):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN="s3cret")
     cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *args]
     # The server logs every request: to a file, since an unread pipe fills up and blocks the server.
