@@ -18,7 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from cli import evaluate, serving  # noqa: E402
 from cli.options import add_model_flags, model_from_args  # noqa: E402
-from specialist.errors import SpecialistError  # noqa: E402
+from specialist.errors import SpecialistError, error_line  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (OSError, sqlite3.Error) as e:  # a full disk, a read-only home, a vanished file: still one line
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        reason = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).splitlines()[0]
-        print(f"error: could not read or write files ({reason}{where}); check free space and permissions of "
+        why = e.strerror if isinstance(e, OSError) and e.strerror else error_line(e)
+        print(f"error: could not read or write files ({why}{where}); check free space and permissions of "
               f"$SPECIALIST_HOME and of the paths given", file=sys.stderr)  # fmt: skip
         return 1
     except KeyboardInterrupt:

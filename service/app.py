@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from specialist.adapters import Registry
 from specialist.base_models import resolve_base_model
-from specialist.errors import SpecialistError
+from specialist.errors import SpecialistError, error_line
 from specialist.prompt_format import fit_prompt, is_rendered
 
 from service.backends import Backend, EngineError, GenParams, LocalBackend, TGIBackend
@@ -538,7 +538,7 @@ def _parse_problem(error: BaseException) -> str:
         return "the body is not UTF-8 text"
     if isinstance(error, ValueError) and "digits" in str(error):
         return "a number has too many digits"
-    return str(error).splitlines()[0][:120] if str(error) else type(error).__name__
+    return error_line(error, 120)
 
 
 def _is_job_id(text: str) -> bool:

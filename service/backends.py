@@ -15,7 +15,7 @@ from typing import Protocol
 
 from specialist.adapters import lora_only_problems, read_manifest
 from specialist.base_models import BaseModelRef
-from specialist.errors import SpecialistError
+from specialist.errors import SpecialistError, error_line
 
 from service.engine import AdapterRefused, Engine, GenRequest, Generation, Sampling
 
@@ -107,7 +107,7 @@ class EngineError(SpecialistError):
     def __init__(self, error: Exception):
         status = getattr(getattr(error, "response", None), "status_code", None)
         self.status = status if isinstance(status, int) and 400 <= status < 500 else 502
-        super().__init__(f"the generation engine answered: {str(error).splitlines()[0][:200] if str(error) else type(error).__name__}")
+        super().__init__(f"the generation engine answered: {error_line(error)}")
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:

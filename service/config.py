@@ -25,7 +25,7 @@ class ServeConfig(StrictModel):
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch")
     tgi_urls: list[str] = Field(default_factory=list, description="engines for backend tgi (round robin)")
     max_batch_size: int = Field(16, ge=1, le=256, description="most requests decoded together (continuous batching)")
-    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="longest wait for a batch to fill")
+    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long an idle server waits for company before its first step (a busy one admits at every step)")
     max_resident_adapters: int = Field(64, ge=1, le=4096, description="adapters kept loaded (LRU beyond)")
     max_input_tokens: int = Field(1024, ge=16, description="prompt length limit after rendering")
     max_new_tokens_cap: int = Field(512, ge=1, description="largest max_new_tokens a request may ask for")

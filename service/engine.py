@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from specialist.decoding import Decoder, DecodeRow, RunningBatch
-from specialist.errors import SpecialistError
+from specialist.errors import SpecialistError, error_line
 
 BASE_ADAPTER = "__base__"  # GenRequest.adapter for the bare base model
 
@@ -98,10 +98,7 @@ class _Stream:
         if cut is not None:
             text, self.stopped = text[:cut], True
         self.text = text
-        try:
-            self._emit(token)
-        except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
-            self.request.cancelled.set()
+        self._emit(token)
         return self.stopped or self.request.cancelled.is_set()
 
     def _emit(self, token: int, final: bool = False) -> None:
@@ -115,7 +112,10 @@ class _Stream:
         if piece:
             self.emitted = end
             if self.request.on_text is not None:
-                self.request.on_text(piece, token)
+                try:
+                    self.request.on_text(piece, token)
+                except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
+                    self.request.cancelled.set()
 
     def finish(self) -> Generation:
         """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
@@ -300,8 +300,7 @@ class Engine:
         try:
             self.decoder.load(name, path)  # all or nothing: a refused adapter leaves no trace
         except Exception as e:  # corrupt weights, wrong shapes: refuse with the reason, keep serving the rest
-            reason = e.problem if isinstance(e, SpecialistError) else str(e).splitlines()[0][:200]
-            raise AdapterRefused(f"adapter {path} could not be loaded: {reason}", "fix or re-train it") from None
+            raise AdapterRefused(f"adapter {path} could not be loaded: {error_line(e)}", "fix or re-train it") from None
         with self._lock:
             self.resident[name] = Path(path)
 

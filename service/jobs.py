@@ -30,7 +30,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from eval.benchmarks import GateMetric, Metric
 from service.config import TextBody
-from specialist.errors import SpecialistError
+from specialist.errors import SpecialistError, error_line
 from specialist.paths import validate_name
 from specialist.sqlite import connect
 
@@ -435,7 +435,7 @@ def save_upload(home: Path, data: bytes, limit: int) -> tuple[str, int]:
     except json.JSONDecodeError as e:
         raise RequestRejected(400, f"upload is not valid JSON/JSONL (line {e.lineno}: {e.msg})") from None
     except (RecursionError, ValueError) as e:  # nested too deeply, or an integer beyond Python's digit limit
-        what = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0][:120]
+        what = "nested too deeply" if isinstance(e, RecursionError) else error_line(e, 120)
         raise RequestRejected(400, f"upload is not valid JSON/JSONL ({what})") from None
     instances = []
     for n, row in enumerate(rows, 1):
@@ -472,11 +472,7 @@ def validate_request(request: SpecialistRequest, config, home: Path) -> None:
             resolve_task_file(config.task_data, request.superni_task)
         except SpecialistError as e:
             raise RequestRejected(404, str(e)) from None
-        try:
-            task = load_task(config.task_data, request.superni_task)
-        except (RecursionError, ValueError) as e:  # the loader lets these through: nested too deeply, huge numbers
-            what = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0][:120]
-            raise RequestRejected(422, f"the task file of {request.superni_task} is malformed ({what}); fix or replace it") from None
+        task = load_task(config.task_data, request.superni_task)  # a malformed file: SpecialistError, a 422
         held_out, trainable = split_instances(task)
         trainable = [i for i in trainable if i.has_output]
     else:

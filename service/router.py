@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specialist.adapters import Registry, read_manifest
-from specialist.errors import SpecialistError
+from specialist.errors import SpecialistError, error_line
 from specialist.prompt_format import TaskPrompt
 
 log = logging.getLogger("specialist.service")
@@ -84,11 +84,10 @@ class Router:
                     prompt = task_prompt(version.path, task)
                     self._load(name, version.path)
                 except Exception as e:  # noqa: BLE001 - a bad adapter must not take the service down
-                    reason = e.problem if isinstance(e, SpecialistError) else str(e).splitlines()[0]
-                    log.error("not serving %s v%s: %s", task, version.version, reason)
+                    log.error("not serving %s v%s: %s", task, version.version, error_line(e))
                     self._unload(name)
                     if self.permanent(e):  # a broken adapter stays refused; a busy engine is retried next sync
-                        self.errors[task] = f"v{version.version}: {reason}"
+                        self.errors[task] = f"v{version.version}: {error_line(e)}"
                         if current is None:  # nothing served for it yet (e.g. just restarted): fall back
                             fallback = self._load_previous_champion(task, version.version)
                             if fallback is not None:
@@ -134,7 +133,7 @@ class Router:
                 prompt = task_prompt(version.path, task)
                 self._load(name, version.path)
             except Exception as e:  # noqa: BLE001 - try the one before
-                log.error("previous champion %s v%s does not load either: %s", task, number, str(e).splitlines()[0] if str(e) else e)
+                log.error("previous champion %s v%s does not load either: %s", task, number, error_line(e))
                 self._unload(name)
                 continue
             log.warning("serving %s v%s in place of the refused v%s", task, number, refused)

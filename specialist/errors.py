@@ -11,3 +11,11 @@ class SpecialistError(Exception):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{problem} ({fix})" if fix else problem)
+
+
+def error_line(error: BaseException, limit: int = 200) -> str:
+    """One line saying why `error` happened: a SpecialistError's problem, else the first line of its message,
+    else its type's name (a bare TimeoutError() has no message)."""
+    if isinstance(error, SpecialistError):
+        return error.problem
+    return (str(error).splitlines() or [type(error).__name__])[0][:limit]
