@@ -43,6 +43,7 @@ def _add_eval_parsers(sub) -> None:
     ev.add_argument("--eval-instances", type=count(1, HELD_OUT_INSTANCES), default=None,
                     help=f"use only the first N of each task's {HELD_OUT_INSTANCES} held-out instances")  # fmt: skip
     ev.add_argument("--batch-size", type=count(1, 1024), default=16, help="generation batch size (default: 16)")
+    ev.add_argument("--confidence", type=_confidence, default=0.9, help="confidence of the reported intervals, in (0, 1) (default: 0.9)")
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     ev.add_argument("--out", type=Path, help="output folder (required unless `score`)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
@@ -98,6 +99,16 @@ def _add_factory_parsers(sub) -> None:
     exp.set_defaults(handler=_experiment)
 
 
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside (0, 1): give e.g. 0.9 for 90% intervals")
+    return value
+
+
 def _adapter_dirs(specs: list[str]) -> dict[str, Path]:
     from specialist.paths import validate_name
 
@@ -142,9 +153,18 @@ def _eval(args: argparse.Namespace) -> int:
         names = select_tasks(task_dir, args.task, args.category, args.task_list)
         benchmarks += [superni_benchmark(task_dir, n, args.metric, limit=args.eval_instances) for n in names]
     run = run_eval(_base_for(args.base_model, adapters), adapters, benchmarks, args.base, args.batch_size, args.device, args.progress)
-    write_report(run, args.out)
+    scores = write_report(run, args.out, args.confidence)
+    pct = round(100 * args.confidence)
     for name in run.models:
-        print(f"{name}: mean score {run.mean(name):.2f} (exact match {run.mean(name, 'exact_match'):.2f}, ROUGE-L {run.mean(name, 'rougeL'):.2f})")
+        entry = scores["models"][name]
+        interval = entry["interval"]
+        delta = entry["delta_vs_base_interval"]
+        versus = f"; vs base {delta['value']:+.2f} [{delta['low']:+.2f}, {delta['high']:+.2f}]" if delta else ""
+        print(f"{name}: mean score {interval['value']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}] ({pct}%){versus} "
+              f"(exact match {run.mean(name, 'exact_match'):.2f}, ROUGE-L {run.mean(name, 'rougeL'):.2f})")  # fmt: skip
+    if scores["majority_label"]:
+        interval = scores["majority_label"]["interval"]
+        print(f"majority label ({len(run.label_tasks)} label task(s)): {interval['value']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}]")
     print(f"wrote {args.out}/scores.json, predictions.jsonl, report.md, chart.png")
     return 0
 
@@ -181,19 +201,23 @@ def _gate(args: argparse.Namespace) -> int:
     except SpecialistError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(checks_table(decision.checks))
-    print(f"{'PASS' if decision.passed else 'FAIL'}: {candidate} -> {candidate / DECISION_NAME}")
+    print(checks_table(decision.checks, decision.confidence))
+    print(f"{decision.summary()}: {candidate} -> {candidate / DECISION_NAME}")
     return 0 if decision.passed else 1
 
 
 def _build(args: argparse.Namespace) -> int:
     from factory.build import BuildConfig, build_specialist
 
-    result = build_specialist(model_from_args(BuildConfig, args, "build options"))
-    for row in result["candidates"]:
-        print(f"{row['name']:<24} mean {row['mean_score']:6.2f}  {'PASS' if row['passed'] else 'FAIL ' + ', '.join(row['failed_checks'])}")
-    print(f"chosen: {result['chosen'] or 'none'} -- {result['reason']}")
-    return 0 if result["chosen"] else 1
+    from eval.gate import checks_table
+    from factory.build import write_summary
+
+    decision = build_specialist(model_from_args(BuildConfig, args, "build options"))
+    if decision.gate is not None:
+        print(f"gate of {decision.selected} on the held-out set:")
+        print(checks_table(decision.gate.checks, decision.gate.confidence))
+    print(write_summary(decision))
+    return 0 if decision.chosen else 1
 
 
 def _experiment(args: argparse.Namespace) -> int:

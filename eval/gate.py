@@ -1,8 +1,19 @@
 """The promotion gate: every check with its numbers, pass or fail; nothing is routed without a passing decision.
 
-Semantics follow MLflow's model validation: absolute thresholds plus minimum changes against baselines (the
-base model, the task's current champion); a missing metric fails; every failure is reported, not only the
-first. The decision is saved beside the adapter as `gate_decision.json`, bound to the adapter's weights hash.
+Semantics follow MLflow's model validation: absolute thresholds plus minimum changes against baselines; a
+missing metric fails; every failure is reported, not only the first. The baselines a candidate must beat:
+
+- `beats base model`: the bare base model, generating under the same stop rule as every other model;
+- `beats majority label`: for label tasks (exact match), always answering the most common label of the task's
+  training instances;
+- `beats champion`: the task's current champion, when there is one.
+
+A score on 100 instances is a sample, so every comparison carries a paired bootstrap interval over instances
+(`eval.intervals`) and a `min_gain_*` check passes only when the interval's **lower bound** clears its
+threshold (lower bound >= threshold, observed gain > threshold). When the interval straddles the threshold the gate cannot decide, says so, and estimates how many
+instances would show the observed gain. Absolute thresholds (`min_score`) pass on the observed mean and report
+its interval. The decision is saved beside the adapter as `gate_decision.json`, bound to the adapter's weights
+hash, with the stop rule and the bootstrap settings that produced it.
 
     specialist gate --candidate runs/sst2 --policy configs/gate.yaml [--champion DIR]
 """
@@ -14,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from specialist.adapters import ADAPTER_WEIGHTS, DECISION_NAME, lora_only_problems, read_manifest
 from specialist.base_models import BaseModelRef
@@ -24,10 +35,13 @@ from specialist.paths import sha256_file
 from specialist.prompt_format import check_supported
 from specialist.superni import HELD_OUT_INSTANCES
 
-from eval.benchmarks import Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
-from eval.runner import BASE, EvalRun, run_eval
+from eval.benchmarks import GENERALIST_TASK, Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
+from eval.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, instances_needed
+from eval.runner import BASE, MAJORITY, EvalRun, run_eval
 
 CANDIDATE, CHAMPION = "candidate", "champion"
+BEATS_BASE, BEATS_MAJORITY, BEATS_CHAMPION = "beats base model", "beats majority label", "beats champion"
+KEEPS_GENERAL = "keeps general ability (ROUGE-L)"
 Score = Annotated[float, Field(ge=0, le=100)]
 Gain = Annotated[float, Field(ge=-100, le=100)]
 
@@ -50,19 +64,39 @@ class GatePolicy(StrictModel):
         default_factory=dict, description="thresholds every single task must meet"
     )
     min_gain_over_base: Gain | None = Field(0.0, description="candidate - base model, mean primary score; null skips")
+    min_gain_over_majority: Gain | None = Field(
+        0.0, description="candidate - majority label, over the label tasks (default: min_gain_over_base); null skips"
+    )
     min_gain_over_champion: Gain | None = Field(
         0.0, description="candidate - current champion (negative = allowed regression); null skips"
     )
     metric_overrides: dict[str, Metric] = Field(default_factory=dict, description="task -> primary metric")
     retention: RetentionPolicy | None = None
     eval_instances: int | None = Field(None, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances only")
+    confidence: float = Field(0.9, gt=0, lt=1, description="a min_gain check passes when the lower bound of this interval clears it")
+    bootstrap_resamples: int = Field(DEFAULT_RESAMPLES, ge=1000, le=100_000, description="bootstrap resamples per interval")
+    bootstrap_seed: int = Field(DEFAULT_SEED, description="seed of the bootstrap: the same data gives the same decision")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _majority_follows_base(cls, data):
+        if isinstance(data, dict) and "min_gain_over_majority" not in data:
+            data = {**data, "min_gain_over_majority": data.get("min_gain_over_base", 0.0)}
+        return data
+
+    def interval_options(self) -> dict:
+        return {"confidence": self.confidence, "resamples": self.bootstrap_resamples, "seed": self.bootstrap_seed}
 
 
 class Check(BaseModel):
     name: str
     passed: bool
-    value: float | None = None
+    value: float | None = Field(None, description="the observed statistic: a mean score, or a gain in points")
     threshold: float | None = None
+    ci_low: float | None = Field(None, description="lower bound of the bootstrap interval of `value`")
+    ci_high: float | None = None
+    instances: int | None = Field(None, description="evaluation instances per task behind the interval")
+    undecided: bool = Field(False, description="the interval straddles the threshold: more instances are needed")
     detail: str = ""
 
 
@@ -73,12 +107,25 @@ class GateDecision(BaseModel):
     champion: str | None
     passed: bool
     checks: list[Check]
-    scores: dict[str, dict[str, dict[str, float]]] = Field(description="model -> task -> metrics")
+    scores: dict[str, dict[str, dict[str, float]]] = Field(
+        description="model -> task -> metrics; models: candidate, base, champion, majority (label tasks)"
+    )
     policy: dict
+    confidence: float = Field(0.9, description="confidence of every interval in the checks")
+    stop_rule: dict = Field(default_factory=dict, description="how every model's generations were ended")
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> str:
+        """One line: PASS, or why not (an undecided check says so)."""
+        if self.passed:
+            return "PASS"
+        undecided = [c.name for c in self.failures() if c.undecided]
+        failed = [c.name for c in self.failures() if not c.undecided]
+        parts = ([f"failed: {', '.join(failed)}"] if failed else []) + ([f"cannot decide: {', '.join(undecided)}"] if undecided else [])
+        return "FAIL (" + "; ".join(parts) + ")"
 
 
 def load_policy(path: Path | None) -> GatePolicy:
@@ -122,45 +169,74 @@ def benchmarks_for(candidate: Path, task_dir: Path, policy: GatePolicy) -> list[
 def decide(run: EvalRun, candidate: str, policy: GatePolicy, tasks: list[str], champion: str | None = None) -> list[Check]:
     """The metric checks of `candidate` in an evaluation run that also scored the base model (and champion)."""
     checks: list[Check] = []
+    options = policy.interval_options()
 
-    def mean(model: str, metric: str) -> float | None:
+    def interval(model: str, reference: str | None = None, names: list[str] = tasks, metric: str = "score") -> Interval | None:
         try:
-            return run.mean(model, metric, tasks)
-        except (KeyError, ZeroDivisionError):
+            return run.interval(model, reference, tasks=names, metric=metric, **options)
+        except (KeyError, ValueError):
             return None  # a missing metric fails the check that needs it
 
     for metric, threshold in policy.min_score.items():
-        value = mean(candidate, metric)
-        checks.append(_at_least(f"mean {metric} >= {threshold:g}", value, threshold))
+        checks.append(_at_least(f"mean {metric} >= {threshold:g}", interval(candidate, metric=metric), threshold))
     for metric, threshold in policy.per_task_min_score.items():
         for task in tasks:
-            value = run.scores.get(candidate, {}).get(task, {}).get(metric)
-            checks.append(_at_least(f"{task} {metric} >= {threshold:g}", value, threshold))
+            checks.append(_at_least(f"{task} {metric} >= {threshold:g}", interval(candidate, names=[task], metric=metric), threshold))
     if policy.min_gain_over_base is not None:
-        checks.append(_gain("beats base model", mean(candidate, "score"), mean(BASE, "score"), policy.min_gain_over_base))
+        checks.append(_gain(BEATS_BASE, interval(candidate, BASE), policy.min_gain_over_base, "the base model"))
+    if policy.min_gain_over_majority is not None:
+        label_tasks = [t for t in tasks if t in run.label_tasks]
+        if not tasks:  # nothing was evaluated (an unloadable candidate): the check cannot be run
+            checks.append(Check(name=BEATS_MAJORITY, passed=False, threshold=policy.min_gain_over_majority, detail="metric missing"))
+        elif not label_tasks:
+            checks.append(Check(name=BEATS_MAJORITY, passed=True, detail="not applicable: no label task (exact-match metric) here"))
+        else:
+            what = "the majority label" + ("" if label_tasks == tasks else f" on the {len(label_tasks)} label tasks")
+            checks.append(_gain(BEATS_MAJORITY, interval(candidate, MAJORITY, label_tasks), policy.min_gain_over_majority, what))
     if policy.min_gain_over_champion is not None:
         if champion is None:
-            checks.append(Check(name="beats champion", passed=True, detail="no champion yet"))
+            checks.append(Check(name=BEATS_CHAMPION, passed=True, detail="no champion yet"))
         else:
-            checks.append(_gain("beats champion", mean(candidate, "score"), mean(champion, "score"), policy.min_gain_over_champion))
+            checks.append(_gain(BEATS_CHAMPION, interval(candidate, champion), policy.min_gain_over_champion, "the champion"))
     if policy.retention is not None:
-        value = run.scores.get(candidate, {}).get("generalist", {}).get("rougeL")
-        base_value = run.scores.get(BASE, {}).get("generalist", {}).get("rougeL")
-        checks.append(_gain("keeps general ability (ROUGE-L)", value, base_value, -policy.retention.max_drop))
+        change = interval(candidate, BASE, [GENERALIST_TASK], "rougeL")
+        checks.append(_gain(KEEPS_GENERAL, change, -policy.retention.max_drop, "the base model on the generalist set"))
     return checks
 
 
-def _at_least(name: str, value: float | None, threshold: float) -> Check:
-    if value is None:
+def _at_least(name: str, interval: Interval | None, threshold: float) -> Check:
+    """An absolute threshold: passes on the observed mean; the interval is reported."""
+    if interval is None:
         return Check(name=name, passed=False, threshold=threshold, detail="metric missing")
-    return Check(name=name, passed=value >= threshold, value=value, threshold=threshold)
+    return Check(
+        name=name, passed=interval.value >= threshold, value=interval.value, threshold=threshold, ci_low=interval.low,
+        ci_high=interval.high, instances=interval.instances, detail=f"{round(100 * interval.confidence)}% interval {interval}",
+    )  # fmt: skip
 
 
-def _gain(name: str, value: float | None, reference: float | None, min_gain: float) -> Check:
-    if value is None or reference is None:
+def _gain(name: str, gain: Interval | None, min_gain: float, versus: str) -> Check:
+    """A minimum gain: passes only when the interval's lower bound clears it; undecided when it straddles it."""
+    if gain is None:
         return Check(name=name, passed=False, threshold=min_gain, detail="metric missing")
-    gain = round(value - reference, 4)
-    return Check(name=name, passed=gain >= min_gain, value=gain, threshold=min_gain, detail=f"{value:.2f} vs {reference:.2f}")
+    pct = f"{round(100 * gain.confidence)}%"
+    numbers = dict(value=gain.value, threshold=min_gain, ci_low=gain.low, ci_high=gain.high, instances=gain.instances)
+    observed = f"gain over {versus} {gain.signed()} ({pct} interval)"
+    # "Clears": the whole interval is at or above the threshold and the observed gain is above it, so a
+    # candidate that merely equals its baseline (a gain of exactly 0 everywhere) never passes a 0 threshold.
+    if gain.low >= min_gain and gain.value > min_gain:
+        return Check(name=name, passed=True, **numbers, detail=f"{observed}: the lower bound clears {min_gain:+g}")
+    if gain.high <= min_gain:
+        return Check(name=name, passed=False, **numbers, detail=f"{observed}: not above {min_gain:+g}")
+    needed = instances_needed(gain, min_gain)
+    more = (
+        f"about {needed} instances per task (now {gain.instances}) would show the observed gain"
+        if needed
+        else "the observed gain does not clear it, so more instances would not help"
+    )
+    return Check(
+        name=name, passed=False, undecided=True, **numbers,
+        detail=f"cannot decide: {observed} straddles the threshold {min_gain:+g}; {more}",
+    )  # fmt: skip
 
 
 def gate_adapter(
@@ -170,8 +246,10 @@ def gate_adapter(
     task_dir: Path,
     champion: Path | None = None,
     progress: bool = True,
+    device: str = "auto",
 ) -> GateDecision:
-    """Evaluate candidate, base (and champion) in one pass, run every check, save and return the decision."""
+    """Evaluate candidate, base (and champion) on the held-out instances in one pass, run every check, save and
+    return the decision. The majority-label baseline of label tasks comes with the evaluation."""
     candidate = Path(candidate)
     checks = structural_checks(candidate, base)
     if champion is not None:
@@ -185,18 +263,20 @@ def gate_adapter(
         if policy.retention is not None:
             benchmarks.append(generalist_benchmark(policy.retention.data, policy.retention.instances))
         adapters = {CANDIDATE: candidate} | ({CHAMPION: Path(champion)} if champion else {})
-        run = run_eval(base, adapters, benchmarks, include_base=True, progress=progress)
+        run = run_eval(base, adapters, benchmarks, include_base=True, device=device, progress=progress)
         checks += decide(run, CANDIDATE, policy, tasks, CHAMPION if champion else None)
         scores = run.scores
     else:  # an adapter we cannot load has no metrics: every metric check fails as missing
-        checks += decide(EvalRun(base.id, [], []), CANDIDATE, policy, [], CHAMPION if champion else None)
-    decision = make_decision(candidate, checks, base, policy, scores, champion)
+        run = EvalRun(base.id, [], [])
+        checks += decide(run, CANDIDATE, policy, [], CHAMPION if champion else None)
+    decision = make_decision(candidate, checks, base, policy, scores, champion, run.stop_rule)
     save_decision(candidate, decision)
     return decision
 
 
 def make_decision(
-    candidate: Path, checks: list[Check], base: BaseModelRef, policy: GatePolicy, scores: dict, champion: Path | None = None
+    candidate: Path, checks: list[Check], base: BaseModelRef, policy: GatePolicy, scores: dict, champion: Path | None = None,
+    stop_rule: dict | None = None,
 ) -> GateDecision:
     """Bind the checks to this exact adapter (weights hash) and base model."""
     weights = Path(candidate) / ADAPTER_WEIGHTS
@@ -209,6 +289,8 @@ def make_decision(
         checks=checks,
         scores=scores,
         policy=policy.model_dump(mode="json"),
+        confidence=policy.confidence,
+        stop_rule=stop_rule or {},
     )
 
 
@@ -229,17 +311,20 @@ def read_decision(adapter_dir: Path) -> GateDecision | None:
     return GateDecision.model_validate(json.loads(path.read_text()))
 
 
-def checks_table(checks: list[Check]) -> str:
-    rows = [("check", "result", "value", "threshold", "detail")]
+def checks_table(checks: list[Check], confidence: float = 0.9) -> str:
+    """The checks for people: every number, and each interval next to the value it bounds."""
+    rows = [("check", "result", "value", f"{round(100 * confidence)}% interval", "threshold", "n", "detail")]
     for c in checks:
         rows.append(
             (
                 c.name,
-                "PASS" if c.passed else "FAIL",
+                "PASS" if c.passed else "UNDECIDED" if c.undecided else "FAIL",
                 "" if c.value is None else f"{c.value:g}",
+                "" if c.ci_low is None else f"[{c.ci_low:g}, {c.ci_high:g}]",
                 "" if c.threshold is None else f"{c.threshold:g}",
+                "" if c.instances is None else str(c.instances),
                 c.detail,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)

@@ -2,7 +2,8 @@
 
 Rows of one batch may belong to different adapters (and None, the bare base model): the shared decoder
 (`specialist.decoding`) applies each adapter to its own rows and computes each task's shared prompt prefix
-once per adapter. No process-global "active adapter" is ever switched.
+once per adapter. No process-global "active adapter" is ever switched. Every row ends by the prompt format's
+stop rule (`FRAME_STOPS`) as well as at EOS, whichever model it belongs to.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from specialist.decoding import Decoder, DecodeRow
+from specialist.prompt_format import FRAME_STOPS, cut_at_frame
 
 BASE_ADAPTER = None  # the bare base model, in GenerationRequest.adapter
+# A frame marker is ASCII, so each of its tokens decodes to at least one character: a marker that ends at the
+# newest token lies within this many last tokens.
+_STOP_WINDOW = max(len(s) for s in FRAME_STOPS) + 1
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,14 @@ def generate(decoder: Decoder, requests: list[GenerationRequest], max_new_tokens
     bar = tqdm(total=len(requests), desc="generating", unit="ex", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        for i, ids in zip(batch, decoder.decode([rows[i] for i in batch])):
-            outputs[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
+        so_far: list[list[int]] = [[] for _ in batch]
+
+        def at_frame_marker(row: int, token: int) -> bool:
+            so_far[row].append(token)
+            return cut_at_frame(tokenizer.decode(so_far[row][-_STOP_WINDOW:], skip_special_tokens=True))[1]
+
+        for i, ids in zip(batch, decoder.decode([rows[i] for i in batch], at_frame_marker)):
+            outputs[i] = cut_at_frame(tokenizer.decode(ids, skip_special_tokens=True))[0].strip()
         bar.update(len(batch))
     bar.close()
     return outputs

@@ -45,14 +45,22 @@ def best_over_references(metric, prediction: str | None, references: list[str]) 
 METRIC_FUNCTIONS = {"exact_match": exact_match, "rouge1": rouge_1, "rougeL": rouge_l}
 
 
+def instance_scores(
+    predictions: list[str | None], references: list[list[str]], metrics: tuple[str, ...] = ("exact_match", "rougeL")
+) -> dict[str, list[float]]:
+    """Each metric per instance (max over its references), x100: what intervals resample."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    return {m: [100.0 * best_over_references(METRIC_FUNCTIONS[m], p, r) for p, r in zip(predictions, references)] for m in metrics}
+
+
+def mean_score(values: list[float]) -> float:
+    """The official aggregate of per-instance scores: mean, 4 decimals (0 for no instances)."""
+    return round(sum(values) / max(1, len(values)), 4)
+
+
 def score(
     predictions: list[str | None], references: list[list[str]], metrics: tuple[str, ...] = ("exact_match", "rougeL")
 ) -> dict[str, float]:
     """Each metric over aligned predictions/references: max over references, mean, x100, 4 decimals."""
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    n = max(1, len(references))
-    return {
-        m: round(100.0 * sum(best_over_references(METRIC_FUNCTIONS[m], p, r) for p, r in zip(predictions, references)) / n, 4)
-        for m in metrics
-    }
+    return {m: mean_score(v) for m, v in instance_scores(predictions, references, metrics).items()}

@@ -2,7 +2,8 @@
 
 Requests of every model for a task go through `generate` together, so rows of one batch belong to
 different adapters and the task's shared prompt prefix is computed once per adapter: comparing candidates
-costs little more than one model.
+costs little more than one model. Every model's generations end by the prompt format's stop rule. Label tasks
+also score their majority label (`MAJORITY`), a baseline with no generation at all.
 """
 
 from __future__ import annotations
@@ -13,33 +14,69 @@ from pathlib import Path
 from specialist.adapters import AdapterManifest, read_manifest
 from specialist.base_models import BaseModelRef, load_model, load_tokenizer, pick_device
 from specialist.errors import SpecialistError
-from specialist.prompt_format import TaskPrompt, check_supported, fit_prompt
+from specialist.prompt_format import TaskPrompt, check_supported, fit_prompt, stop_rule
 
 from eval.benchmarks import METRICS, BenchInstance, Benchmark
 from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decoder
-from eval.metrics import score
+from eval.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap
+from eval.metrics import instance_scores, mean_score
 
 BASE = "base"  # how the bare base model is named in results
+MAJORITY = "majority"  # the majority-label baseline of label tasks, in results
 MAX_INPUT_TOKENS = 1024
 MAX_NEW_TOKENS_CAP = 128
 
 
 @dataclass
 class EvalRun:
-    """model -> task -> {'exact_match', 'rougeL', 'score'}; 'score' is the task's primary metric."""
+    """model -> task -> {'exact_match', 'rougeL', 'score'}; 'score' is the task's primary metric.
+
+    `instance_scores` holds the same per instance (model -> task -> metric -> scores), which intervals resample.
+    The majority-label baseline is scored under `MAJORITY` for the label tasks only and is not in `models`."""
 
     base_model: str
     models: list[str]
     benchmarks: list[Benchmark]
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     predictions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    instance_scores: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     prompts_truncated: int = 0
+    stop_rule: dict = field(default_factory=stop_rule)
 
     def mean(self, model: str, metric: str = "score", tasks: list[str] | None = None) -> float:
         """Mean over tasks (all benchmarks unless `tasks` is given), the aggregate a multi-task benchmark reports."""
         names = tasks if tasks is not None else [b.name for b in self.benchmarks]
         values = [self.scores[model][t][metric] for t in names]
         return round(sum(values) / len(values), 4)
+
+    @property
+    def label_tasks(self) -> list[str]:
+        """Tasks with a majority-label baseline."""
+        return [b.name for b in self.benchmarks if b.name in self.scores.get(MAJORITY, {})]
+
+    def record(self, model: str, bench: Benchmark, predictions: list[str]) -> None:
+        """Score one model's predictions on one benchmark, per instance and in aggregate."""
+        per_instance = instance_scores(predictions, [i.references for i in bench.instances])
+        per_instance["score"] = per_instance[bench.metric]
+        self.instance_scores.setdefault(model, {})[bench.name] = per_instance
+        self.scores.setdefault(model, {})[bench.name] = {m: mean_score(v) for m, v in per_instance.items()}
+        self.predictions.setdefault(model, {})[bench.name] = predictions
+
+    def interval(
+        self,
+        model: str,
+        reference: str | None = None,
+        *,
+        tasks: list[str] | None = None,
+        metric: str = "score",
+        confidence: float = 0.9,
+        resamples: int = DEFAULT_RESAMPLES,
+        seed: int = DEFAULT_SEED,
+    ) -> Interval:
+        """Bootstrap interval of `model`'s mean over tasks, or of `model - reference` (paired by instance)."""
+        names = tasks if tasks is not None else [b.name for b in self.benchmarks]
+        side = lambda m: [{t: self.instance_scores[m][t][metric] for t in names}]  # noqa: E731
+        return bootstrap(side(model), side(reference) if reference else None, confidence=confidence, resamples=resamples, seed=seed)
 
 
 def check_adapter_base(name: str, manifest: AdapterManifest, base: BaseModelRef) -> None:
@@ -104,13 +141,11 @@ def run_eval(
                 requests.append(GenerationRequest(text, slots.get(name, BASE_ADAPTER)))
         outputs = generate(decoder, requests, max_new_tokens_for(tokenizer, bench), batch_size, progress)
         n = len(bench.instances)
-        references = [i.references for i in bench.instances]
         for k, name in enumerate(names):
-            preds = outputs[k * n : (k + 1) * n]
-            metrics = score(preds, references)
-            run.scores.setdefault(name, {})[bench.name] = {**metrics, "score": metrics[bench.metric]}
-            run.predictions.setdefault(name, {})[bench.name] = preds
+            run.record(name, bench, outputs[k * n : (k + 1) * n])
+        if bench.majority is not None:  # scored like a model that always answers the label
+            run.record(MAJORITY, bench, [bench.majority.label] * n)
     return run
 
 
-__all__ = ["BASE", "METRICS", "EvalRun", "run_eval", "check_adapter_base"]
+__all__ = ["BASE", "MAJORITY", "METRICS", "EvalRun", "run_eval", "check_adapter_base"]

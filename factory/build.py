@@ -3,60 +3,55 @@
     specialist build --task task363_sst2_polarity_classification --instances-per-task 64 \
         --candidates 0,1.0 --epochs 2 --out runs/sst2-build [--policy configs/gate.yaml]
 
-One adapter per candidate (a generalist ratio, optionally with the no-facts filter), all scored with the base
-model in one evaluation pass, each gated, and the best passing one chosen. `<out>/decision.json` says why,
-including when specialist-only wins (the paper's knowledge-heavy case).
+candidates (one adapter per generalist setting) -> selection set (choose) -> held-out set (gate the choice):
+
+1. Train one adapter per candidate. When there are several, the last `selection_instances` answered instances
+   of each task's training pool are kept out of every candidate's training: the **selection set**.
+2. Score the candidates on the selection set and choose: the best mean score, except that a candidate with
+   less generalist data whose score is not clearly worse (the paired interval of the difference includes 0)
+   is preferred -- the simpler mixture wins near-ties.
+3. Gate the chosen candidate on the **held-out** evaluation set, scored once, after the choice, with the base
+   model, the majority-label baseline and the champion. That decision is what the gate reports, so the
+   reported score is not the maximum of several noisy ones.
+
+`<out>/decision.json` (a `BuildDecision`) says why, with every interval.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, computed_field, field_validator
 
 from specialist.adapters import read_manifest
 from specialist.base_models import resolve_base_model
 from specialist.config import StrictModel, TrainConfig
 from specialist.errors import SpecialistError
-from specialist.generalist import GENERALIST_FILTERS
+from specialist.generalist import GeneralistSpec, parse_specs
+from specialist.prompt_format import stop_rule
 
-from eval.benchmarks import generalist_benchmark, superni_benchmark
-from eval.gate import CHAMPION, decide, load_policy, make_decision, save_decision, structural_checks
-from eval.runner import BASE, run_eval
+from eval.benchmarks import generalist_benchmark, selection_benchmark
+from eval.gate import GateDecision, gate_adapter, load_policy, structural_checks
+from eval.intervals import Interval
+from eval.runner import run_eval
 from training.recipe import train_or_reuse
 
 AUTO_CANDIDATES = ["0", "1.0", "1.0:no-facts"]
-
-
-class Candidate(BaseModel):
-    name: str
-    ratio: float
-    filter: str = "none"
-
-    @classmethod
-    def parse(cls, spec: str) -> "Candidate":
-        ratio, _, kind = spec.partition(":")
-        kind = kind or "none"
-        try:
-            value = float(ratio)
-        except ValueError:
-            raise SpecialistError(f"candidate {spec!r} is not RATIO or RATIO:FILTER", "e.g. --candidates 0,1.0,1.0:no-facts") from None
-        if not 0 <= value <= 100 or kind not in GENERALIST_FILTERS:
-            raise SpecialistError(f"candidate {spec!r} is out of range", f"ratios 0-100, filters {', '.join(GENERALIST_FILTERS)}")
-        name = f"ratio{value:g}" + ("" if kind == "none" else f"-{kind}")
-        return cls(name=name, ratio=value, filter=kind)
+SELECTION_RULE = "the last N answered instances of each task's training pool (after the held-out set); no candidate trains on them"
 
 
 class BuildSettings(StrictModel):
-    """Candidates and the gate."""
+    """Candidates, selection and the gate."""
 
     candidates: list[str] = Field(default_factory=lambda: ["0", "1.0"], description="generalist ratios to try, RATIO[:no-facts], comma-separated")
     generalist_policy: Literal["explicit", "auto"] = Field(
         "explicit", description=f"'auto' tries {','.join(AUTO_CANDIDATES)} (ignores --candidates)"
     )
-    policy: Path | None = Field(None, description="gate policy YAML (default: must beat the base model)")
+    selection_instances: int = Field(
+        50, ge=1, le=10_000, description="instances per task, kept out of training, on which candidates are compared (several candidates only)"
+    )
+    policy: Path | None = Field(None, description="gate policy YAML (default: must beat the base model and the majority label)")
     champion: Path | None = Field(None, description="current champion adapter to beat")
 
     @field_validator("candidates", mode="before")
@@ -65,25 +60,67 @@ class BuildSettings(StrictModel):
         items = [value] if isinstance(value, str) else list(value)
         return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
 
+    def specs(self) -> list[GeneralistSpec]:
+        return parse_specs(AUTO_CANDIDATES if self.generalist_policy == "auto" else self.candidates)
+
 
 class BuildConfig(BuildSettings, TrainConfig):
     """`specialist build`: train flags plus candidates and gate."""
 
 
-def build_specialist(cfg: BuildConfig, on_event=None) -> dict:
-    """Returns (and writes to <out>/decision.json) every candidate's scores and checks, and the choice.
+class CandidateResult(BaseModel):
+    name: str
+    generalist_ratio: float
+    generalist_filter: str
+    generalist_examples: int
+    adapter: str
+    problems: list[str] = Field(default_factory=list, description="why it cannot be served (then it is not chosen)")
+    selection_score: Interval | None = Field(None, description="mean primary score on the selection set")
+    versus_best: Interval | None = Field(None, description="this - the best-scoring candidate on the selection set, paired")
+
+
+class SelectionSet(BaseModel):
+    rule: str = SELECTION_RULE
+    instances_per_task: int
+    instance_ids: dict[str, list[str]] = Field(description="task -> the selection instances' ids")
+
+
+class BuildDecision(BaseModel):
+    """What `build` returns and writes to `<out>/decision.json`; jobs and clients read it typed."""
+
+    tasks: list[str]
+    base_model: str
+    candidates: list[CandidateResult]
+    selection: SelectionSet | None = Field(None, description="None with a single candidate: there is nothing to choose")
+    selected: str | None = Field(None, description="the candidate chosen on the selection set")
+    gate: GateDecision | None = Field(None, description="the selected candidate's gate decision on the held-out set")
+    reason: str
+    stop_rule: dict = Field(default_factory=stop_rule)
+
+    @computed_field
+    @property
+    def chosen(self) -> str | None:
+        """The selected candidate if it passed the gate: the one that may be registered."""
+        return self.selected if self.gate is not None and self.gate.passed else None
+
+    @computed_field
+    @property
+    def chosen_adapter(self) -> str | None:
+        return next((c.adapter for c in self.candidates if c.name == self.chosen), None)
+
+
+def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
+    """Train, select, gate; returns (and writes to <out>/decision.json) the decision.
 
     `on_event(stage, info)` reports progress: ('training', {candidate, index, of, step, steps, loss, eta_seconds}),
     ('evaluating', {...}), ('gating', {...}).
     """
     emit = on_event or (lambda stage, info: None)
     out = Path(cfg.out)
-    specs = AUTO_CANDIDATES if cfg.generalist_policy == "auto" else cfg.candidates
-    candidates = [Candidate.parse(s) for s in specs]
-    if len({c.name for c in candidates}) != len(candidates):
-        raise SpecialistError("the same candidate is listed twice", "list each ratio/filter once")
+    specs = cfg.specs()
     policy = load_policy(cfg.policy)
     base = resolve_base_model(cfg.base_model)
+    selection = cfg.selection_instances if len(specs) > 1 else 0
     # Check what the gate needs before hours of training, not after.
     if cfg.champion is not None:
         bad = [c for c in structural_checks(cfg.champion, base) if not c.passed]
@@ -93,69 +130,92 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> dict:
         generalist_benchmark(policy.retention.data, policy.retention.instances)
 
     adapters: dict[str, Path] = {}
-    for index, cand in enumerate(candidates):
-        print(f"candidate {cand.name}: generalist ratio {cand.ratio:g}, filter {cand.filter}", flush=True)
+    for index, spec in enumerate(specs):
+        print(f"candidate {spec.name}: generalist ratio {spec.ratio:g}, filter {spec.filter}", flush=True)
 
-        def on_step(state, plan, cand=cand, index=index):
+        def on_step(state, plan, name=spec.name, index=index):
             rate = state.elapsed / max(1, state.step)
-            emit("training", {"candidate": cand.name, "index": index, "of": len(candidates), "step": state.step,
+            emit("training", {"candidate": name, "index": index, "of": len(specs), "step": state.step,
                               "steps": plan.total_steps, "loss": state.losses[-1],
                               "eta_seconds": round(rate * (plan.total_steps - state.step), 1)})  # fmt: skip
 
         train_cfg = TrainConfig.model_validate(
             cfg.model_dump(include=set(TrainConfig.model_fields))
-            | {"generalist_ratio": cand.ratio, "generalist_count": None, "generalist_filter": cand.filter, "out": out / "candidates" / cand.name}
-        )
-        adapters[cand.name] = train_or_reuse(train_cfg, on_step)
+            | spec.train_options() | {"selection_instances": selection, "out": out / "candidates" / spec.name}
+        )  # fmt: skip
+        adapters[spec.name] = train_or_reuse(train_cfg, on_step)
 
     tasks = list(read_manifest(next(iter(adapters.values()))).tasks)
-    benchmarks = [superni_benchmark(cfg.task_data, t, policy.metric_overrides.get(t), limit=policy.eval_instances) for t in tasks]
-    if policy.retention is not None:
-        benchmarks.append(generalist_benchmark(policy.retention.data, policy.retention.instances))
-    emit("evaluating", {"candidates": len(adapters), "instances": sum(len(b.instances) for b in benchmarks)})
-    evaluated = dict(adapters) | ({CHAMPION: cfg.champion} if cfg.champion else {})
-    run = run_eval(base, evaluated, benchmarks, include_base=True, device=cfg.device, progress=cfg.progress)
+    candidates = [
+        CandidateResult(
+            name=spec.name, generalist_ratio=spec.ratio, generalist_filter=spec.filter,
+            generalist_examples=read_manifest(adapters[spec.name]).mixture.generalist_examples, adapter=str(adapters[spec.name]),
+            problems=[c.detail for c in structural_checks(adapters[spec.name], base) if not c.passed],
+        )  # fmt: skip
+        for spec in specs
+    ]
+    record = None
+    if selection:
+        emit("evaluating", {"set": "selection", "candidates": len(candidates), "instances_per_task": selection})
+        benchmarks = [selection_benchmark(cfg.task_data, t, selection, policy.metric_overrides.get(t)) for t in tasks]
+        usable = {c.name: adapters[c.name] for c in candidates if not c.problems}
+        run = run_eval(base, usable, benchmarks, include_base=False, device=cfg.device, progress=cfg.progress) if usable else None
+        record = SelectionSet(instances_per_task=selection, instance_ids={b.name: [i.id for i in b.instances] for b in benchmarks})
+        selected, reason = _select(candidates, run, tasks, policy.interval_options())
+    else:  # the gate reports an unusable candidate's problems itself
+        selected, reason = candidates[0], "a single candidate: nothing to choose"
 
-    emit("gating", {"candidates": len(adapters)})
-    rows = []
-    for cand in candidates:
-        champion = CHAMPION if cfg.champion else None
-        checks = structural_checks(adapters[cand.name], base) + decide(run, cand.name, policy, tasks, champion)
-        scores = {m: run.scores[m] for m in (BASE, cand.name, *([CHAMPION] if champion else []))}
-        decision = make_decision(adapters[cand.name], checks, base, policy, scores, cfg.champion)
-        save_decision(adapters[cand.name], decision)
-        rows.append(
-            {
-                "name": cand.name,
-                "generalist_ratio": cand.ratio,
-                "generalist_filter": cand.filter,
-                "adapter": str(adapters[cand.name]),
-                "mean_score": run.mean(cand.name, tasks=tasks),
-                "scores": run.scores[cand.name],
-                "passed": decision.passed,
-                "failed_checks": [c.name for c in decision.failures()],
-                "checks": [c.model_dump() for c in checks],
-            }
-        )
-    passing = [r for r in rows if r["passed"]]
-    # Best mean primary score; on a tie, the simpler mixture (less generalist data) wins.
-    chosen = max(passing, key=lambda r: (r["mean_score"], -r["generalist_ratio"]), default=None)
-    result = {
-        "tasks": tasks,
-        "base_model": base.id,
-        "base_mean_score": run.mean(BASE, tasks=tasks),
-        "candidates": rows,
-        "chosen": chosen["name"] if chosen else None,
-        "chosen_adapter": chosen["adapter"] if chosen else None,
-        "reason": _reason(rows, chosen, run.mean(BASE, tasks=tasks)),
-    }
-    (out / "decision.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    gate = None
+    if selected is not None:
+        emit("gating", {"set": "held-out", "candidate": selected.name})
+        gate = gate_adapter(Path(selected.adapter), policy, base, cfg.task_data, cfg.champion, cfg.progress, cfg.device)
+        verdict = "passed the gate" if gate.passed else f"was not promoted: {gate.summary()}"
+        reason += f"; on the held-out set {selected.name} {verdict}"
+    decision = BuildDecision(
+        tasks=tasks, base_model=base.id, candidates=candidates, selection=record,
+        selected=selected.name if selected else None, gate=gate, reason=reason,
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "decision.json.tmp"
+    tmp.write_text(decision.model_dump_json(indent=2) + "\n")
+    tmp.replace(out / "decision.json")
+    return decision
 
 
-def _reason(rows: list[dict], chosen: dict | None, base_score: float) -> str:
-    ranking = ", ".join(f"{r['name']} {r['mean_score']:.1f}{'' if r['passed'] else ' (failed gate)'}" for r in sorted(rows, key=lambda r: -r["mean_score"]))
-    if chosen is None:
-        return f"no candidate passed the gate (base model {base_score:.1f}; {ranking})"
-    kind = "specialist-only" if chosen["generalist_ratio"] == 0 else "generalist-augmented"
-    return f"{chosen['name']} ({kind}) has the best mean score among passing candidates: {ranking}; base model {base_score:.1f}"
+def _select(candidates: list[CandidateResult], run, tasks: list[str], options: dict) -> tuple[CandidateResult | None, str]:
+    """Fill in each candidate's selection score and its gap to the best; pick the one to gate, with the reason."""
+    usable = [c for c in candidates if not c.problems]
+    if not usable or run is None:
+        return None, "no candidate can be served: " + "; ".join(f"{c.name}: {'; '.join(c.problems)}" for c in candidates)
+    for c in usable:
+        c.selection_score = run.interval(c.name, tasks=tasks, **options)
+    best = max(usable, key=lambda c: (c.selection_score.value, -c.generalist_examples))
+    for c in usable:
+        if c is not best:
+            c.versus_best = run.interval(c.name, best.name, tasks=tasks, **options)
+    # Near-ties go to the candidate with less generalist data: its gap to the best is not clearly below 0.
+    tied = [c for c in usable if c is best or c.versus_best.high >= 0]
+    chosen = min(tied, key=lambda c: (c.generalist_examples, -c.selection_score.value))
+    ranking = ", ".join(f"{c.name} {c.selection_score}" for c in sorted(usable, key=lambda c: -c.selection_score.value))
+    pct = round(100 * options["confidence"])
+    if chosen is best:
+        why = f"{best.name} has the best selection score"
+        if len(tied) > 1:
+            why += " and no candidate with less generalist data is within its interval"
+    else:
+        why = (f"{chosen.name} is within the {pct}% interval of the best ({best.name}, gap {chosen.versus_best.signed()}) "
+               f"and uses less generalist data")  # fmt: skip
+    kind = "specialist-only" if chosen.generalist_ratio == 0 else "generalist-augmented"
+    return chosen, f"{why} ({kind}; selection set: {ranking})"
+
+
+def write_summary(decision: BuildDecision) -> str:
+    """For people: one line per candidate, then the choice."""
+    lines = []
+    for c in decision.candidates:
+        score = f"selection {c.selection_score}" if c.selection_score else ("unusable: " + "; ".join(c.problems) if c.problems else "")
+        mark = " <- selected" if c.name == decision.selected else ""
+        lines.append(f"{c.name:<24} {score}{mark}")
+    lines.append(f"chosen: {decision.chosen or 'none'} -- {decision.reason}")
+    return "\n".join(lines)
+

@@ -1,28 +1,38 @@
-"""Recipe: the paper's experiment. Score vs instances per task, with and without generalist data.
+"""Recipe: the paper's experiment. Score vs instances per task, with and without generalist data, over seeds.
 
-    specialist experiment --task task363_sst2_polarity_classification --instances-per-task 8,32,128 \
-        --generalist-ratios 0,1 --seeds 1 --epochs 2 --out runs/exp-narrow
+    specialist experiment --config configs/experiment_narrow.yaml --out runs/exp-narrow
 
-Trains one adapter per (instances, ratio, seed), scores all of them with the base model in one evaluation
-pass on the target's held-out instances, and writes results.csv, results.md and curve.png (mean over tasks
-vs instances per task, one line per generalist ratio, error bars over seeds), like the paper's main figure.
+Trains one adapter per (instances per task, generalist setting, seed), scores all of them with the base model
+in one evaluation pass on the target's held-out instances, and writes:
+- results.csv: every score (cell, seed, task);
+- results.json: per cell the mean over seeds with a 95% interval, the paired change against specialist-only,
+  and the wall time of each cell's training;
+- results.md and curve.png (mean over tasks vs instances per task, one line per setting, interval bars).
+
+A seed changes the drawn task instances, the generalist sample and the LoRA initialisation. Intervals come from
+a bootstrap that resamples both the seeds and the evaluation instances (`eval.intervals`), so they cover the
+training randomness and the finite evaluation set; a change against specialist-only is paired by seed (same
+task instances, same initialisation) and by instance.
 """
 
 from __future__ import annotations
 
 import csv
-import statistics
+import time
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from specialist.adapters import read_manifest
 from specialist.base_models import resolve_base_model
 from specialist.config import StrictModel, TrainConfig
 from specialist.errors import SpecialistError
+from specialist.generalist import GeneralistSpec, parse_specs
 from specialist.superni import HELD_OUT_INSTANCES, select_tasks
 
 from eval.benchmarks import superni_benchmark
-from eval.runner import BASE, run_eval
+from eval.intervals import DEFAULT_RESAMPLES, Interval, bootstrap
+from eval.runner import BASE, EvalRun, run_eval
 from training.recipe import train_or_reuse
 
 
@@ -35,11 +45,14 @@ class GridSettings(StrictModel):
     """The grid."""
 
     instances_per_task: list[int] = Field(default_factory=lambda: [8, 32, 128], description="instances per task, comma-separated")
-    generalist_ratios: list[float] = Field(default_factory=lambda: [0.0, 1.0], description="generalist ratios, comma-separated")
-    seeds: list[int] = Field(default_factory=lambda: [1], description="seeds, comma-separated (error bars over seeds)")
+    generalist_ratios: list[str] = Field(
+        default_factory=lambda: ["0", "1"], description="generalist settings RATIO[:no-facts], comma-separated (0 = specialist only)"
+    )
+    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], description="seeds, comma-separated (intervals need several)")
     eval_instances: int = Field(
         HELD_OUT_INSTANCES, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances of each task"
     )
+    confidence: float = Field(0.95, gt=0, lt=1, description="confidence of the reported intervals")
 
     @field_validator("instances_per_task", "generalist_ratios", "seeds", mode="before")
     @classmethod
@@ -51,100 +64,175 @@ class ExperimentConfig(GridSettings, TrainConfig):
     """`specialist experiment`: the grid plus the train flags shared by every cell."""
 
 
-def run_experiment(cfg: ExperimentConfig) -> list[dict]:
+class CellResult(BaseModel):
+    """One point of the curve: a setting at one size, over every seed."""
+
+    instances_per_task: int
+    setting: str
+    label: str
+    score: Interval = Field(description="mean over tasks and seeds of the primary metric, with its interval")
+    per_seed: dict[int, float] = Field(description="seed -> mean over tasks")
+    versus_specialist_only: Interval | None = Field(None, description="this setting - specialist only, paired by seed and instance")
+    train_wall_seconds: dict[int, float] = Field(description="seed -> training wall time (as recorded in the manifest)")
+
+
+class ExperimentResult(BaseModel):
+    tasks: list[str]
+    metrics: dict[str, str] = Field(description="task -> primary metric")
+    base_model: str
+    base: Interval
+    cells: list[CellResult]
+    seeds: list[int]
+    eval_instances: int
+    eval_wall_seconds: float
+    stop_rule: dict
+    train: dict = Field(description="the training options every cell shares")
+
+
+def _cell_name(n: int, spec: GeneralistSpec, seed: int) -> str:
+    return f"n{n}-r{spec.ratio:g}{'' if spec.filter == 'none' else '-' + spec.filter}-s{seed}"
+
+
+def run_experiment(cfg: ExperimentConfig) -> ExperimentResult:
     out = Path(cfg.out)
     tasks = select_tasks(cfg.task_data, cfg.task, cfg.category, cfg.task_list)
-    if any(r < 0 for r in cfg.generalist_ratios) or any(n < 1 for n in cfg.instances_per_task):
-        raise SpecialistError("instances must be >= 1 and ratios >= 0", "e.g. --instances-per-task 8,32 --generalist-ratios 0,1")
-    cells = [(n, r, s) for n in cfg.instances_per_task for r in cfg.generalist_ratios for s in cfg.seeds]
+    specs = parse_specs(cfg.generalist_ratios)
+    if any(n < 1 for n in cfg.instances_per_task):
+        raise SpecialistError("instances per task must be >= 1", "e.g. --instances-per-task 8,32,128")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise SpecialistError("a seed is listed twice", "list each seed once, e.g. --seeds 1,2,3")
+    grid = [(n, spec, s) for n in cfg.instances_per_task for spec in specs for s in cfg.seeds]
     adapters: dict[str, Path] = {}
-    for i, (n, r, s) in enumerate(cells, 1):
-        name = f"n{n}-r{r:g}-s{s}"
-        print(f"[{i}/{len(cells)}] {name}", flush=True)
+    for i, (n, spec, s) in enumerate(grid, 1):
+        name = _cell_name(n, spec, s)
+        print(f"[{i}/{len(grid)}] {name}: {n} instances per task, {spec.label}, seed {s}", flush=True)
+        shared = cfg.model_dump(include=set(TrainConfig.model_fields) - {"instances_per_task"})
         adapters[name] = train_or_reuse(
             TrainConfig.model_validate(
-                cfg.model_dump(include=set(TrainConfig.model_fields) - {"instances_per_task"})
-                | {"task": tasks, "category": [], "task_list": None, "instances_per_task": n,
-                   "generalist_ratio": r, "generalist_count": None, "seed": s, "out": out / "adapters" / name}
+                shared | spec.train_options()
+                | {"task": tasks, "category": [], "task_list": None, "instances_per_task": n, "seed": s, "out": out / "adapters" / name}
             )  # fmt: skip
         )
 
     base = resolve_base_model(cfg.base_model)
     benchmarks = [superni_benchmark(cfg.task_data, t, limit=cfg.eval_instances) for t in tasks]
+    started = time.perf_counter()
     run = run_eval(base, adapters, benchmarks, include_base=True, device=cfg.device, progress=cfg.progress)
-
-    rows = [
-        {"instances_per_task": 0, "generalist_ratio": "", "seed": "", "task": b.name, "metric": b.metric, **run.scores[BASE][b.name]}
-        for b in benchmarks
-    ]
-    for n, r, s in cells:
-        name = f"n{n}-r{r:g}-s{s}"
-        for b in benchmarks:
-            rows.append({"instances_per_task": n, "generalist_ratio": r, "seed": s, "task": b.name, "metric": b.metric, **run.scores[name][b.name]})
-    write_results(out, rows, cfg, tasks, run.mean(BASE))
-    return rows
+    result = summarize(run, cfg, specs, tasks, adapters, time.perf_counter() - started)
+    write_results(out, run, result, grid)
+    return result
 
 
-def _cell_means(rows: list[dict]) -> dict[tuple[int, float], list[float]]:
-    """(instances, ratio) -> one mean-over-tasks score per seed."""
-    per_seed: dict[tuple, list[float]] = {}
-    for row in rows:
-        if row["instances_per_task"]:
-            per_seed.setdefault((row["instances_per_task"], row["generalist_ratio"], row["seed"]), []).append(row["score"])
-    cells: dict[tuple[int, float], list[float]] = {}
-    for (n, r, _), scores in sorted(per_seed.items()):
-        cells.setdefault((n, r), []).append(sum(scores) / len(scores))
-    return cells
+def summarize(run: EvalRun, cfg: ExperimentConfig, specs: list[GeneralistSpec], tasks: list[str], adapters: dict[str, Path],
+              eval_seconds: float) -> ExperimentResult:  # fmt: skip
+    def side(n: int, spec: GeneralistSpec) -> list[dict[str, list[float]]]:
+        return [{t: run.instance_scores[_cell_name(n, spec, s)][t]["score"] for t in tasks} for s in cfg.seeds]
+
+    reference = next((s for s in specs if s.ratio == 0), None)
+    interval = dict(confidence=cfg.confidence, resamples=DEFAULT_RESAMPLES, seed=0)
+    cells = []
+    for n in cfg.instances_per_task:
+        for spec in specs:
+            names = {s: _cell_name(n, spec, s) for s in cfg.seeds}
+            versus = None
+            if reference is not None and spec != reference:
+                versus = bootstrap(side(n, spec), side(n, reference), **interval)
+            cells.append(
+                CellResult(
+                    instances_per_task=n,
+                    setting=spec.name,
+                    label=spec.label,
+                    score=bootstrap(side(n, spec), **interval),
+                    per_seed={s: run.mean(name, tasks=tasks) for s, name in names.items()},
+                    versus_specialist_only=versus,
+                    train_wall_seconds={s: read_manifest(adapters[name]).training.wall_seconds for s, name in names.items()},
+                )
+            )
+    return ExperimentResult(
+        tasks=tasks,
+        metrics={b.name: b.metric for b in run.benchmarks},
+        base_model=run.base_model,
+        base=run.interval(BASE, tasks=tasks, confidence=cfg.confidence),
+        cells=cells,
+        seeds=cfg.seeds,
+        eval_instances=cfg.eval_instances,
+        eval_wall_seconds=round(eval_seconds, 1),
+        stop_rule=run.stop_rule,
+        train=cfg.model_dump(mode="json", exclude={"out", "task", "task_data", "instances_per_task", "generalist_ratios", "seeds"}),
+    )
 
 
-def write_results(out: Path, rows: list[dict], cfg: ExperimentConfig, tasks: list[str], base_score: float) -> None:
+def write_results(out: Path, run: EvalRun, result: ExperimentResult, grid: list[tuple[int, GeneralistSpec, int]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    fields = ["instances_per_task", "generalist", "seed", "task", "metric", "exact_match", "rougeL", "score"]
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
-    cells = _cell_means(rows)
-    ratios = sorted({r for _, r in cells})
+        for task in result.tasks:
+            writer.writerow({"instances_per_task": 0, "generalist": "base model", "seed": "", "task": task,
+                             "metric": result.metrics[task], **run.scores[BASE][task]})  # fmt: skip
+        for n, spec, s in grid:
+            for task in result.tasks:
+                scores = run.scores[_cell_name(n, spec, s)][task]
+                writer.writerow({"instances_per_task": n, "generalist": spec.name, "seed": s, "task": task,
+                                 "metric": result.metrics[task], **scores})  # fmt: skip
+    (out / "results.json").write_text(result.model_dump_json(indent=2) + "\n")
+    (out / "results.md").write_text(markdown(result))
+    plot_curve(result, out / "curve.png")
+
+
+def markdown(result: ExperimentResult) -> str:
+    settings = list(dict.fromkeys(c.setting for c in result.cells))
+    labels = {c.setting: c.label for c in result.cells}
+    pct = round(100 * result.base.confidence)
+    task_text = result.tasks[0] if len(result.tasks) == 1 else f"{len(result.tasks)} tasks ({', '.join(result.tasks)})"
     lines = [
-        f"Mean primary score over {len(tasks)} task(s) ({', '.join(tasks)}), first {cfg.eval_instances} held-out instances each; "
-        f"mean ± std over seeds {', '.join(map(str, cfg.seeds))}. Base model: {base_score:.1f}.",
+        f"Mean primary score over {task_text}, first {result.eval_instances} held-out instances each, on {result.base_model}; "
+        f"mean over seeds {', '.join(map(str, result.seeds))} with its {pct}% interval (bootstrap over seeds and instances). "
+        f"Base model: {result.base}. Generations end by the stop rule {result.stop_rule['name']} v{result.stop_rule['version']}.",
         "",
-        "| instances per task | " + " | ".join(f"generalist ratio {r:g}" for r in ratios) + " |",
-        "|---:|" + "---:|" * len(ratios),
     ]
-    for n in sorted({n for n, _ in cells}):
-        lines.append(f"| {n} | " + " | ".join(_mean_std(cells.get((n, r), [])) for r in ratios) + " |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    plot_curve(cells, base_score, out / "curve.png", tasks)
+    deltas = [s for s in settings if any(c.setting == s and c.versus_specialist_only for c in result.cells)]
+    header = ["instances per task", *(labels[s] for s in settings), *(f"{labels[s]} − specialist only" for s in deltas)]
+    lines += ["| " + " | ".join(header) + " |", "|---:|" + "---:|" * (len(header) - 1)]
+    for n in dict.fromkeys(c.instances_per_task for c in result.cells):
+        row = {c.setting: c for c in result.cells if c.instances_per_task == n}
+        cells = [str(row[s].score) for s in settings] + [row[s].versus_specialist_only.signed() for s in deltas]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "Training wall time per cell (seconds, mean over seeds):", ""]
+    lines += ["| instances per task | " + " | ".join(labels[s] for s in settings) + " |", "|---:|" + "---:|" * len(settings)]
+    for n in dict.fromkeys(c.instances_per_task for c in result.cells):
+        row = {c.setting: c for c in result.cells if c.instances_per_task == n}
+        walls = [sum(row[s].train_wall_seconds.values()) / len(row[s].train_wall_seconds) for s in settings]
+        lines.append(f"| {n} | " + " | ".join(f"{w:.0f}" for w in walls) + " |")
+    lines += ["", f"Evaluation of every adapter and the base model in one pass: {result.eval_wall_seconds:.0f} s."]
+    return "\n".join(lines) + "\n"
 
 
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {std:.1f}"
-
-
-def plot_curve(cells: dict, base_score: float, path: Path, tasks: list[str]) -> None:
+def plot_curve(result: ExperimentResult, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for ratio in sorted({r for _, r in cells}):
-        ns = sorted(n for n, r in cells if r == ratio)
-        means = [statistics.mean(cells[(n, ratio)]) for n in ns]
-        errs = [statistics.stdev(cells[(n, ratio)]) if len(cells[(n, ratio)]) > 1 else 0.0 for n in ns]
-        label = "specialist only" if ratio == 0 else f"+ generalist (ratio {ratio:g})"
-        ax.errorbar(ns, means, yerr=errs, marker="o", capsize=3, label=label)
-    ax.axhline(base_score, color="gray", linestyle="--", label="base model")
+    settings = list(dict.fromkeys(c.setting for c in result.cells))
+    for k, setting in enumerate(settings):
+        cells = [c for c in result.cells if c.setting == setting]
+        ns = [c.instances_per_task * (1 + 0.04 * (k - (len(settings) - 1) / 2)) for c in cells]  # nudge: bars stay apart
+        means = [c.score.value for c in cells]
+        errs = [[c.score.value - c.score.low for c in cells], [c.score.high - c.score.value for c in cells]]
+        ax.errorbar(ns, means, yerr=errs, marker="o", capsize=3, label=cells[0].label)
+    ax.axhline(result.base.value, color="gray", linestyle="--", label="base model")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({c.instances_per_task for c in result.cells}), [str(n) for n in sorted({c.instances_per_task for c in result.cells})])
     ax.set_xlabel("training instances per task")
     ax.set_ylabel("held-out score (primary metric, ×100)")
-    title = tasks[0] if len(tasks) == 1 else f"{len(tasks)} tasks"
-    ax.set_title(f"Specialist vs generalist-augmented: {title}", fontsize=9)
+    title = result.tasks[0] if len(result.tasks) == 1 else f"{len(result.tasks)} tasks"
+    pct = round(100 * result.base.confidence)
+    ax.set_title(f"Specialist vs generalist-augmented: {title}\nmean over {len(result.seeds)} seeds, {pct}% intervals", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+

@@ -137,7 +137,7 @@ def main(argv=None) -> int:
 def _permissive_policy(work: Path) -> Path:
     """Jobs here exist to be running (and killed); the gate may pass anything they produce."""
     path = work / "job-gate.yaml"
-    path.write_text("min_gain_over_base: -100\n")
+    path.write_text("min_gain_over_base: -100\nmin_gain_over_champion: -100\n")
     return path
 
 

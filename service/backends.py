@@ -1,7 +1,9 @@
 """Where generation happens: in process (`local`), or on remote TGI-compatible engines (`tgi`).
 
 Both take a rendered prompt and a served task and return a `Generation`, or stream text pieces. A backend is
-any object with this shape (a Protocol, not a class hierarchy).
+any object with this shape (a Protocol, not a class hierarchy). Both end every generation by the prompt
+format's stop rule (`FRAME_STOPS`) as well as the client's own stop strings, so no model is served on text
+after its answer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Protocol
 from specialist.adapters import lora_only_problems, read_manifest
 from specialist.base_models import BaseModelRef
 from specialist.errors import SpecialistError, error_line
+from specialist.prompt_format import FRAME_STOPS, cut_at_frame, stop_prefix_len
 
 from service.engine import AdapterRefused, Engine, GenRequest, Generation, Sampling
 
@@ -71,7 +74,7 @@ class LocalBackend:
             adapter=served.engine_name,
             max_new_tokens=params.max_new_tokens,
             sampling=params.sampling,
-            stop=params.stop,
+            stop=(*params.stop, *FRAME_STOPS),
             on_text=on_text,
         )
 
@@ -108,11 +111,6 @@ class EngineError(SpecialistError):
         status = getattr(getattr(error, "response", None), "status_code", None)
         self.status = status if isinstance(status, int) and 400 <= status < 500 else 502
         super().__init__(f"the generation engine answered: {error_line(error)}")
-
-
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    hits = [text.find(s) for s in stops if s and s in text]
-    return text[: min(hits)] if hits else text
 
 
 class TGIBackend:
@@ -159,27 +157,38 @@ class TGIBackend:
             out = await client.text_generation(prompt, details=True, **self._kwargs(served, params))
         except Exception as e:  # noqa: BLE001 - the engine's failure, reported as such (not as our bug)
             raise EngineError(e) from None
-        reason = "length" if str(out.details.finish_reason).endswith("length") else "stop"
-        return Generation(_cut_at_stop(out.generated_text, params.stop), self.count_tokens(prompt), out.details.generated_tokens, reason)
+        text, cut = cut_at_frame(out.generated_text, params.stop)
+        reason = "length" if not cut and str(out.details.finish_reason).endswith("length") else "stop"
+        return Generation(text, self.count_tokens(prompt), out.details.generated_tokens, reason)
 
     async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
         client = self.clients[next(self._next)]
-        text, tokens, reason = "", 0, "stop"
+        text, pending, tokens, reason, cut = "", "", 0, "stop", False
         try:
             async for chunk in await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params)):
                 if chunk.token.special:
                     continue
                 tokens += 1
-                piece = chunk.token.text
-                if params.stop and _cut_at_stop(text + piece, params.stop) != text + piece:
-                    piece = _cut_at_stop(text + piece, params.stop)[len(text) :]  # TGI includes the stop string: we do not
-                text += piece
-                if piece:
-                    yield piece
+                # TGI includes a stop string in its text, and knows nothing of the frame's stop rule: cut both here.
+                # Text that may still grow into a stop is held back, as the local engine does.
+                pending += chunk.token.text
+                whole, cut = cut_at_frame(text + pending, params.stop)
+                if cut:
+                    if len(whole) > len(text):
+                        yield whole[len(text) :]
+                    text, reason = whole, "stop"
+                    break  # closing the stream ends the engine's generation
+                safe = len(pending) - min(len(pending), stop_prefix_len(text + pending, (*params.stop, *FRAME_STOPS)))
+                if safe > 0:
+                    yield pending[:safe]
+                    text, pending = text + pending[:safe], pending[safe:]
                 if chunk.details is not None:
                     reason = "length" if str(chunk.details.finish_reason).endswith("length") else "stop"
         except Exception as e:  # noqa: BLE001
             raise EngineError(e) from None
+        if pending and not cut:  # the stream ended on text that never became a stop: it is part of the answer
+            yield pending
+            text += pending
         yield Generation(text, self.count_tokens(prompt), tokens, reason)
 
     def close(self) -> None:

@@ -60,17 +60,25 @@ class SpecialistClient:
 
     @staticmethod
     def describe(job: dict) -> str:
+        """A finished job for people: the choice, every candidate's selection score and the gate's checks."""
         lines = [f"status: {job['status']}"]
         result = job.get("result") or {}
         decision = result.get("decision") or {}
         if decision.get("reason"):
             lines.append(f"decision: {decision['reason']}")
-        for cand in result.get("candidates", []):
-            lines.append(f"  {cand['name']}: mean {cand['mean_score']:.1f} {'PASS' if cand['passed'] else 'FAIL'}")
-            for check in cand["checks"]:
-                value = "" if check.get("value") is None else f" {check['value']:g}"
-                threshold = "" if check.get("threshold") is None else f" (threshold {check['threshold']:g})"
-                lines.append(f"    {'PASS' if check['passed'] else 'FAIL'} {check['name']}{value}{threshold} {check.get('detail', '')}".rstrip())
+        for cand in decision.get("candidates", []):
+            score = cand.get("selection_score")
+            shown = f"selection {score['value']:.1f} [{score['low']:.1f}, {score['high']:.1f}]" if score else ""
+            lines.append(f"  {cand['name']}: {shown}{' <- selected' if cand['name'] == decision.get('selected') else ''}".rstrip())
+        gate = decision.get("gate") or {}
+        if gate:
+            lines.append(f"gate on the held-out set ({round(100 * gate.get('confidence', 0.9))}% intervals):")
+        for check in gate.get("checks", []):
+            verdict = "PASS" if check["passed"] else "UNDECIDED" if check.get("undecided") else "FAIL"
+            value = "" if check.get("value") is None else f" {check['value']:g}"
+            interval = "" if check.get("ci_low") is None else f" [{check['ci_low']:g}, {check['ci_high']:g}]"
+            threshold = "" if check.get("threshold") is None else f" (threshold {check['threshold']:g})"
+            lines.append(f"  {verdict} {check['name']}{value}{interval}{threshold} {check.get('detail', '')}".rstrip())
         if result.get("route"):
             lines.append(f"serving: {result['route']['task']} v{result['route']['version']}")
         if job.get("error") and job["status"] != "rejected":

@@ -26,6 +26,7 @@ import torch
 
 from specialist.decoding import Decoder, DecodeRow, RunningBatch
 from specialist.errors import SpecialistError, error_line
+from specialist.prompt_format import first_stop, stop_prefix_len
 
 BASE_ADAPTER = "__base__"  # GenRequest.adapter for the bare base model
 
@@ -94,7 +95,7 @@ class _Stream:
         """Record a new token; True when the request is finished (a stop string, or its client left)."""
         self.ids.append(token)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = _first_stop(text, self.request.stop)
+        cut = first_stop(text, self.request.stop)
         if cut is not None:
             text, self.stopped = text[:cut], True
         self.text = text
@@ -107,7 +108,7 @@ class _Stream:
             # Hold back what might still change: a partly decoded character, or the start of a stop string.
             if self.text.endswith("\ufffd"):
                 return
-            end -= _stop_prefix_len(self.text, self.request.stop)
+            end -= stop_prefix_len(self.text, self.request.stop)
         piece = self.text[self.emitted : end]
         if piece:
             self.emitted = end
@@ -123,22 +124,6 @@ class _Stream:
         r = self.request
         reason = "length" if not self.stopped and len(self.ids) >= r.max_new_tokens else "stop"  # else EOS or stop
         return Generation(self.text, len(r.prompt_ids), len(self.ids), reason, self.ids)
-
-
-def _stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of `text` that begins some stop string (it may yet become one)."""
-    best = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), best, -1):
-            if stop.startswith(text[-k:]):
-                best = k
-                break
-    return best
-
-
-def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
-    hits = [text.find(s) for s in stops if s and s in text]
-    return min(hits) if hits else None
 
 
 class Engine:

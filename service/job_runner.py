@@ -22,9 +22,9 @@ from specialist.paths import specialist_home  # noqa: E402
 
 
 def main(job_id: str) -> int:
-    from factory.build import AUTO_CANDIDATES, BuildConfig, build_specialist
+    from factory.build import BuildConfig, build_specialist
     from service.config import load_config
-    from service.jobs import JobStore, job_policy, materialize_task
+    from service.jobs import JobStore, candidate_settings, job_policy, materialize_task
 
     home = specialist_home()
     store = JobStore(home)
@@ -36,22 +36,15 @@ def main(job_id: str) -> int:
         task_dir, task_name, specialist_n = materialize_task(request, config, job_dir)
         policy_path = job_dir / "gate.yaml"
         policy_path.write_text(json.dumps(job_policy(request, config).model_dump(mode="json")))
-        generalist = request.generalist
-        if generalist == "auto":
-            candidates, policy_kind = AUTO_CANDIDATES, "auto"
-        elif generalist == "none":
-            candidates, policy_kind = ["0"], "explicit"
-        else:
-            ratio = generalist.ratio if hasattr(generalist, "ratio") else generalist.count / max(1, specialist_n)
-            candidates, policy_kind = [f"{ratio:g}"], "explicit"
+        candidates = candidate_settings(request, specialist_n)
         length = {"max_steps": request.budget.max_steps} if request.budget.max_steps else {"epochs": request.budget.epochs or 2}
         lora = {k: v for k, v in {"lora_rank": request.lora.rank, "lora_alpha": request.lora.alpha, "lora_dropout": request.lora.dropout,
                                    "learning_rate": request.lora.learning_rate}.items() if v is not None}  # fmt: skip
         cfg = BuildConfig(
             task=[task_name], task_data=task_dir, generalist_data=config.generalist_data,
-            instances_per_task=request.instances_per_task, candidates=candidates, generalist_policy=policy_kind,
-            policy=policy_path, base_model=config.base_model, device=config.device, num_threads=config.job_threads,
-            out=job_dir / "build", progress=False, **length, **lora,
+            instances_per_task=request.instances_per_task, candidates=candidates,
+            selection_instances=request.selection_instances, policy=policy_path, base_model=config.base_model,
+            device=config.device, num_threads=config.job_threads, out=job_dir / "build", progress=False, **length, **lora,
         )  # fmt: skip
 
         def on_event(stage: str, info: dict) -> None:
@@ -60,17 +53,15 @@ def main(job_id: str) -> int:
                 info = info | {"percent": round(100 * done / info["of"], 1)}
             store.update(job_id, status=stage, progress={"stage": stage, **info})
 
-        result = build_specialist(cfg, on_event)
-        summary = {"decision": result, "candidates": [
-            {"name": c["name"], "mean_score": c["mean_score"], "passed": c["passed"], "checks": c["checks"]} for c in result["candidates"]
-        ]}  # fmt: skip
-        if result["chosen"] is None:
-            store.update(job_id, status="rejected", result=summary, error=result["reason"])
+        decision = build_specialist(cfg, on_event)
+        summary = {"decision": decision.model_dump(mode="json")}
+        if decision.chosen is None:
+            store.update(job_id, status="rejected", result=summary, error=decision.reason)
             return 0
         if not store.begin_promotion(job_id):  # a cancel won the race: nothing is registered
             store.update(job_id, status="canceled", result=summary, error="canceled by request; nothing was promoted")
             return 0
-        version = Registry(home).add(Path(result["chosen_adapter"]), request.task, actor=f"job:{job_id}")
+        version = Registry(home).add(Path(decision.chosen_adapter), request.task, actor=f"job:{job_id}")
         summary["route"] = {"task": request.task, "version": version.version, "adapter": str(version.path)}
         store.update(job_id, status="promoted", result=summary, progress={"stage": "promoted", "percent": 100})
         return 0

@@ -97,8 +97,10 @@ class GateOverrides(_Body):
 
     min_score: dict[GateMetric, float] = Field(default_factory=dict)
     min_gain_over_base: float | None = Field(None, ge=-100, le=100)
+    min_gain_over_majority: float | None = Field(None, ge=-100, le=100)
     min_gain_over_champion: float | None = Field(None, ge=-100, le=100)
     eval_instances: int | None = Field(None, ge=1, le=1000)
+    confidence: float | None = Field(None, gt=0, lt=1, description="may only be raised")
 
 
 class SpecialistRequest(_Body):
@@ -110,6 +112,9 @@ class SpecialistRequest(_Body):
     upload_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
     eval_instances: list[InlineInstance] | None = Field(None, max_length=10_000, description="a separate evaluation set")
     held_out: int = Field(100, ge=1, le=10_000, description="evaluation instances taken from the provided data")
+    selection_instances: int = Field(
+        50, ge=1, le=10_000, description="instances kept out of training to choose between candidates (with several candidates)"
+    )
     metric: Metric | None = None
     instances_per_task: int | Literal["all"] = 64
     generalist: Literal["auto", "none"] | Ratio | Count = "auto"
@@ -462,6 +467,19 @@ def _inline_data(request: SpecialistRequest, home: Path) -> tuple[list[InlineIns
     return data[: request.held_out], data[request.held_out :]
 
 
+def candidate_settings(request: SpecialistRequest, specialist_n: int) -> list[str]:
+    """The generalist settings (`RATIO[:FILTER]`) a request's job trains as candidates."""
+    from factory.build import AUTO_CANDIDATES
+
+    generalist = request.generalist
+    if generalist == "auto":
+        return list(AUTO_CANDIDATES)
+    if generalist == "none":
+        return ["0"]
+    ratio = generalist.ratio if isinstance(generalist, Ratio) else generalist.count / max(1, specialist_n)
+    return [f"{ratio:g}"]
+
+
 def validate_request(request: SpecialistRequest, config, home: Path) -> None:
     """Everything checkable before queueing: the data exists and is large enough, the gate is only tightened."""
     from specialist.superni import load_task, resolve_task_file, split_instances
@@ -479,10 +497,15 @@ def validate_request(request: SpecialistRequest, config, home: Path) -> None:
         held_out, trainable = _inline_data(request, home)
     if not held_out:
         raise RequestRejected(422, "no evaluation instances: send more instances, lower held_out or give eval_instances")
-    if not trainable or (wanted != "all" and wanted > len(trainable)):
+    # Several candidates are compared on a selection set that none of them trains on (factory.build).
+    selection = request.selection_instances if len(candidate_settings(request, len(trainable))) > 1 else 0
+    left = len(trainable) - selection
+    if left < 1 or (wanted != "all" and wanted > left):
+        reserved = f" and {selection} kept to choose between candidates (selection_instances)" if selection else ""
         raise RequestRejected(
-            422, f"too few instances: {len(trainable)} left for training after {len(held_out)} held out, {wanted} requested"
-        )
+            422, f"too few instances: {max(0, left)} left for training after {len(held_out)} held out{reserved}, {wanted} requested; "
+            "send more instances or ask for fewer" + (", or lower selection_instances" if selection else ""),
+        )  # fmt: skip
     job_policy(request, config)  # raises if the overrides loosen the operator's policy
 
 
@@ -497,7 +520,7 @@ def job_policy(request: SpecialistRequest, config):
         if value < base.min_score.get(metric, 0):
             raise RequestRejected(422, f"gate.min_score.{metric}={value} is below the operator's {base.min_score[metric]}")
         updates.setdefault("min_score", dict(base.min_score))[metric] = value
-    for name in ("min_gain_over_base", "min_gain_over_champion"):
+    for name in ("min_gain_over_base", "min_gain_over_majority", "min_gain_over_champion", "confidence"):
         value, floor = getattr(o, name), getattr(base, name)
         if value is not None:
             if floor is not None and value < floor:

@@ -42,6 +42,10 @@ class MixtureConfig(StrictModel):
     generalist_filter: GeneralistFilter = Field(
         "none", description="'no-facts' drops generalist records whose answers assert dates, numbers or names"
     )
+    selection_instances: int = Field(
+        0, ge=0, le=10_000, description="answered instances at the end of each task's training pool kept out of training "
+        "(the selection set `build` compares candidates on)",
+    )
     num_examples: int = Field(DEFAULT_NUM_EXAMPLES, ge=0, le=8, description="positive examples shown in each task prompt")
     seed: int = Field(1, description="seed for sampling, shuffling, LoRA init and dropout")
 
@@ -109,6 +113,8 @@ class TrainConfig(RunSettings, OptimSettings, LoraSettings, MixtureConfig):
     def fingerprint(self) -> str:
         """Identity of a run: everything that changes the result (not where it is written or whether it resumes)."""
         fields = self.model_dump(mode="json", exclude={"out", "resume", "progress", "num_threads", "checkpoint_every"})
+        if not fields["selection_instances"]:  # added later: runs without a selection set keep their identity
+            del fields["selection_instances"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

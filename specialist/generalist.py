@@ -150,3 +150,48 @@ def filter_records(records: tuple[GeneralistRecord, ...], kind: str) -> tuple[Ge
     if kind == "no-facts":
         return tuple(r for r in records if not asserts_facts(r))
     raise SpecialistError(f"unknown generalist filter {kind!r}", f"use one of {', '.join(GENERALIST_FILTERS)}")
+
+
+class GeneralistSpec(BaseModel):
+    """How much generalist data a specialist trains with, written `RATIO[:FILTER]` ("0", "1.0", "1:no-facts").
+
+    Recipes that compare settings (`build`'s candidates, `experiment`'s grid) parse them here, so one spelling
+    means one thing everywhere."""
+
+    model_config = ConfigDict(frozen=True)
+    ratio: float
+    filter: GeneralistFilter = "none"
+
+    @classmethod
+    def parse(cls, spec: str) -> "GeneralistSpec":
+        ratio, _, kind = str(spec).strip().partition(":")
+        kind = kind or "none"
+        try:
+            value = float(ratio)
+        except ValueError:
+            raise SpecialistError(f"generalist setting {spec!r} is not RATIO or RATIO:FILTER", "e.g. 0,1.0,1.0:no-facts") from None
+        if not 0 <= value <= 100 or kind not in GENERALIST_FILTERS:
+            raise SpecialistError(f"generalist setting {spec!r} is out of range", f"ratios 0-100, filters {', '.join(GENERALIST_FILTERS)}")
+        return cls(ratio=value, filter=kind)
+
+    @property
+    def name(self) -> str:
+        return f"ratio{self.ratio:g}" + ("" if self.filter == "none" else f"-{self.filter}")
+
+    @property
+    def label(self) -> str:
+        """For people: 'specialist only', '+ generalist (ratio 1)', '+ generalist (ratio 1, no-facts)'."""
+        if self.ratio == 0:
+            return "specialist only"
+        return f"+ generalist (ratio {self.ratio:g}{'' if self.filter == 'none' else ', ' + self.filter})"
+
+    def train_options(self) -> dict:
+        """The TrainConfig fields this setting decides."""
+        return {"generalist_ratio": self.ratio, "generalist_count": None, "generalist_filter": self.filter}
+
+
+def parse_specs(specs: list[str]) -> list[GeneralistSpec]:
+    parsed = [GeneralistSpec.parse(s) for s in specs]
+    if len({p.name for p in parsed}) != len(parsed):
+        raise SpecialistError("the same generalist setting is listed twice", "list each ratio/filter once")
+    return parsed

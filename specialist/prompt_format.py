@@ -18,6 +18,13 @@ prompt and response separately, and serving encodes only the prompt, so token bo
 
 The name and version below are stored in every adapter manifest; a change to the rendered text must bump
 the version, and later stages refuse a manifest whose format they do not know.
+
+The format also owns its **stop rule**: a generation ends where the frame would begin a new line of its own
+(`Input:`, `Output:`, `Positive Example`, `Negative Example`, `Now complete`, `Definition:` after a newline), as
+well as at EOS. A model that answers "Negative" and runs on into "\n\nOutput: ..." is scored and served on
+"Negative", whatever the model (base, candidate, champion). Only those markers cut: an answer may span lines.
+Of the 765,131 references in the 790 SuperNI tasks here, 2,469 contain a newline and none contains a marker,
+so the rule never cuts a reference.
 """
 
 from __future__ import annotations
@@ -36,6 +43,16 @@ _DEFINITION = "Definition: "
 _QUERY = "Now complete the following example -\n"
 _INPUT = "Input: "
 _OUTPUT = "Output:"
+_POSITIVE = "Positive Example"
+_QUERY_START = "Now complete"
+
+STOP_RULE_NAME = "frame-markers"
+STOP_RULE_VERSION = 1
+# A newline followed by a piece that opens a line of the frame; the blank-line forms too, so the cut also drops
+# the blank line before the marker. Streams hold back text that could still become one of these, so what a
+# client sees is always the text before the cut.
+_MARKERS = (_INPUT.strip(), _OUTPUT, _POSITIVE, "Negative Example", _QUERY_START, _DEFINITION.strip())
+FRAME_STOPS: tuple[str, ...] = tuple(newlines + marker for marker in _MARKERS for newlines in ("\n\n", "\n"))
 
 
 class Example(BaseModel):
@@ -68,13 +85,42 @@ class TaskPrompt(BaseModel):
 def render_prompt(definition: str, input: str, examples: tuple[Example, ...] | list[Example] = ()) -> str:
     parts = [f"{_DEFINITION}{definition.strip()}\n\n"]
     for i, ex in enumerate(examples, 1):
-        parts.append(f"Positive Example {i} -\n{_INPUT}{ex.input.strip()}\n{_OUTPUT} {ex.output.strip()}\n\n")
+        parts.append(f"{_POSITIVE} {i} -\n{_INPUT}{ex.input.strip()}\n{_OUTPUT} {ex.output.strip()}\n\n")
     if examples:
         parts.append(_QUERY)
     if input.strip():
         parts.append(f"{_INPUT}{input.strip()}\n")
     parts.append(_OUTPUT)
     return "".join(parts)
+
+
+def stop_rule() -> dict[str, str | int]:
+    """The rule's identity, recorded in evaluation reports and gate decisions."""
+    return {"name": STOP_RULE_NAME, "version": STOP_RULE_VERSION, "markers": list(FRAME_STOPS)}
+
+
+def first_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    """Where the earliest of `stops` begins in `text`, or None."""
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(hits) if hits else None
+
+
+def stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of `text` that begins some stop string (it may yet become one): what a
+    stream holds back."""
+    best = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), best, -1):
+            if stop.startswith(text[-k:]):
+                best = k
+                break
+    return best
+
+
+def cut_at_frame(text: str, extra_stops: tuple[str, ...] = ()) -> tuple[str, bool]:
+    """(text before the first frame marker or extra stop string, whether one was found)."""
+    cut = first_stop(text, (*FRAME_STOPS, *extra_stops))
+    return (text, False) if cut is None else (text[:cut], True)
 
 
 def render_response(output: str) -> str:

@@ -4,6 +4,10 @@ The held-out rule lives here and only here: the first `HELD_OUT_INSTANCES` insta
 evaluation set and are never trained on (`split_instances`). Training and evaluation both call it. A task file
 may set `"Held Out Instances": N` (an extension of the upstream format, used for data sent to the service) to
 hold out its first N instead.
+
+The selection rule lives here too: when candidates are compared (`specialist build`), the last answered
+instances of the training pool form a *selection set* that no candidate trains on (`training_pool`), so the
+choice is made on data disjoint from both training and the held-out evaluation set.
 """
 
 from __future__ import annotations
@@ -56,6 +60,23 @@ class SuperNITask(BaseModel):
 def split_instances(task: SuperNITask) -> tuple[tuple[Instance, ...], tuple[Instance, ...]]:
     """(held-out evaluation instances, trainable instances). The only place the held-out rule is applied."""
     return task.instances[: task.held_out], task.instances[task.held_out :]
+
+
+def training_pool(task: SuperNITask, selection: int = 0) -> tuple[tuple[Instance, ...], tuple[Instance, ...]]:
+    """(selection instances, instances training may draw from), both with answers and after the held-out set.
+
+    The selection set is the last `selection` answered instances of the pool: fixed by the task file alone (not
+    by a seed), so every candidate and every seed is compared on the same instances and none trains on them."""
+    _, trainable = split_instances(task)
+    answered = tuple(i for i in trainable if i.has_output)  # nothing to learn from (or score against) an empty answer
+    if selection > len(answered):
+        raise SpecialistError(
+            f"task {task.name} has {len(answered)} answered instances after the {task.held_out} held out, "
+            f"fewer than the {selection} asked for its selection set",
+            f"lower --selection-instances to {len(answered) // 2} or fewer",
+        )
+    cut = len(answered) - selection
+    return answered[cut:], answered[:cut]
 
 
 def task_files(task_dir: Path) -> dict[str, Path]:

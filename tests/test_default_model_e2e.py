@@ -44,3 +44,21 @@ def test_specialist_train_on_the_default_model(tmp_path, capsys):
         adapted = PeftModel.from_pretrained(base, out)
         after = adapted(**ids).logits[0, -1]
     assert not torch.allclose(before, after)
+
+
+def test_the_base_model_is_scored_fairly_under_the_stop_rule(tmp_path, capsys):
+    """The default model names the label and runs on ("Negative\n\nOutput: ..."): cut by the frame's stop rule,
+    it scores above 0, and the report carries the majority-label baseline and intervals."""
+    import json
+
+    out = tmp_path / "eval"
+    args = ["eval", "--base", "--task", SST2, "--task-data", str(SHARED_TASKS), "--eval-instances", "24", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    scores = json.loads((out / "scores.json").read_text())
+    base = scores["models"]["base"]
+    assert base["tasks"][SST2]["exact_match"] > 0 and base["interval"]["low"] <= base["interval"]["value"]
+    assert scores["majority_label"]["labels"][SST2]["of"] > 800  # counted over the training pool, not the 24 scored
+    assert scores["stop_rule"]["name"] == "frame-markers"
+    report = (out / "report.md").read_text()
+    assert "majority label" in report and "Confusion tables" in report

@@ -16,7 +16,7 @@ from specialist.config import MixtureConfig
 from specialist.errors import SpecialistError
 from specialist.generalist import filter_records, load_generalist
 from specialist.prompt_format import TaskPrompt, render_response
-from specialist.superni import load_task, select_tasks, split_instances
+from specialist.superni import load_task, select_tasks, training_pool
 
 GENERALIST = "generalist"
 
@@ -51,14 +51,15 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
     per_task: dict[str, int] = {}
     for name in task_names:
         task = load_task(cfg.task_data, name)
-        _, trainable = split_instances(task)
-        trainable = tuple(i for i in trainable if i.has_output)  # nothing to learn from an empty answer
+        _, trainable = training_pool(task, cfg.selection_instances)
         wanted = len(trainable) if cfg.instances_per_task == "all" else cfg.instances_per_task
         if wanted > len(trainable):
+            reserved = f" and {cfg.selection_instances} reserved for selection" if cfg.selection_instances else ""
             raise SpecialistError(
                 f"task {name} has {len(trainable)} trainable instances (after the first {task.held_out} held out "
-                f"for evaluation), but {wanted} were requested",
-                f"use --instances-per-task {len(trainable)} or fewer, or 'all'",
+                f"for evaluation{reserved}), but {wanted} were requested",
+                f"use --instances-per-task {len(trainable)} or fewer, or 'all'"
+                + (", or fewer --selection-instances" if cfg.selection_instances else ""),
             )
         if wanted == 0:
             raise SpecialistError(f"task {name} has no instances with answers left after the held-out set", "pick another task")

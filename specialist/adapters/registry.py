@@ -127,8 +127,8 @@ class Registry:
                 raise SpecialistError(f"the gate decision in {adapter_dir} is for other weights", "re-run `specialist gate` on this adapter")
             if decision.get("base_model", {}).get("content_sha256") != manifest.base_model.content_sha256:
                 raise SpecialistError(f"the gate decision in {adapter_dir} is for another base model", "re-run `specialist gate`")
-        # The decision scores every model it evaluated (base, candidate, champion): keep the candidate's.
-        scores = next((v for k, v in (decision or {}).get("scores", {}).items() if k not in ("base", "champion")), {})
+        # The decision scores every model it evaluated (candidate, base, champion, majority): keep the candidate's.
+        scores = (decision or {}).get("scores", {}).get("candidate", {})
         with self._transaction() as db:
             version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE task = ?", (task,)).fetchone()[0]
             while (self.root / "adapters" / task / f"v{version}").exists():

@@ -121,3 +121,55 @@ def test_eval_rejects_bad_counts_at_the_command_line(task_dir, tmp_path, capsys)
             main(["eval", "--task-data", str(task_dir), "--task", TOY_TASK, "--base", "--out", str(tmp_path), flag, value])
         assert exit_info.value.code == 2
         assert "out of range" in capsys.readouterr().err
+
+
+class _ScriptedDecoder:
+    """Stands in for `specialist.decoding.Decoder`: every row 'generates' the same scripted text, token by token,
+    and stops as soon as `on_token` says so; it records how many tokens each row was given."""
+
+    def __init__(self, tokenizer, text: str):
+        self.tokenizer = tokenizer
+        self.script = tokenizer(text, add_special_tokens=False)["input_ids"]
+        self.consumed: list[int] = []
+
+    def prefix_len(self, prompt, ids):
+        return 0
+
+    def decode(self, rows, on_token=None):
+        outputs = []
+        for k, _ in enumerate(rows):
+            out = []
+            for token in self.script:
+                out.append(token)
+                if on_token is not None and on_token(k, token):
+                    break
+            self.consumed.append(len(out))
+            outputs.append(out)
+        return outputs
+
+
+def test_generation_ends_by_the_stop_rule_for_every_model(tiny_model_dir):
+    base = resolve_base_model(str(tiny_model_dir))
+    tokenizer = load_tokenizer(base)
+    decoder = _ScriptedDecoder(tokenizer, " NEG\n\nOutput: POS and much more text that follows here")
+    requests = [GenerationRequest("Definition: d\n\nInput: x\nOutput:", a) for a in (BASE_ADAPTER, "a")]
+    assert generate(decoder, requests, 64, progress=False) == ["NEG", "NEG"]
+    script_tokens = len(decoder.script)
+    assert all(n < script_tokens - 5 for n in decoder.consumed), "decoding must stop at the marker, not run to the end"
+    multi = _ScriptedDecoder(tokenizer, " first line\nsecond line")  # a newline inside an answer does not stop it
+    assert generate(multi, requests[:1], 64, progress=False) == ["first line\nsecond line"]
+
+
+def test_run_eval_scores_the_majority_label_of_label_tasks(tiny_model_dir, tiny_adapters, task_dir):
+    from eval.runner import MAJORITY
+
+    base = resolve_base_model(str(tiny_model_dir))
+    bench = superni_benchmark(task_dir, TOY_TASK, limit=8)
+    run = run_eval(base, {"alpha": tiny_adapters["alpha"]}, [bench], include_base=True, progress=False)
+    assert MAJORITY not in run.models and run.label_tasks == [TOY_TASK]
+    assert run.predictions[MAJORITY][TOY_TASK] == [bench.majority.label] * 8
+    expected = 100 * sum(bench.majority.label in i.references for i in bench.instances) / 8
+    assert run.scores[MAJORITY][TOY_TASK]["exact_match"] == expected
+    assert len(run.instance_scores["alpha"][TOY_TASK]["score"]) == 8
+    interval = run.interval("alpha", BASE, confidence=0.9)
+    assert interval.low <= interval.value <= interval.high and interval.instances == 8

@@ -215,9 +215,9 @@ def test_malformed_chat_content_is_422(service, messages):
 def test_streamed_text_never_shows_part_of_a_stop_string(service):
     import json as _json
 
-    from service.engine import _stop_prefix_len
+    from specialist.prompt_format import stop_prefix_len
 
-    assert _stop_prefix_len("Hello\nInp", ("\nInput:",)) == 4 and _stop_prefix_len("Hello", ("\nInput:",)) == 0
+    assert stop_prefix_len("Hello\nInp", ("\nInput:",)) == 4 and stop_prefix_len("Hello", ("\nInput:",)) == 0
     full = service.post("/v1/completions", json={"model": "sentiment", "prompt": "fine", "max_tokens": 8}).json()["choices"][0]["text"]
     stop = full[3:6] if len(full) > 6 else "zzz"
     body = {"model": "sentiment", "prompt": "fine", "max_tokens": 8, "stop": [stop], "stream": True}

@@ -51,7 +51,10 @@ def test_submit_poll_promote_serve(job_service):
     assert r.status_code == 202, r.text
     job, seen = _wait(job_service, r.json()["job_id"])
     assert job["status"] == "promoted", job
-    assert job["result"]["route"]["task"] == "toy" and job["result"]["candidates"][0]["passed"]
+    decision = job["result"]["decision"]
+    assert job["result"]["route"]["task"] == "toy" and decision["gate"]["passed"] and decision["chosen"] == "ratio0"
+    gain = next(c for c in decision["gate"]["checks"] if c["name"] == "beats base model")
+    assert gain["ci_low"] <= gain["value"] <= gain["ci_high"] and gain["instances"] == 8  # intervals reach the job API
     assert {"queued", "preparing", "training", "evaluating", "gating"} & seen
     deadline = time.time() + 5  # the poller picks the route up without a restart
     while time.time() < deadline and "toy" not in job_service.state.router.routes:
@@ -64,8 +67,8 @@ def test_submit_poll_promote_serve(job_service):
 def test_rejected_job_is_not_routed_and_says_why(job_service):
     r = job_service.post("/specialists", json=_request(gate={"min_score": {"score": 100}, "eval_instances": 8}), headers=ADMIN)
     job, _ = _wait(job_service, r.json()["job_id"])
-    assert job["status"] == "rejected" and "no candidate passed" in job["error"]
-    failed = [c["name"] for c in job["result"]["candidates"][0]["checks"] if not c["passed"]]
+    assert job["status"] == "rejected" and "was not promoted" in job["error"]
+    failed = [c["name"] for c in job["result"]["decision"]["gate"]["checks"] if not c["passed"]]
     assert failed == ["mean score >= 100"]
     assert "toy" not in job_service.state.registry.routes()
 

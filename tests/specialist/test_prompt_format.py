@@ -49,3 +49,34 @@ def test_shared_prefix_stops_before_the_instance_input_whatever_it_contains():
     bare = TaskPrompt(definition="Say it.", num_examples=0)
     assert shared_prefix(bare.render("x\nInput: y")) == "Definition: Say it.\n\n"
     assert shared_prefix("a raw prompt") == ""
+
+
+def test_stop_rule_cuts_where_the_frame_would_begin_a_new_line():
+    from specialist.prompt_format import FRAME_STOPS, cut_at_frame, first_stop, stop_rule
+
+    # The base model answers, then runs on into another example of the frame: scored and served on the answer.
+    assert cut_at_frame("Negative\n\nOutput: Positive\n\nInput: more") == ("Negative", True)
+    assert cut_at_frame(" NEG\nInput: a dull film\nOutput: NEG") == (" NEG", True)
+    assert cut_at_frame("POS\n\nPositive Example 3 -\nInput: x") == ("POS", True)
+    for marker in ("Input:", "Output:", "Positive Example", "Negative Example", "Now complete", "Definition:"):
+        assert cut_at_frame(f"yes\n{marker} and on") == ("yes", True)
+    assert set(stop_rule()["markers"]) == set(FRAME_STOPS) and stop_rule()["name"] == "frame-markers"
+    # The client's own stop strings cut too, whichever comes first.
+    assert cut_at_frame("abc STOP def\nInput:", ("STOP",)) == ("abc ", True) and first_stop("abc", ("x",)) is None
+
+
+def test_stop_rule_keeps_multi_line_answers_whole():
+    from specialist.prompt_format import cut_at_frame
+
+    # A multi-line reference (a poem, a list, a paragraph break) is not a new section of the frame: kept.
+    answer = "Roses are red,\nviolets are blue.\n\n- Input: two lines\n- Output of the mill: high\nOutputs: none"
+    assert cut_at_frame(answer) == (answer, False)
+    assert cut_at_frame("Step 1: mix.\nStep 2: bake.\n") == ("Step 1: mix.\nStep 2: bake.\n", False)
+
+
+def test_streams_hold_back_what_may_become_a_frame_marker():
+    from specialist.prompt_format import FRAME_STOPS, stop_prefix_len
+
+    assert stop_prefix_len("NEG\n", FRAME_STOPS) == 1 and stop_prefix_len("NEG\n\n", FRAME_STOPS) == 2
+    assert stop_prefix_len("NEG\nOut", FRAME_STOPS) == 4
+    assert stop_prefix_len("NEG\nOx", FRAME_STOPS) == 0

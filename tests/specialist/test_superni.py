@@ -59,3 +59,17 @@ def test_corrupt_gzip_is_named(tmp_path):
 def test_missing_directory(tmp_path):
     with pytest.raises(SpecialistError, match="does not exist"):
         load_task(tmp_path / "nope", TOY_TASK)
+
+
+def test_the_selection_set_is_the_end_of_the_training_pool(task_dir):
+    from specialist.superni import training_pool
+
+    task = load_task(task_dir, TOY_TASK)
+    selection, pool = training_pool(task, 10)
+    held_out = {i.id for i in split_instances(task)[0]}
+    assert [i.id for i in selection] == [i.id for i in task.instances[-10:]]
+    assert len(pool) == TOY_INSTANCES - HELD_OUT_INSTANCES - 10
+    assert not {i.id for i in selection} & {i.id for i in pool} and not {i.id for i in (*selection, *pool)} & held_out
+    assert training_pool(task, 0) == ((), split_instances(task)[1])
+    with pytest.raises(SpecialistError, match="fewer than the 41 asked for its selection set"):
+        training_pool(task, 41)

@@ -76,3 +76,20 @@ def test_train_or_reuse_refuses_an_adapter_made_with_other_options(train_args, t
     assert train_or_reuse(cfg) == cfg.out  # same options: reused, not retrained
     with pytest.raises(SpecialistError, match="trained with other options"):
         train_or_reuse(cfg.model_copy(update={"seed": 99}))
+
+
+def test_selection_instances_are_never_trained_on(tmp_path, generalist_file):
+    from specialist.superni import training_pool
+    from tests.conftest import write_task
+
+    # Unique inputs, so "trained on" can be told by the text alone.
+    rows = [{"id": f"u-{i}", "input": f"item number {i}", "output": ["yes" if i % 2 else "no"]} for i in range(160)]
+    write_task(tmp_path / "task950_unique.json", "Answer yes or no.", rows, [], "Misc.")
+    cfg = MixtureConfig(task_data=tmp_path, task=["task950_unique"], generalist_data=str(generalist_file),
+                        instances_per_task="all", selection_instances=20)  # fmt: skip
+    trained = {ex.input for ex in build_mixture(cfg).examples}
+    selection, _ = training_pool(load_task(tmp_path, "task950_unique"), 20)
+    assert len(trained) == 160 - HELD_OUT_INSTANCES - 20
+    assert not trained & {i.input for i in selection} and not trained & {r["input"] for r in rows[:HELD_OUT_INSTANCES]}
+    with pytest.raises(SpecialistError, match="and 20 reserved for selection"):
+        build_mixture(cfg.model_copy(update={"instances_per_task": 41}))
