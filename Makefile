@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup model test quickstart bench real-data-check reliability clean
+.PHONY: setup model test quickstart bench real-data-check reliability experiment experiment-small clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,19 @@ real-data-check: model
 # a real server on 127.0.0.1 with the default model; writes RELIABILITY.md. Shorter: RELIABILITY_ARGS="--soak-seconds 60".
 reliability: model
 	$(PY) -m reliability $(RELIABILITY_ARGS)
+
+# The paper's experiment, its three targets (configs/experiment_*.yaml: narrow, broad, knowledge), 3 seeds each.
+# The full grid (8/32/128 instances per task) takes hours on a CPU: run it on a GPU. `experiment-small` runs the
+# same targets with fewer instance counts in under an hour on 2 cores.
+EXPERIMENT_TARGETS := narrow broad knowledge
+experiment: model
+	for target in $(EXPERIMENT_TARGETS); do \
+	  $(SPECIALIST) experiment --config configs/experiment_$$target.yaml --out runs/exp-$$target --no-progress || exit 1; done
+
+experiment-small: model
+	$(SPECIALIST) experiment --config configs/experiment_narrow.yaml --instances-per-task 8,32 --out runs/exp-small-narrow --no-progress
+	$(SPECIALIST) experiment --config configs/experiment_broad.yaml --instances-per-task 8 --out runs/exp-small-broad --no-progress
+	$(SPECIALIST) experiment --config configs/experiment_knowledge.yaml --instances-per-task 8 --out runs/exp-small-knowledge --no-progress
 
 clean:
 	rm -rf $(VENV) runs

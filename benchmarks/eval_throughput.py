@@ -6,7 +6,8 @@ Both score the base model plus two adapters on the held-out instances of a real 
 SmolLM2 default. The naive loop calls `generate` once per instance after `set_adapter` (or with the adapter
 disabled for the base model); ours decodes mixed-adapter batches and computes the task's shared prompt
 prefix (definition + demonstrations) once per adapter (specialist.decoding). Same greedy decoding,
-same `max_new_tokens`. Prints instances/s of each and the ratio, checks the predictions agree, writes JSON
+same `max_new_tokens`, same stop rule (the naive loop passes the frame's markers to `generate(stop_strings=...)`,
+transformers' own way to stop on text). Prints instances/s of each and the ratio, checks the predictions agree, writes JSON
 (benchmarks/results/eval_throughput.json). Without --adapter, two LoRA adapters with random (non-zero)
 weights are made for the run: throughput does not depend on what the weights learned.
 """
@@ -32,6 +33,7 @@ from eval.benchmarks import superni_benchmark  # noqa: E402
 from eval.runner import BASE, max_new_tokens_for, run_eval  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model  # noqa: E402
 from specialist.paths import default_task_data  # noqa: E402
+from specialist.prompt_format import FRAME_STOPS, cut_at_frame  # noqa: E402
 
 TASK = "task363_sst2_polarity_classification"
 
@@ -65,13 +67,16 @@ def naive_loop(base, adapters: dict[str, Path], bench, max_new_tokens: int) -> t
         outputs[name] = []
         for inst in bench.instances:
             ids = tokenizer(bench.prompt.render(inst.input), return_tensors="pt")
+            options = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                           stop_strings=list(FRAME_STOPS), tokenizer=tokenizer)  # fmt: skip
             if name == BASE:
                 with model.disable_adapter():
-                    out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+                    out = model.generate(**ids, **options)
             else:
                 model.set_adapter(name)
-                out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            outputs[name].append(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip())
+                out = model.generate(**ids, **options)
+            text = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+            outputs[name].append(cut_at_frame(text)[0].strip())
     return outputs, time.perf_counter() - started
 
 

@@ -108,6 +108,7 @@ sys.path.insert(0, sys.argv[3])
 from peft import PeftModel
 from specialist.adapters import read_manifest
 from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model
+from specialist.prompt_format import FRAME_STOPS, cut_at_frame
 torch.set_num_threads(int(sys.argv[4]))
 base = resolve_base_model(DEFAULT_BASE_MODEL)
 tok = load_tokenizer(base)
@@ -132,9 +133,11 @@ class Handler(BaseHTTPRequestHandler):
             model.set_adapter(body["task"])
             ids = tok(prompts[body["task"]].render(body["input"]), return_tensors="pt")
             with torch.no_grad():
-                out = model.generate(**ids, max_new_tokens=body["parameters"]["max_new_tokens"], do_sample=False, pad_token_id=tok.pad_token_id)
+                # The same stop rule as ours: transformers' own stop_strings on the frame's markers.
+                out = model.generate(**ids, max_new_tokens=body["parameters"]["max_new_tokens"], do_sample=False, pad_token_id=tok.pad_token_id,
+                                     stop_strings=list(FRAME_STOPS), tokenizer=tok)
         n = out.shape[1] - ids["input_ids"].shape[1]
-        text = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        text = cut_at_frame(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))[0]
         payload = json.dumps({"output": text, "usage": {"completion_tokens": int(n)}}).encode()
         self.send_response(200); self.send_header("content-type", "application/json"); self.end_headers(); self.wfile.write(payload)
 class Server(ThreadingHTTPServer):

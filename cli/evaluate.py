@@ -18,6 +18,7 @@ def add_parsers(sub) -> None:
 
 def _add_eval_parsers(sub) -> None:
     from eval.benchmarks import METRICS
+    from eval.intervals import DEFAULT_CONFIDENCE
     from specialist.superni import HELD_OUT_INSTANCES
 
     ev = sub.add_parser(
@@ -43,7 +44,8 @@ def _add_eval_parsers(sub) -> None:
     ev.add_argument("--eval-instances", type=count(1, HELD_OUT_INSTANCES), default=None,
                     help=f"use only the first N of each task's {HELD_OUT_INSTANCES} held-out instances")  # fmt: skip
     ev.add_argument("--batch-size", type=count(1, 1024), default=16, help="generation batch size (default: 16)")
-    ev.add_argument("--confidence", type=_confidence, default=0.9, help="confidence of the reported intervals, in (0, 1) (default: 0.9)")
+    ev.add_argument("--confidence", type=_confidence, default=DEFAULT_CONFIDENCE,
+                    help=f"confidence of the reported intervals, in (0, 1) (default: {DEFAULT_CONFIDENCE})")  # fmt: skip
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     ev.add_argument("--out", type=Path, help="output folder (required unless `score`)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
@@ -65,7 +67,7 @@ def _add_gate_parser(sub) -> None:
         epilog="example: specialist gate --candidate runs/sst2 --policy configs/gate.yaml",
     )
     gate.add_argument("--candidate", type=Path, required=True, help="adapter directory to judge")
-    gate.add_argument("--policy", type=Path, help="gate policy YAML (default: must beat the base model)")
+    gate.add_argument("--policy", type=Path, help="gate policy YAML (default: must beat the base model, the majority label and the champion)")
     gate.add_argument("--champion", type=Path, help="the task's current champion adapter")
     gate.add_argument("--base-model", default=None, help="base model (default: the candidate manifest's)")
     gate.add_argument("--task-data", type=Path, default=None, help="folder of SuperNI task files")
@@ -79,8 +81,10 @@ def _add_factory_parsers(sub) -> None:
 
     build = sub.add_parser(
         "build",
-        help="train one candidate per generalist setting, evaluate together, gate each, pick the best",
-        description="Decide generalist-augmented vs specialist-only by evidence: --out holds candidates/ and decision.json.",
+        help="train one candidate per generalist setting, choose on a selection set, gate the choice on the held-out set",
+        description="Decide generalist-augmented vs specialist-only by evidence: candidates are compared on a selection "
+        "set none of them trains on, and only the chosen one is gated on the held-out set. --out holds candidates/ and "
+        "decision.json.",
         epilog="example: specialist build --task task363_sst2_polarity_classification --instances-per-task 64 "
         "--candidates 0,1.0 --epochs 2 --out runs/sst2-build",
     )
@@ -89,13 +93,15 @@ def _add_factory_parsers(sub) -> None:
 
     exp = sub.add_parser(
         "experiment",
-        help="the paper's grid: score vs instances per task, with and without generalist data",
-        description="Train the grid, evaluate every adapter with the base model in one pass, and write results.csv, "
-        "results.md and curve.png to --out.",
+        help="the paper's grid: score vs instances per task, with and without generalist data, over seeds",
+        description="Train the grid (instances x generalist settings x seeds), evaluate every adapter with the base model "
+        "in one pass, and write results.csv, results.json, results.md and curve.png (intervals over seeds and "
+        "instances) to --out.",
         epilog="example: specialist experiment --task task363_sst2_polarity_classification --instances-per-task 8,32,128 "
         "--generalist-ratios 0,1 --seeds 1 --epochs 2 --out runs/exp",
     )
-    add_model_flags(exp, ExperimentConfig, required=("out",), exclude=("generalist_ratio", "generalist_count", "seed", "resume"))
+    add_model_flags(exp, ExperimentConfig, required=("out",),
+                    exclude=("generalist_ratio", "generalist_count", "generalist_filter", "seed", "resume", "selection_instances"))
     exp.set_defaults(handler=_experiment)
 
 
@@ -210,13 +216,13 @@ def _build(args: argparse.Namespace) -> int:
     from factory.build import BuildConfig, build_specialist
 
     from eval.gate import checks_table
-    from factory.build import write_summary
+    from factory.build import summarize
 
     decision = build_specialist(model_from_args(BuildConfig, args, "build options"))
     if decision.gate is not None:
         print(f"gate of {decision.selected} on the held-out set:")
         print(checks_table(decision.gate.checks, decision.gate.confidence))
-    print(write_summary(decision))
+    print(summarize(decision))
     return 0 if decision.chosen else 1
 
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, computed_field, model_validator
 
 from specialist.adapters import ADAPTER_WEIGHTS, DECISION_NAME, lora_only_problems, read_manifest
 from specialist.base_models import BaseModelRef
@@ -36,7 +36,7 @@ from specialist.prompt_format import check_supported
 from specialist.superni import HELD_OUT_INSTANCES
 
 from eval.benchmarks import GENERALIST_TASK, Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
-from eval.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, instances_needed
+from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, instances_needed
 from eval.runner import BASE, MAJORITY, EvalRun, run_eval
 
 CANDIDATE, CHAMPION = "candidate", "champion"
@@ -73,7 +73,9 @@ class GatePolicy(StrictModel):
     metric_overrides: dict[str, Metric] = Field(default_factory=dict, description="task -> primary metric")
     retention: RetentionPolicy | None = None
     eval_instances: int | None = Field(None, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances only")
-    confidence: float = Field(0.9, gt=0, lt=1, description="a min_gain check passes when the lower bound of this interval clears it")
+    confidence: float = Field(
+        DEFAULT_CONFIDENCE, gt=0, lt=1, description="a min_gain check passes when the lower bound of this interval clears it"
+    )
     bootstrap_resamples: int = Field(DEFAULT_RESAMPLES, ge=1000, le=100_000, description="bootstrap resamples per interval")
     bootstrap_seed: int = Field(DEFAULT_SEED, description="seed of the bootstrap: the same data gives the same decision")
 
@@ -111,12 +113,17 @@ class GateDecision(BaseModel):
         description="model -> task -> metrics; models: candidate, base, champion, majority (label tasks)"
     )
     policy: dict
-    confidence: float = Field(0.9, description="confidence of every interval in the checks")
     stop_rule: dict = Field(default_factory=dict, description="how every model's generations were ended")
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
+
+    @computed_field
+    @property
+    def confidence(self) -> float:
+        """Of every interval in the checks (the policy's)."""
+        return self.policy.get("confidence", DEFAULT_CONFIDENCE)
 
     def summary(self) -> str:
         """One line: PASS, or why not (an undecided check says so)."""
@@ -172,9 +179,11 @@ def decide(run: EvalRun, candidate: str, policy: GatePolicy, tasks: list[str], c
     options = policy.interval_options()
 
     def interval(model: str, reference: str | None = None, names: list[str] = tasks, metric: str = "score") -> Interval | None:
+        if not names:
+            return None  # nothing was evaluated (an unloadable candidate)
         try:
             return run.interval(model, reference, tasks=names, metric=metric, **options)
-        except (KeyError, ValueError):
+        except KeyError:
             return None  # a missing metric fails the check that needs it
 
     for metric, threshold in policy.min_score.items():
@@ -210,7 +219,7 @@ def _at_least(name: str, interval: Interval | None, threshold: float) -> Check:
         return Check(name=name, passed=False, threshold=threshold, detail="metric missing")
     return Check(
         name=name, passed=interval.value >= threshold, value=interval.value, threshold=threshold, ci_low=interval.low,
-        ci_high=interval.high, instances=interval.instances, detail=f"{round(100 * interval.confidence)}% interval {interval}",
+        ci_high=interval.high, instances=interval.instances, detail="on the observed mean (the interval is reported)",
     )  # fmt: skip
 
 
@@ -225,17 +234,13 @@ def _gain(name: str, gain: Interval | None, min_gain: float, versus: str) -> Che
     # candidate that merely equals its baseline (a gain of exactly 0 everywhere) never passes a 0 threshold.
     if gain.low >= min_gain and gain.value > min_gain:
         return Check(name=name, passed=True, **numbers, detail=f"{observed}: the lower bound clears {min_gain:+g}")
-    if gain.high <= min_gain:
+    if gain.value <= min_gain:  # not observed, so no amount of data would show it
         return Check(name=name, passed=False, **numbers, detail=f"{observed}: not above {min_gain:+g}")
     needed = instances_needed(gain, min_gain)
-    more = (
-        f"about {needed} instances per task (now {gain.instances}) would show the observed gain"
-        if needed
-        else "the observed gain does not clear it, so more instances would not help"
-    )
     return Check(
         name=name, passed=False, undecided=True, **numbers,
-        detail=f"cannot decide: {observed} straddles the threshold {min_gain:+g}; {more}",
+        detail=f"cannot decide: {observed} straddles the threshold {min_gain:+g}; "
+        f"about {needed} instances per task (now {gain.instances}) would show the observed gain",
     )  # fmt: skip
 
 
@@ -289,7 +294,6 @@ def make_decision(
         checks=checks,
         scores=scores,
         policy=policy.model_dump(mode="json"),
-        confidence=policy.confidence,
         stop_rule=stop_rule or {},
     )
 
@@ -311,7 +315,7 @@ def read_decision(adapter_dir: Path) -> GateDecision | None:
     return GateDecision.model_validate(json.loads(path.read_text()))
 
 
-def checks_table(checks: list[Check], confidence: float = 0.9) -> str:
+def checks_table(checks: list[Check], confidence: float = DEFAULT_CONFIDENCE) -> str:
     """The checks for people: every number, and each interval next to the value it bounds."""
     rows = [("check", "result", "value", f"{round(100 * confidence)}% interval", "threshold", "n", "detail")]
     for c in checks:

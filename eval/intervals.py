@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
+DEFAULT_CONFIDENCE = 0.9  # of the gate and of evaluation reports (the experiment reports 95%)
+_CHUNK_NUMBERS = 4_000_000  # resampled scores held at once (32 MB): large sets are resampled in chunks
 
 # Per-instance scores of one model: task -> one score per instance (0..100), instances in benchmark order.
 InstanceScores = Mapping[str, Sequence[float]]
@@ -68,7 +70,10 @@ def bootstrap(
     for task in tasks:
         rows = np.array([run[task] for run in a], dtype=np.float64)  # [seeds, instances]
         if b is not None:
-            rows = rows - np.array([run[task] for run in b], dtype=np.float64)
+            other = np.array([run[task] for run in b], dtype=np.float64)
+            if other.shape != rows.shape:
+                raise ValueError(f"task {task}: the two sides score {rows.shape[-1]} and {other.shape[-1]} instances; pairs need the same")
+            rows = rows - other
         if rows.ndim != 2 or rows.shape[1] == 0:
             raise ValueError(f"task {task}: every seed needs the same, non-empty list of instance scores")
         diffs[task] = rows
@@ -80,9 +85,13 @@ def bootstrap(
     total = np.zeros(resamples)
     for task in tasks:
         d = diffs[task]
-        draw = rng.integers(0, d.shape[1], size=(resamples, d.shape[1]))
-        per_seed = d[:, draw].mean(axis=-1)  # [seeds, resamples]: each seed's mean over the drawn instances
-        total += per_seed[seed_draw, np.arange(resamples)[:, None]].mean(axis=-1)
+        n = d.shape[1]
+        step = max(1, _CHUNK_NUMBERS // (n * seeds))
+        for start in range(0, resamples, step):
+            stop = min(resamples, start + step)
+            draw = rng.integers(0, n, size=(stop - start, n))
+            per_seed = d[:, draw].mean(axis=-1)  # [seeds, chunk]: each seed's mean over the drawn instances
+            total[start:stop] += per_seed[seed_draw[start:stop], np.arange(stop - start)[:, None]].mean(axis=-1)
     total /= len(tasks)
     low, high = np.quantile(total, [(1 - confidence) / 2, (1 + confidence) / 2])
     return Interval(

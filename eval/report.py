@@ -10,12 +10,12 @@ import json
 from pathlib import Path
 
 from eval.benchmarks import METRICS, Benchmark
+from eval.intervals import DEFAULT_CONFIDENCE
 from eval.metrics import METRIC_FUNCTIONS, best_over_references, normalize_answer
 from eval.official import write_official_files
 from eval.runner import BASE, MAJORITY, EvalRun
 
 WRONG_SAMPLES = 5
-DEFAULT_CONFIDENCE = 0.9
 OTHER = "other"
 
 
@@ -33,10 +33,12 @@ def scores_dict(run: EvalRun, confidence: float = DEFAULT_CONFIDENCE) -> dict:
             "task_intervals": {t: ci(name, names=[t]) for t in names},
             "delta_vs_base": None,
             "delta_vs_base_interval": None,
+            "task_delta_intervals": None,
         }
         if has_base and name != BASE:
             entry["delta_vs_base"] = {t: round(run.scores[name][t]["score"] - run.scores[BASE][t]["score"], 4) for t in names}
             entry["delta_vs_base_interval"] = ci(name, BASE, names)
+            entry["task_delta_intervals"] = {t: ci(name, BASE, [t]) for t in names}
         return entry
 
     majority = None
@@ -110,7 +112,7 @@ def markdown(run: EvalRun, scores: dict) -> str:
         lines += ["", f"## Change against the base model ({pct}% paired bootstrap intervals)", ""]
         lines += ["| task | " + " | ".join(others) + " |", "|---|" + "---:|" * len(others)]
         for bench in run.benchmarks:
-            cells = [_ci(run.interval(n, BASE, tasks=[bench.name], confidence=scores["confidence"]).model_dump(), signed=True) for n in others]
+            cells = [_ci(scores["models"][n]["task_delta_intervals"][bench.name], signed=True) for n in others]
             lines.append(f"| {bench.name} | " + " | ".join(cells) + " |")
         lines.append("| **mean** | " + " | ".join(f"**{_ci(scores['models'][n]['delta_vs_base_interval'], signed=True)}**" for n in others) + " |")
     lines += ["", "Both metrics, mean over tasks:", "", "| model | exact match | ROUGE-L |", "|---|---:|---:|"]
@@ -183,10 +185,12 @@ def plot_scores(run: EvalRun, scores: dict, path: Path) -> None:
         ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
     majority = scores["majority_label"]
     if majority:
+        label = "majority label"
         for i, bench in enumerate(run.benchmarks):
             if bench.name in majority["task_intervals"]:
                 value = majority["task_intervals"][bench.name]["value"]
-                ax.hlines(value, i - 0.45, i + 0.45, colors="black", linestyles="dotted", label="majority label" if i == 0 else None)
+                ax.hlines(value, i - 0.45, i + 0.45, colors="black", linestyles="dotted", label=label)
+                label = None  # one legend entry
     ax.set_xticks(range(len(tasks)), [t if len(t) <= 28 else t[:27] + "…" for t in tasks], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("score (primary metric, ×100)")
     ax.set_ylim(0, 110)

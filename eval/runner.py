@@ -18,7 +18,7 @@ from specialist.prompt_format import TaskPrompt, check_supported, fit_prompt, st
 
 from eval.benchmarks import METRICS, BenchInstance, Benchmark
 from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decoder
-from eval.intervals import DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap
+from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap
 from eval.metrics import instance_scores, mean_score
 
 BASE = "base"  # how the bare base model is named in results
@@ -69,7 +69,7 @@ class EvalRun:
         *,
         tasks: list[str] | None = None,
         metric: str = "score",
-        confidence: float = 0.9,
+        confidence: float = DEFAULT_CONFIDENCE,
         resamples: int = DEFAULT_RESAMPLES,
         seed: int = DEFAULT_SEED,
     ) -> Interval:
@@ -115,8 +115,9 @@ def run_eval(
 ) -> EvalRun:
     if not adapters and not include_base:
         raise SpecialistError("nothing to evaluate", "pass --adapter DIR and/or --base")
-    if BASE in adapters:
-        raise SpecialistError(f"{BASE!r} is reserved for the base model", "rename that adapter")
+    for reserved, what in ((BASE, "the base model"), (MAJORITY, "the majority-label baseline")):
+        if reserved in adapters:
+            raise SpecialistError(f"{reserved!r} is reserved for {what}", "rename that adapter (--adapter NAME=DIR)")
     manifests = {name: read_manifest(path) for name, path in adapters.items()}
     for name, manifest in manifests.items():
         check_adapter_base(name, manifest, base)

@@ -22,9 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, computed_field, field_validator
+from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
-from specialist.adapters import read_manifest
+from specialist.adapters import DECISION_NAME, read_manifest
 from specialist.base_models import resolve_base_model
 from specialist.config import StrictModel, TrainConfig
 from specialist.errors import SpecialistError
@@ -51,7 +51,7 @@ class BuildSettings(StrictModel):
     selection_instances: int = Field(
         50, ge=1, le=10_000, description="instances per task, kept out of training, on which candidates are compared (several candidates only)"
     )
-    policy: Path | None = Field(None, description="gate policy YAML (default: must beat the base model and the majority label)")
+    policy: Path | None = Field(None, description="gate policy YAML (default: must beat the base model, the majority label and the champion)")
     champion: Path | None = Field(None, description="current champion adapter to beat")
 
     @field_validator("candidates", mode="before")
@@ -64,8 +64,21 @@ class BuildSettings(StrictModel):
         return parse_specs(AUTO_CANDIDATES if self.generalist_policy == "auto" else self.candidates)
 
 
+def selection_size(candidates: int, requested: int) -> int:
+    """Instances per task kept out of training to choose between candidates: none when there is one candidate."""
+    return requested if candidates > 1 else 0
+
+
 class BuildConfig(BuildSettings, TrainConfig):
     """`specialist build`: train flags plus candidates and gate."""
+
+    @model_validator(mode="after")
+    def _candidates_decide(self):
+        # Each candidate sets these itself: a value given for them would be silently replaced, so it is refused.
+        given = sorted(self.model_fields_set & {"generalist_ratio", "generalist_count", "generalist_filter"})
+        if given:
+            raise ValueError(f"{given[0]} is set per candidate: use candidates (e.g. 0,1.0,1.0:no-facts)")
+        return self
 
 
 class CandidateResult(BaseModel):
@@ -120,7 +133,7 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
     specs = cfg.specs()
     policy = load_policy(cfg.policy)
     base = resolve_base_model(cfg.base_model)
-    selection = cfg.selection_instances if len(specs) > 1 else 0
+    selection = selection_size(len(specs), cfg.selection_instances)
     # Check what the gate needs before hours of training, not after.
     if cfg.champion is not None:
         bad = [c for c in structural_checks(cfg.champion, base) if not c.passed]
@@ -165,6 +178,9 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
     else:  # the gate reports an unusable candidate's problems itself
         selected, reason = candidates[0], "a single candidate: nothing to choose"
 
+    for c in candidates:  # a reused candidate may hold a decision from an earlier build: only the selected one is gated
+        if selected is None or c.name != selected.name:
+            (Path(c.adapter) / DECISION_NAME).unlink(missing_ok=True)
     gate = None
     if selected is not None:
         emit("gating", {"set": "held-out", "candidate": selected.name})
@@ -209,7 +225,7 @@ def _select(candidates: list[CandidateResult], run, tasks: list[str], options: d
     return chosen, f"{why} ({kind}; selection set: {ranking})"
 
 
-def write_summary(decision: BuildDecision) -> str:
+def summarize(decision: BuildDecision) -> str:
     """For people: one line per candidate, then the choice."""
     lines = []
     for c in decision.candidates:

@@ -5,7 +5,8 @@
 Trains one adapter per (instances per task, generalist setting, seed), scores all of them with the base model
 in one evaluation pass on the target's held-out instances, and writes:
 - results.csv: every score (cell, seed, task);
-- results.json: per cell the mean over seeds with a 95% interval, the paired change against specialist-only,
+- results.json: per cell the mean over seeds with its interval (`confidence`, default 95%), the paired change
+  against specialist-only,
   and the wall time of each cell's training;
 - results.md and curve.png (mean over tasks vs instances per task, one line per setting, interval bars).
 
@@ -21,7 +22,7 @@ import csv
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from specialist.adapters import read_manifest
 from specialist.base_models import resolve_base_model
@@ -62,6 +63,16 @@ class GridSettings(StrictModel):
 
 class ExperimentConfig(GridSettings, TrainConfig):
     """`specialist experiment`: the grid plus the train flags shared by every cell."""
+
+    @model_validator(mode="after")
+    def _grid_decides(self):
+        # The grid sets these per cell: a value given for them would be silently replaced, so it is refused.
+        owned = {"generalist_ratio": "generalist_ratios", "generalist_count": "generalist_ratios", "seed": "seeds",
+                 "generalist_filter": "generalist_ratios (e.g. 1:no-facts)", "selection_instances": "nothing (no selection here)"}  # fmt: skip
+        given = sorted(self.model_fields_set & set(owned))
+        if given:
+            raise ValueError(f"{given[0]} is set per cell by the grid: use {owned[given[0]]}")
+        return self
 
 
 class CellResult(BaseModel):

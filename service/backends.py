@@ -9,6 +9,7 @@ after its answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -165,25 +166,27 @@ class TGIBackend:
         client = self.clients[next(self._next)]
         text, pending, tokens, reason, cut = "", "", 0, "stop", False
         try:
-            async for chunk in await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params)):
-                if chunk.token.special:
-                    continue
-                tokens += 1
-                # TGI includes a stop string in its text, and knows nothing of the frame's stop rule: cut both here.
-                # Text that may still grow into a stop is held back, as the local engine does.
-                pending += chunk.token.text
-                whole, cut = cut_at_frame(text + pending, params.stop)
-                if cut:
-                    if len(whole) > len(text):
-                        yield whole[len(text) :]
-                    text, reason = whole, "stop"
-                    break  # closing the stream ends the engine's generation
-                safe = len(pending) - min(len(pending), stop_prefix_len(text + pending, (*params.stop, *FRAME_STOPS)))
-                if safe > 0:
-                    yield pending[:safe]
-                    text, pending = text + pending[:safe], pending[safe:]
-                if chunk.details is not None:
-                    reason = "length" if str(chunk.details.finish_reason).endswith("length") else "stop"
+            chunks = await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params))
+            async with contextlib.aclosing(chunks):  # leaving early (at a stop) closes the engine's stream
+                async for chunk in chunks:
+                    if chunk.token.special:
+                        continue
+                    tokens += 1
+                    # TGI includes a stop string in its text, and knows nothing of the frame's stop rule: cut both here.
+                    # Text that may still grow into a stop is held back, as the local engine does.
+                    pending += chunk.token.text
+                    whole, cut = cut_at_frame(text + pending, params.stop)
+                    if cut:
+                        if len(whole) > len(text):
+                            yield whole[len(text) :]
+                        text, reason = whole, "stop"
+                        break
+                    safe = len(pending) - min(len(pending), stop_prefix_len(text + pending, (*params.stop, *FRAME_STOPS)))
+                    if safe > 0:
+                        yield pending[:safe]
+                        text, pending = text + pending[:safe], pending[safe:]
+                    if chunk.details is not None:
+                        reason = "length" if str(chunk.details.finish_reason).endswith("length") else "stop"
         except Exception as e:  # noqa: BLE001
             raise EngineError(e) from None
         if pending and not cut:  # the stream ended on text that never became a stop: it is part of the answer

@@ -72,7 +72,7 @@ class SpecialistClient:
             lines.append(f"  {cand['name']}: {shown}{' <- selected' if cand['name'] == decision.get('selected') else ''}".rstrip())
         gate = decision.get("gate") or {}
         if gate:
-            lines.append(f"gate on the held-out set ({round(100 * gate.get('confidence', 0.9))}% intervals):")
+            lines.append(f"gate on the held-out set ({round(100 * gate['confidence'])}% intervals):")
         for check in gate.get("checks", []):
             verdict = "PASS" if check["passed"] else "UNDECIDED" if check.get("undecided") else "FAIL"
             value = "" if check.get("value") is None else f" {check['value']:g}"

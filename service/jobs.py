@@ -467,7 +467,7 @@ def _inline_data(request: SpecialistRequest, home: Path) -> tuple[list[InlineIns
     return data[: request.held_out], data[request.held_out :]
 
 
-def candidate_settings(request: SpecialistRequest, specialist_n: int) -> list[str]:
+def candidate_settings(request: SpecialistRequest, pool_size: int) -> list[str]:
     """The generalist settings (`RATIO[:FILTER]`) a request's job trains as candidates."""
     from factory.build import AUTO_CANDIDATES
 
@@ -476,13 +476,17 @@ def candidate_settings(request: SpecialistRequest, specialist_n: int) -> list[st
         return list(AUTO_CANDIDATES)
     if generalist == "none":
         return ["0"]
-    ratio = generalist.ratio if isinstance(generalist, Ratio) else generalist.count / max(1, specialist_n)
-    return [f"{ratio:g}"]
+    if isinstance(generalist, Ratio):
+        return [f"{generalist.ratio:g}"]
+    # A count of generalist records, as a ratio of the specialist examples (one candidate: no selection set).
+    examples = pool_size if request.instances_per_task == "all" else request.instances_per_task
+    return [f"{generalist.count / max(1, examples):g}"]
 
 
 def validate_request(request: SpecialistRequest, config, home: Path) -> None:
     """Everything checkable before queueing: the data exists and is large enough, the gate is only tightened."""
-    from specialist.superni import load_task, resolve_task_file, split_instances
+    from factory.build import selection_size
+    from specialist.superni import load_task, resolve_task_file, split_instances, training_pool
 
     wanted = request.instances_per_task
     if request.superni_task is not None:
@@ -491,14 +495,14 @@ def validate_request(request: SpecialistRequest, config, home: Path) -> None:
         except SpecialistError as e:
             raise RequestRejected(404, str(e)) from None
         task = load_task(config.task_data, request.superni_task)  # a malformed file: SpecialistError, a 422
-        held_out, trainable = split_instances(task)
-        trainable = [i for i in trainable if i.has_output]
+        held_out, _ = split_instances(task)
+        _, trainable = training_pool(task)
     else:
         held_out, trainable = _inline_data(request, home)
     if not held_out:
         raise RequestRejected(422, "no evaluation instances: send more instances, lower held_out or give eval_instances")
     # Several candidates are compared on a selection set that none of them trains on (factory.build).
-    selection = request.selection_instances if len(candidate_settings(request, len(trainable))) > 1 else 0
+    selection = selection_size(len(candidate_settings(request, len(trainable))), request.selection_instances)
     left = len(trainable) - selection
     if left < 1 or (wanted != "all" and wanted > left):
         reserved = f" and {selection} kept to choose between candidates (selection_instances)" if selection else ""
@@ -534,12 +538,12 @@ def job_policy(request: SpecialistRequest, config):
 
 
 def materialize_task(request: SpecialistRequest, config, job_dir: Path) -> tuple[Path, str, int]:
-    """(task-data folder, task name, training instance count): SuperNI tasks are used in place; inline and
+    """(task-data folder, task name, answered training instances): SuperNI tasks are used in place; inline and
     uploaded data become a task file in the upstream format whose first instances are the evaluation set."""
-    from specialist.superni import HELD_OUT_KEY, load_task, split_instances
+    from specialist.superni import HELD_OUT_KEY, load_task, training_pool
 
     if request.superni_task is not None:
-        _, trainable = split_instances(load_task(config.task_data, request.superni_task))
+        _, trainable = training_pool(load_task(config.task_data, request.superni_task))
         return Path(config.task_data), request.superni_task, len(trainable)
     held_out, trainable = _inline_data(request, job_dir.parent.parent)
     rows = [{"id": f"{request.task}-{n}", "input": i.input, "output": i.references()} for n, i in enumerate([*held_out, *trainable])]

@@ -73,7 +73,7 @@ def training_pool(task: SuperNITask, selection: int = 0) -> tuple[tuple[Instance
         raise SpecialistError(
             f"task {task.name} has {len(answered)} answered instances after the {task.held_out} held out, "
             f"fewer than the {selection} asked for its selection set",
-            f"lower --selection-instances to {len(answered) // 2} or fewer",
+            "ask for a smaller selection set (selection_instances), or compare a single candidate (no selection set)",
         )
     cut = len(answered) - selection
     return answered[cut:], answered[:cut]

@@ -45,7 +45,10 @@ def test_mean_over_tasks_and_seeded_reproducibility():
     one = bootstrap(scores, confidence=0.9, seed=7)
     assert one.value == 75.0 and one.tasks == 2 and one.instances == 4
     assert bootstrap(scores, confidence=0.9, seed=7) == one
-    assert bootstrap(scores, confidence=0.9, seed=8).value == one.value
+    rng = random.Random(1)
+    noisy = [{"t": [rng.uniform(0, 100) for _ in range(100)]}]
+    a, b = bootstrap(noisy, confidence=0.9, seed=7), bootstrap(noisy, confidence=0.9, seed=8)
+    assert a == bootstrap(noisy, confidence=0.9, seed=7) and a.value == b.value and (a.low, a.high) != (b.low, b.high)
 
 
 def test_seeds_are_resampled_as_whole_runs():
@@ -61,6 +64,19 @@ def test_instances_needed_for_an_observed_gain():
     interval = Interval(value=2.0, low=-1.0, high=5.0, confidence=0.9, instances=100, tasks=1)
     assert instances_needed(interval, 0.0) == 225  # (3 / 2)^2 x 100: the half-width must shrink to the gain
     assert instances_needed(interval, 2.5) is None  # the observed gain does not clear the threshold
+
+
+def test_pairs_must_score_the_same_instances():
+    with pytest.raises(ValueError, match="score 50 and 1 instances"):
+        bootstrap([{"t": [100.0] * 50}], [{"t": [0.0]}], confidence=0.9)
+
+
+def test_large_sets_are_resampled_in_chunks_with_the_same_statistics():
+    rng = random.Random(2)
+    big = [{"t": [100.0 * (rng.random() < 0.4) for _ in range(5000)]}]
+    interval = bootstrap(big, confidence=0.9, resamples=2000)  # 10M resampled scores: several chunks
+    half = 1.6449 * math.sqrt(0.24 / 5000) * 100
+    assert (interval.high - interval.low) / 2 == pytest.approx(half, rel=0.12)
 
 
 def test_bad_arguments_are_refused():

@@ -109,3 +109,21 @@ def test_experiment_writes_csv_json_markdown_and_curve_with_intervals(tiny_model
     assert "| 4 |" in md and "| 8 |" in md and "95% interval" in md and "− specialist only" in md
     assert (out / "curve.png").stat().st_size > 5000
     assert len(list((out / "adapters").iterdir())) == 12
+
+
+def test_options_the_recipe_sets_itself_are_refused_not_ignored(tmp_path):
+    import pytest
+
+    from factory.build import BuildConfig
+    from factory.experiment import ExperimentConfig
+    from specialist.config import validate_config
+    from specialist.errors import SpecialistError
+
+    with pytest.raises(SpecialistError, match="seed is set per cell by the grid: use seeds"):
+        validate_config(ExperimentConfig, {"out": tmp_path, "task": ["t"], "seed": 3}, "experiment options")
+    with pytest.raises(SpecialistError, match="generalist_filter is set per cell"):
+        validate_config(ExperimentConfig, {"out": tmp_path, "task": ["t"], "generalist_filter": "no-facts"}, "experiment options")
+    with pytest.raises(SpecialistError, match="generalist_ratio is set per candidate: use candidates"):
+        validate_config(BuildConfig, {"out": tmp_path, "task": ["t"], "generalist_ratio": 1.0}, "build options")
+    with pytest.raises(SpecialistError, match="confidence"):
+        validate_config(ExperimentConfig, {"out": tmp_path, "task": ["t"], "confidence": 1.0}, "experiment options")
