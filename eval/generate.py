@@ -57,7 +57,7 @@ def generate(decoder: Decoder, requests: list[GenerationRequest], max_new_tokens
             return cut_at_frame(tokenizer.decode(so_far[row][-_STOP_WINDOW:], skip_special_tokens=True))[1]
 
         for i, ids in zip(batch, decoder.decode([rows[i] for i in batch], at_frame_marker)):
-            outputs[i] = cut_at_frame(tokenizer.decode(ids, skip_special_tokens=True))[0].strip()
+            outputs[i] = cut_at_frame(tokenizer.decode(ids, skip_special_tokens=True), final=True)[0].strip()
         bar.update(len(batch))
     bar.close()
     return outputs

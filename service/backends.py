@@ -75,7 +75,8 @@ class LocalBackend:
             adapter=served.engine_name,
             max_new_tokens=params.max_new_tokens,
             sampling=params.sampling,
-            stop=(*params.stop, *FRAME_STOPS),
+            stop=params.stop,
+            end_markers=FRAME_STOPS,
             on_text=on_text,
         )
 
@@ -158,7 +159,7 @@ class TGIBackend:
             out = await client.text_generation(prompt, details=True, **self._kwargs(served, params))
         except Exception as e:  # noqa: BLE001 - the engine's failure, reported as such (not as our bug)
             raise EngineError(e) from None
-        text, cut = cut_at_frame(out.generated_text, params.stop)
+        text, cut = cut_at_frame(out.generated_text, params.stop, final=True)
         reason = "length" if not cut and str(out.details.finish_reason).endswith("length") else "stop"
         return Generation(text, self.count_tokens(prompt), out.details.generated_tokens, reason)
 
@@ -189,9 +190,11 @@ class TGIBackend:
                         reason = "length" if str(chunk.details.finish_reason).endswith("length") else "stop"
         except Exception as e:  # noqa: BLE001
             raise EngineError(e) from None
-        if pending and not cut:  # the stream ended on text that never became a stop: it is part of the answer
-            yield pending
-            text += pending
+        if pending and not cut:  # held back at the end: part of the answer, unless it begins a frame marker
+            pending = cut_at_frame(text + pending, final=True)[0][len(text) :]
+            if pending:
+                yield pending
+                text += pending
         yield Generation(text, self.count_tokens(prompt), tokens, reason)
 
     def close(self) -> None:

@@ -63,7 +63,10 @@ class GenRequest:
     adapter: str
     max_new_tokens: int
     sampling: Sampling = Sampling()
-    stop: tuple[str, ...] = ()
+    stop: tuple[str, ...] = ()  # the client's stop strings
+    # The prompt format's end markers (`FRAME_STOPS`): they stop a row like stop strings, and a partial one left
+    # at the end of a generation that ran out of tokens is dropped (the model had begun a new line of the frame).
+    end_markers: tuple[str, ...] = ()
     prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see specialist.decoding)
     on_text: Callable[[str, int], None] | None = None  # (new text piece, token id) as tokens arrive
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client is gone
@@ -90,12 +93,13 @@ class _Stream:
         self.text = ""
         self.emitted = 0  # characters already streamed
         self.stopped = False  # ended by a stop string
+        self.stops = (*request.stop, *request.end_markers)
 
     def on_token(self, token: int) -> bool:
         """Record a new token; True when the request is finished (a stop string, or its client left)."""
         self.ids.append(token)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = first_stop(text, self.request.stop)
+        cut = first_stop(text, self.stops)
         if cut is not None:
             text, self.stopped = text[:cut], True
         self.text = text
@@ -108,7 +112,7 @@ class _Stream:
             # Hold back what might still change: a partly decoded character, or the start of a stop string.
             if self.text.endswith("\ufffd"):
                 return
-            end -= stop_prefix_len(self.text, self.request.stop)
+            end -= stop_prefix_len(self.text, self.stops)
         piece = self.text[self.emitted : end]
         if piece:
             self.emitted = end
@@ -120,6 +124,8 @@ class _Stream:
 
     def finish(self) -> Generation:
         """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
+        if not self.stopped:  # a partial end marker at the very end is the frame beginning again: not the answer
+            self.text = self.text[: len(self.text) - stop_prefix_len(self.text, self.request.end_markers)]
         self._emit(-1, final=True)
         r = self.request
         reason = "length" if not self.stopped and len(self.ids) >= r.max_new_tokens else "stop"  # else EOS or stop

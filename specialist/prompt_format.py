@@ -118,10 +118,16 @@ def stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
     return best
 
 
-def cut_at_frame(text: str, extra_stops: tuple[str, ...] = ()) -> tuple[str, bool]:
-    """(text before the first frame marker or extra stop string, whether one was found)."""
+def cut_at_frame(text: str, extra_stops: tuple[str, ...] = (), final: bool = False) -> tuple[str, bool]:
+    """(text before the first frame marker or extra stop string, whether one was found).
+
+    `final`: the generation is over (its token budget ran out), so a tail that begins a frame marker -- the
+    model had started "\n\nInput" when the budget ended -- is dropped too. Only the frame's own markers are
+    dropped that way; a partial client stop string is text like any other."""
     cut = first_stop(text, (*FRAME_STOPS, *extra_stops))
-    return (text, False) if cut is None else (text[:cut], True)
+    if cut is not None:
+        return text[:cut], True
+    return (text[: len(text) - stop_prefix_len(text, FRAME_STOPS)] if final else text), False
 
 
 def render_response(output: str) -> str:

@@ -173,3 +173,9 @@ def test_run_eval_scores_the_majority_label_of_label_tasks(tiny_model_dir, tiny_
     assert len(run.instance_scores["alpha"][TOY_TASK]["score"]) == 8
     interval = run.interval("alpha", BASE, confidence=0.9)
     assert interval.low <= interval.value <= interval.high and interval.instances == 8
+
+
+def test_a_marker_cut_off_by_the_token_budget_is_not_scored(tiny_model_dir):
+    tokenizer = load_tokenizer(resolve_base_model(str(tiny_model_dir)))
+    decoder = _ScriptedDecoder(tokenizer, " NEG\n\nInput")  # the budget ran out before the marker's ':'
+    assert generate(decoder, [GenerationRequest("Definition: d\n\nOutput:", BASE_ADAPTER)], 64, progress=False) == ["NEG"]

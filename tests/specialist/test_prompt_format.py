@@ -80,3 +80,15 @@ def test_streams_hold_back_what_may_become_a_frame_marker():
     assert stop_prefix_len("NEG\n", FRAME_STOPS) == 1 and stop_prefix_len("NEG\n\n", FRAME_STOPS) == 2
     assert stop_prefix_len("NEG\nOut", FRAME_STOPS) == 4
     assert stop_prefix_len("NEG\nOx", FRAME_STOPS) == 0
+
+
+def test_a_marker_begun_when_the_budget_ran_out_is_dropped_at_the_end():
+    from specialist.prompt_format import cut_at_frame
+
+    # max_new_tokens ended the row inside "\n\nInput:": the frame had begun again, so it is not the answer.
+    for text in ("NEG\n\nInput", "NEG\n\nIn", "NEG\n", "NEG\nPositive Ex"):
+        assert cut_at_frame(text, final=True) == ("NEG", False)
+        assert cut_at_frame(text) == (text, False)  # mid-generation: it may still become something else
+    for text in ("two\nlines", "ends with Out", "NEG\n\nInputs are"):
+        assert cut_at_frame(text, final=True) == (text, False)
+    assert cut_at_frame("NEG STO", ("STOP",), final=True) == ("NEG STO", False)  # a client's partial stop is text
