@@ -33,7 +33,7 @@ from specialist.superni import HELD_OUT_INSTANCES, select_tasks
 
 from eval.benchmarks import superni_benchmark
 from eval.intervals import DEFAULT_RESAMPLES, Interval, bootstrap
-from eval.runner import BASE, EvalRun, run_eval
+from eval.runner import BASE, MAJORITY, EvalRun, run_eval
 from training.recipe import train_or_reuse
 
 
@@ -92,6 +92,7 @@ class ExperimentResult(BaseModel):
     metrics: dict[str, str] = Field(description="task -> primary metric")
     base_model: str
     base: Interval
+    majority_label: Interval | None = Field(None, description="when every task is a label task: always answering its majority label")
     cells: list[CellResult]
     seeds: list[int]
     eval_instances: int
@@ -164,6 +165,7 @@ def summarize(run: EvalRun, cfg: ExperimentConfig, specs: list[GeneralistSpec], 
         metrics={b.name: b.metric for b in run.benchmarks},
         base_model=run.base_model,
         base=run.interval(BASE, tasks=tasks, confidence=cfg.confidence),
+        majority_label=run.interval(MAJORITY, tasks=tasks, confidence=cfg.confidence) if run.label_tasks == tasks else None,
         cells=cells,
         seeds=cfg.seeds,
         eval_instances=cfg.eval_instances,
@@ -200,7 +202,9 @@ def markdown(result: ExperimentResult) -> str:
     lines = [
         f"Mean primary score over {task_text}, first {result.eval_instances} held-out instances each, on {result.base_model}; "
         f"mean over seeds {', '.join(map(str, result.seeds))} with its {pct}% interval (bootstrap over seeds and instances). "
-        f"Base model: {result.base}. Generations end by the stop rule {result.stop_rule['name']} v{result.stop_rule['version']}.",
+        f"Base model: {result.base}."
+        + (f" Majority label: {result.majority_label}." if result.majority_label else "")
+        + f" Generations end by the stop rule {result.stop_rule['name']} v{result.stop_rule['version']}.",
         "",
     ]
     deltas = [s for s in settings if any(c.setting == s and c.versus_specialist_only for c in result.cells)]
@@ -235,6 +239,8 @@ def plot_curve(result: ExperimentResult, path: Path) -> None:
         errs = [[c.score.value - c.score.low for c in cells], [c.score.high - c.score.value for c in cells]]
         ax.errorbar(ns, means, yerr=errs, marker="o", capsize=3, label=cells[0].label)
     ax.axhline(result.base.value, color="gray", linestyle="--", label="base model")
+    if result.majority_label:
+        ax.axhline(result.majority_label.value, color="black", linestyle=":", label="majority label")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted({c.instances_per_task for c in result.cells}), [str(n) for n in sorted({c.instances_per_task for c in result.cells})])
     ax.set_xlabel("training instances per task")

@@ -101,6 +101,7 @@ def test_experiment_writes_csv_json_markdown_and_curve_with_intervals(tiny_model
     assert {r["task"] for r in rows} == {TOY_TASK, TOY_TASK_2}
     result = json.loads((out / "results.json").read_text())
     assert len(result["cells"]) == 6 and result["seeds"] == [1, 2] and result["stop_rule"]["name"] == "frame-markers"
+    assert result["majority_label"]["tasks"] == 2  # both toy tasks are label tasks
     for cell in result["cells"]:
         assert cell["score"]["seeds"] == 2 and cell["score"]["low"] <= cell["score"]["value"] <= cell["score"]["high"]
         assert set(cell["train_wall_seconds"]) == {"1", "2"}
