@@ -118,13 +118,13 @@ def test_registry_cli(tiny_adapters, tmp_path, monkeypatch, capsys):
 
 
 def test_registered_versions_keep_the_candidates_gate_scores(registry, tiny_adapters, tmp_path):
-    from eval.gate import GatePolicy, make_decision, save_decision
+    from eval.gate import CANDIDATE, GatePolicy, make_decision, save_decision
     from specialist.adapters import read_manifest
     from specialist.base_models import resolve_base_model
 
     a = tmp_path / "a"
     shutil.copytree(tiny_adapters["alpha"], a)
     base = resolve_base_model(read_manifest(a).base_model.id)
-    scores = {"base": {"t": {"score": 1.0}}, "ratio0": {"t": {"score": 42.0}}}  # as `specialist build` names them
+    scores = {"base": {"t": {"score": 1.0}}, CANDIDATE: {"t": {"score": 42.0}}}  # the gate names the model it gates
     save_decision(a, make_decision(a, [], base, GatePolicy(), scores))
     assert registry.add(a, "t").scores == {"t": {"score": 42.0}}
