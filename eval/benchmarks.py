@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from specialist.errors import SpecialistError
+from specialist.jsonl import iter_lines
 from specialist.prompt_format import DEFAULT_NUM_EXAMPLES, TaskPrompt
 from specialist.superni import Instance, load_task, split_instances, training_pool
 
@@ -122,9 +123,7 @@ def custom_benchmark(path: Path, name: str, definition: str, metric: Metric | No
     if not path.is_file():
         raise SpecialistError(f"benchmark file {path} does not exist", "pass a JSONL file of {id, input, references}")
     instances = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for lineno, line in iter_lines(path):
         try:
             instances.append(BenchInstance.model_validate_json(line))
         except ValidationError as e:
@@ -151,9 +150,7 @@ def generalist_benchmark(path: Path, limit: int = 100) -> Benchmark:
     if not path.is_file():
         raise SpecialistError(f"generalist benchmark {path} does not exist", "pass user_oriented_252.jsonl or a file like it")
     instances = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for lineno, line in iter_lines(path):
         try:
             row = json.loads(line)
             first = row["instances"][0]

@@ -20,14 +20,15 @@ hash, with the stop rule and the bootstrap settings that produced it.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, computed_field, model_validator
+from pydantic import Field, model_validator
 
-from specialist.adapters import ADAPTER_WEIGHTS, DECISION_NAME, lora_only_problems, read_manifest
+from specialist.adapters import ADAPTER_WEIGHTS, lora_only_problems, read_manifest
+from specialist.adapters.decision import (
+    BASE, CANDIDATE, CHAMPION, MAJORITY, Check, GateDecision, read_decision, save_decision,
+)
 from specialist.base_models import BaseModelRef
 from specialist.config import StrictModel, load_yaml_config, validate_config
 from specialist.errors import SpecialistError
@@ -37,9 +38,8 @@ from specialist.superni import HELD_OUT_INSTANCES
 
 from eval.benchmarks import GENERALIST_TASK, Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
 from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, instances_needed
-from eval.runner import BASE, MAJORITY, EvalRun, run_eval
+from eval.runner import EvalRun, run_eval
 
-CANDIDATE, CHAMPION = "candidate", "champion"
 BEATS_BASE, BEATS_MAJORITY, BEATS_CHAMPION = "beats base model", "beats majority label", "beats champion"
 KEEPS_GENERAL = "keeps general ability (ROUGE-L)"
 Score = Annotated[float, Field(ge=0, le=100)]
@@ -88,51 +88,6 @@ class GatePolicy(StrictModel):
 
     def interval_options(self) -> dict:
         return {"confidence": self.confidence, "resamples": self.bootstrap_resamples, "seed": self.bootstrap_seed}
-
-
-class Check(BaseModel):
-    name: str
-    passed: bool
-    value: float | None = Field(None, description="the observed statistic: a mean score, or a gain in points")
-    threshold: float | None = None
-    ci_low: float | None = Field(None, description="lower bound of the bootstrap interval of `value`")
-    ci_high: float | None = None
-    instances: int | None = Field(None, description="evaluation instances per task behind the interval")
-    undecided: bool = Field(False, description="the interval straddles the threshold: more instances are needed")
-    detail: str = ""
-
-
-class GateDecision(BaseModel):
-    candidate: str
-    adapter_sha256: str | None
-    base_model: dict[str, str]
-    champion: str | None
-    passed: bool
-    checks: list[Check]
-    scores: dict[str, dict[str, dict[str, float]]] = Field(
-        description="model -> task -> metrics; models: candidate, base, champion, majority (label tasks)"
-    )
-    policy: dict
-    stop_rule: dict = Field(default_factory=dict, description="how every model's generations were ended")
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    @computed_field
-    @property
-    def confidence(self) -> float:
-        """Of every interval in the checks (the policy's)."""
-        return self.policy.get("confidence", DEFAULT_CONFIDENCE)
-
-    def summary(self) -> str:
-        """One line: PASS, or why not (an undecided check says so)."""
-        if self.passed:
-            return "PASS"
-        undecided = [c.name for c in self.failures() if c.undecided]
-        failed = [c.name for c in self.failures() if not c.undecided]
-        parts = ([f"failed: {', '.join(failed)}"] if failed else []) + ([f"cannot decide: {', '.join(undecided)}"] if undecided else [])
-        return "FAIL (" + "; ".join(parts) + ")"
 
 
 def load_policy(path: Path | None) -> GatePolicy:
@@ -296,23 +251,6 @@ def make_decision(
         policy=policy.model_dump(mode="json"),
         stop_rule=stop_rule or {},
     )
-
-
-def save_decision(adapter_dir: Path, decision: GateDecision) -> Path:
-    path = Path(adapter_dir) / DECISION_NAME
-    if not Path(adapter_dir).is_dir():
-        return path
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(decision.model_dump_json(indent=2) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def read_decision(adapter_dir: Path) -> GateDecision | None:
-    path = Path(adapter_dir) / DECISION_NAME
-    if not path.is_file():
-        return None
-    return GateDecision.model_validate(json.loads(path.read_text()))
 
 
 def checks_table(checks: list[Check], confidence: float = DEFAULT_CONFIDENCE) -> str:

@@ -19,9 +19,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from specialist.adapters.decision import DEFAULT_CONFIDENCE  # noqa: F401  (owned there; re-exported)
+
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
-DEFAULT_CONFIDENCE = 0.9  # of the gate and of evaluation reports (the experiment reports 95%)
+
 _CHUNK_NUMBERS = 4_000_000  # resampled scores held at once (32 MB): large sets are resampled in chunks
 
 # Per-instance scores of one model: task -> one score per instance (0..100), instances in benchmark order.

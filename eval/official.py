@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from specialist.errors import SpecialistError
+from specialist.jsonl import read_jsonl
 
 from eval.metrics import score
 
@@ -24,13 +25,7 @@ def _read_jsonl(path: Path, required: tuple[str, ...], what: str) -> list[dict]:
     if not path.is_file():
         raise SpecialistError(f"{what} file {path} does not exist", f"pass a JSONL file with {', '.join(required)}")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SpecialistError(f"{path}, line {lineno}: malformed JSON ({e.msg})", "fix that line") from None
+    for lineno, row in read_jsonl(path):
         missing = [k for k in required if not isinstance(row, dict) or k not in row]
         if missing:
             raise SpecialistError(f"{path}, line {lineno}: missing {', '.join(missing)}", f"{what} lines need {', '.join(required)}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from specialist.adapters import AdapterManifest, read_manifest
+from specialist.adapters.decision import BASE, MAJORITY
 from specialist.base_models import BaseModelRef, load_model, load_tokenizer, pick_device
 from specialist.errors import SpecialistError
 from specialist.prompt_format import TaskPrompt, check_supported, fit_prompt, stop_rule
@@ -21,8 +22,6 @@ from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decode
 from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap
 from eval.metrics import instance_scores, mean_score
 
-BASE = "base"  # how the bare base model is named in results
-MAJORITY = "majority"  # the majority-label baseline of label tasks, in results
 MAX_INPUT_TOKENS = 1024
 MAX_NEW_TOKENS_CAP = 128
 

@@ -108,17 +108,8 @@ class Router:
             return changed
 
     def _previous_champions(self, task: str) -> list[int]:
-        """The task's earlier champions, newest first: the registry's promotion history replayed (a promotion
-        pushes, a rollback pops, a removal clears), as the registry itself replays it for a rollback."""
-        stack: list[int] = []
-        for entry in self.registry.history(task):
-            if entry["action"] == "promote":
-                stack.append(entry["to_version"])
-            elif entry["action"] == "rollback" and stack:
-                stack.pop()
-            elif entry["action"] == "remove":
-                stack.clear()
-        return list(dict.fromkeys(reversed(stack[:-1])))
+        """The task's earlier champions, newest first, as the registry replays its history for a rollback."""
+        return list(dict.fromkeys(reversed(self.registry.champions(task)[:-1])))
 
     def _load_previous_champion(self, task: str, refused: int) -> ServedTask | None:
         """The newest earlier champion that loads, served in place of a refused one. Without this, a restart

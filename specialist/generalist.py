@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from specialist.errors import SpecialistError
+from specialist.jsonl import read_jsonl
 from specialist.paths import sha256_file
 
 
@@ -56,39 +57,34 @@ def _looks_like_hub_id(source: str) -> bool:
 def _load_file(path: Path) -> GeneralistSource:
     if not path.is_file():
         raise SpecialistError(f"generalist data {path} is not a file", "pass a .json or .jsonl(.gz) file")
-    opener = gzip.open if path.name.endswith(".gz") else open
     stem = path.name.removesuffix(".gz")
-    rows: list[tuple[int, object]] = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            if stem.endswith(".jsonl"):
-                for lineno, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append((lineno, json.loads(line)))
-                        except json.JSONDecodeError as e:
-                            raise SpecialistError(
-                                f"{path}, line {lineno}: malformed JSON ({e.msg})", "fix or remove that line"
-                            ) from None
-                        except (RecursionError, ValueError) as e:  # nested too deeply, or a huge integer
-                            raise SpecialistError(f"{path}, line {lineno}: unreadable JSON ({str(e)[:80]})", "fix or remove that line") from None
-            else:
-                try:
-                    data = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise SpecialistError(f"{path}, line {e.lineno}: malformed JSON ({e.msg})", "fix the file") from None
-                except (RecursionError, ValueError) as e:  # nested too deeply, or a huge integer
-                    raise SpecialistError(f"{path}: unreadable JSON ({str(e)[:80]})", "fix the file") from None
-                if not isinstance(data, list):
-                    raise SpecialistError(f"{path} must hold a JSON array of records", "or use .jsonl, one per line")
-                rows = [(i, r) for i, r in enumerate(data, 1)]
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise SpecialistError(f"{path}: cannot read: {e}", "fix or replace the file") from None
+    if stem.endswith(".jsonl"):
+        rows = list(read_jsonl(path))
+    else:
+        rows = _read_json_array(path)
     where = "line" if stem.endswith(".jsonl") else "record"
     records = tuple(_record(r, f"{path}, {where} {n}") for n, r in rows)
     if not records:
         raise SpecialistError(f"generalist data {path} is empty", "pass a file with at least one record")
     return GeneralistSource(source=str(path), sha256=sha256_file(path), records=records)
+
+
+def _read_json_array(path: Path) -> list[tuple[int, object]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise SpecialistError(f"{path}: cannot read: {e}", "fix or replace the file") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecialistError(f"{path}, line {e.lineno}: malformed JSON ({e.msg})", "fix the file") from None
+    except (RecursionError, ValueError) as e:  # nested too deeply, or a huge integer
+        raise SpecialistError(f"{path}: unreadable JSON ({str(e)[:80]})", "fix the file") from None
+    if not isinstance(data, list):
+        raise SpecialistError(f"{path} must hold a JSON array of records", "or use .jsonl, one per line")
+    return list(enumerate(data, 1))
 
 
 def _record(raw: object, where: str) -> GeneralistRecord:

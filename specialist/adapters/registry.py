@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from specialist.adapters.manifest import ADAPTER_WEIGHTS, DECISION_NAME, lora_only_problems, read_manifest
+from specialist.adapters.decision import read_decision
+from specialist.adapters.manifest import ADAPTER_WEIGHTS, lora_only_problems, read_manifest
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, sha256_file, specialist_home, validate_name
 from specialist.sqlite import connect, transaction
@@ -55,6 +57,20 @@ class Version:
 class Route:
     task: str
     version: Version
+
+
+def replay_champions(history: Iterable[tuple[str, int | None]]) -> list[int]:
+    """Champions in order, replayed from (action, to_version) history entries: a promotion pushes, a rollback
+    pops, a removal clears. The one replay of the history: rollback and the router's fallback both use it."""
+    stack: list[int] = []
+    for action, to_version in history:
+        if action == "promote":
+            stack.append(to_version)
+        elif action == "rollback" and stack:
+            stack.pop()
+        elif action == "remove":
+            stack.clear()
+    return stack
 
 
 def _now() -> str:
@@ -115,20 +131,20 @@ class Registry:
             raise SpecialistError(f"adapter {adapter_dir} is refused: {'; '.join(problems)}", "register a LoRA adapter made by `specialist train`")
         manifest = read_manifest(adapter_dir)
         weights_sha = sha256_file(adapter_dir / ADAPTER_WEIGHTS)
-        decision = _read_decision(adapter_dir)
-        passed = bool(decision and decision.get("passed"))
+        decision = read_decision(adapter_dir)
+        passed = bool(decision and decision.passed)
         if not skip_gate:
             if decision is None:
                 raise SpecialistError(f"{adapter_dir} has no gate decision", f"run `specialist gate --candidate {adapter_dir}` first (operators: --skip-gate)")
             if not passed:
-                failed = ", ".join(c["name"] for c in decision.get("checks", []) if not c.get("passed"))
+                failed = ", ".join(c.name for c in decision.failures())
                 raise SpecialistError(f"{adapter_dir} failed its gate ({failed})", "train a better adapter (operators: --skip-gate)")
-            if decision.get("adapter_sha256") != weights_sha:
+            if decision.adapter_sha256 != weights_sha:
                 raise SpecialistError(f"the gate decision in {adapter_dir} is for other weights", "re-run `specialist gate` on this adapter")
-            if decision.get("base_model", {}).get("content_sha256") != manifest.base_model.content_sha256:
+            if decision.base_sha256 != manifest.base_model.content_sha256:
                 raise SpecialistError(f"the gate decision in {adapter_dir} is for another base model", "re-run `specialist gate`")
         # The decision scores every model it evaluated (candidate, base, champion, majority): keep the candidate's.
-        scores = (decision or {}).get("scores", {}).get("candidate", {})
+        scores = decision.candidate_scores if decision else {}
         with self._transaction() as db:
             version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE task = ?", (task,)).fetchone()[0]
             while (self.root / "adapters" / task / f"v{version}").exists():
@@ -184,16 +200,13 @@ class Registry:
 
     @staticmethod
     def _champion_stack(db, task: str) -> list[int]:
-        """Champions in order, replayed from the history: a promotion pushes, a rollback pops, a removal clears."""
-        stack: list[int] = []
-        for row in db.execute("SELECT action, to_version FROM history WHERE task = ? ORDER BY id", (task,)):
-            if row["action"] == "promote":
-                stack.append(row["to_version"])
-            elif row["action"] == "rollback":
-                stack.pop()
-            elif row["action"] == "remove":
-                stack.clear()
-        return stack
+        rows = db.execute("SELECT action, to_version FROM history WHERE task = ? ORDER BY id", (task,))
+        return replay_champions((row["action"], row["to_version"]) for row in rows)
+
+    def champions(self, task: str) -> list[int]:
+        """The task's champions in promotion order, the current one last (what a rollback walks back through)."""
+        with self._connect() as db:
+            return self._champion_stack(db, task)
 
     def remove(self, task: str, *, actor: str = "cli") -> None:
         """Stop routing the task (its versions stay on disk for inspection)."""
@@ -221,13 +234,3 @@ class Registry:
             "INSERT INTO history (task, action, from_version, to_version, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (task, action, from_version, to_version, actor, reason, _now()),
         )
-
-
-def _read_decision(adapter_dir: Path) -> dict | None:
-    path = Path(adapter_dir) / DECISION_NAME
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        raise SpecialistError(f"{path} is not valid JSON", "re-run `specialist gate`") from None
