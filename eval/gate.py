@@ -25,7 +25,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from specialist.adapters import ADAPTER_WEIGHTS, lora_only_problems, read_manifest
+from specialist.adapters import ADAPTER_WEIGHTS, check_adapter, read_manifest
 from specialist.adapters.decision import (
     BASE, CANDIDATE, CHAMPION, MAJORITY, Check, GateDecision, read_decision, save_decision,
 )
@@ -33,7 +33,6 @@ from specialist.base_models import BaseModelRef
 from specialist.config import StrictModel, load_yaml_config, validate_config
 from specialist.errors import SpecialistError
 from specialist.paths import sha256_file
-from specialist.prompt_format import check_supported
 from specialist.superni import HELD_OUT_INSTANCES
 
 from eval.benchmarks import GENERALIST_TASK, Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
@@ -102,19 +101,19 @@ def load_policy(path: Path | None) -> GatePolicy:
 
 
 def structural_checks(candidate: Path, base: BaseModelRef) -> list[Check]:
-    """Loadable LoRA-only safetensors, a readable manifest, a known prompt format, the same base model."""
-    problems = lora_only_problems(candidate)
-    checks = [Check(name="valid LoRA-only PEFT adapter", passed=not problems, detail="; ".join(problems) or "ok")]
-    try:
-        manifest = read_manifest(candidate)
-    except SpecialistError as e:
-        return checks + [Check(name=name, passed=False, detail=e.problem) for name in ("known prompt format", "same base model")]
-    try:
-        check_supported(manifest.prompt_format, manifest.prompt_format_version)
+    """Loadable LoRA-only safetensors, a readable manifest, a known prompt format, the same base model: the
+    adapter acceptability check every stage runs, one named check per aspect."""
+    found = check_adapter(candidate, base.content_sha256, base.id)
+    checks = [Check(name="valid LoRA-only PEFT adapter", passed=not found.lora_problems, detail="; ".join(found.lora_problems) or "ok")]
+    if found.manifest is None:
+        problem = found.manifest_error.problem if found.manifest_error else "no manifest"
+        return checks + [Check(name=name, passed=False, detail=problem) for name in ("known prompt format", "same base model")]
+    manifest = found.manifest
+    if found.prompt_format_error:
+        checks.append(Check(name="known prompt format", passed=False, detail=found.prompt_format_error.problem))
+    else:
         checks.append(Check(name="known prompt format", passed=True, detail=f"{manifest.prompt_format} v{manifest.prompt_format_version}"))
-    except SpecialistError as e:
-        checks.append(Check(name="known prompt format", passed=False, detail=e.problem))
-    same = manifest.base_model.content_sha256 == base.content_sha256
+    same = found.base_mismatch is None
     detail = f"{base.id} ({base.content_sha256[:12]}...)" if same else f"trained for {manifest.base_model.id}, serving {base.id}"
     checks.append(Check(name="same base model", passed=same, detail=detail))
     return checks

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specialist.adapters import AdapterManifest, read_manifest
+from specialist.adapters import AdapterManifest, check_adapter
 from specialist.adapters.decision import BASE, MAJORITY
 from specialist.base_models import BaseModelRef, load_model, load_tokenizer, pick_device
 from specialist.errors import SpecialistError
-from specialist.prompt_format import TaskPrompt, check_supported, fit_prompt, stop_rule
+from specialist.prompt_format import TaskPrompt, fit_prompt, stop_rule
 
 from eval.benchmarks import METRICS, BenchInstance, Benchmark
 from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decoder
@@ -78,16 +78,6 @@ class EvalRun:
         return bootstrap(side(model), side(reference) if reference else None, confidence=confidence, resamples=resamples, seed=seed)
 
 
-def check_adapter_base(name: str, manifest: AdapterManifest, base: BaseModelRef) -> None:
-    check_supported(manifest.prompt_format, manifest.prompt_format_version)
-    if manifest.base_model.content_sha256 != base.content_sha256:
-        raise SpecialistError(
-            f"adapter {name} was trained for base model {manifest.base_model.id} "
-            f"(sha256 {manifest.base_model.content_sha256[:12]}...), not {base.id} ({base.content_sha256[:12]}...)",
-            "evaluate it with --base-model set to the model it was trained on",
-        )
-
-
 def prompt_for(manifest: AdapterManifest | None, bench: Benchmark, inst: BenchInstance) -> TaskPrompt:
     """The adapter's own stored prompt for this task if it has one, else the benchmark's."""
     if inst.definition is not None:
@@ -117,9 +107,7 @@ def run_eval(
     for reserved, what in ((BASE, "the base model"), (MAJORITY, "the majority-label baseline")):
         if reserved in adapters:
             raise SpecialistError(f"{reserved!r} is reserved for {what}", "rename that adapter (--adapter NAME=DIR)")
-    manifests = {name: read_manifest(path) for name, path in adapters.items()}
-    for name, manifest in manifests.items():
-        check_adapter_base(name, manifest, base)
+    manifests = {name: check_adapter(path, base.content_sha256, base.id).require(None) for name, path in adapters.items()}
     torch_device, dtype = pick_device(device)
     tokenizer = load_tokenizer(base, padding_side="left")
     slots = {name: f"adapter{i}" for i, name in enumerate(adapters)}  # results keep the user's names
@@ -148,4 +136,4 @@ def run_eval(
     return run
 
 
-__all__ = ["BASE", "MAJORITY", "METRICS", "EvalRun", "run_eval", "check_adapter_base"]
+__all__ = ["BASE", "MAJORITY", "METRICS", "EvalRun", "run_eval"]

@@ -24,7 +24,7 @@ from specialist.adapters import (
     AdapterManifest,
     BaseModelInfo,
     TrainingRecord,
-    lora_only_problems,
+    check_adapter,
     read_manifest,
     write_manifest,
 )
@@ -123,11 +123,11 @@ def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
     )
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        problems = lora_only_problems(tmp)
-        if problems:  # a bug, not a user error: refuse to publish a non-portable adapter
-            raise RuntimeError(f"refusing to write a non-LoRA adapter: {'; '.join(problems)}")
         shutil.copy(work / "train_log.jsonl", tmp / "train_log.jsonl")
         write_manifest(tmp, manifest)
+        problems = check_adapter(tmp).problems  # what every later stage will check, checked before publishing
+        if problems:  # a bug, not a user error: refuse to publish an adapter nothing could load
+            raise RuntimeError(f"refusing to write an unacceptable adapter: {'; '.join(problems)}")
     shutil.rmtree(work, ignore_errors=True)
     return TrainOutcome(adapter_dir=out, manifest=manifest)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from specialist.errors import SpecialistError
-from specialist.prompt_format import PROMPT_FORMAT_NAME, PROMPT_FORMAT_VERSION, TaskPrompt
+from specialist.prompt_format import PROMPT_FORMAT_NAME, PROMPT_FORMAT_VERSION, TaskPrompt, check_supported
 
 MANIFEST_NAME = "manifest.json"
 DECISION_NAME = "gate_decision.json"  # written by the gate (eval.gate), required by the registry
@@ -131,3 +132,64 @@ def lora_only_problems(adapter_dir: Path) -> list[str]:
     except (OSError, ValueError):
         problems.append(f"{ADAPTER_CONFIG} is not valid JSON")
     return problems
+
+
+@dataclass(frozen=True)
+class AdapterCheck:
+    """Whether an adapter directory may be loaded, and every reason it may not: the one acceptability check that
+    training, the gate, evaluation, the registry and every serving engine call."""
+
+    path: Path
+    lora_problems: list[str]  # not a loadable, LoRA-only safetensors PEFT adapter
+    manifest: AdapterManifest | None
+    manifest_error: SpecialistError | None  # missing or invalid manifest
+    prompt_format_error: SpecialistError | None  # a prompt format this version cannot render
+    base_mismatch: str | None  # trained for another base model (checked only when a base is given)
+
+    @property
+    def problems(self) -> list[str]:
+        errors = (self.manifest_error, self.prompt_format_error)
+        return [*self.lora_problems, *(e.problem for e in errors if e), *([self.base_mismatch] if self.base_mismatch else [])]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def require(self, fix: str | None = None, error: type[SpecialistError] = SpecialistError) -> AdapterManifest | None:
+        """The manifest of an acceptable adapter; otherwise `error` naming every problem, and `fix` (default: the
+        fix of the first problem)."""
+        if self.ok:
+            return self.manifest
+        if self.lora_problems:
+            raise error(f"adapter {self.path} is refused: {'; '.join(self.problems)}", fix or "pass a LoRA adapter made by `specialist train`")
+        for e in (self.manifest_error, self.prompt_format_error):
+            if e:
+                raise error(f"adapter {self.path}: {e.problem}", fix or e.fix)
+        raise error(f"adapter {self.path} {self.base_mismatch}", fix or "use it with the base model it was trained on")
+
+
+def check_adapter(
+    adapter_dir: Path, base_sha256: str | None = None, base_id: str | None = None, need_manifest: bool = True
+) -> AdapterCheck:
+    """Check an adapter directory against everything a stage needs before loading it (reads no weights).
+
+    `base_sha256`: the content hash of the base model it will run on (None: not checked). `need_manifest=False`
+    accepts a bare PEFT directory (the inference core can run one; nothing else can render its prompts)."""
+    path = Path(adapter_dir)
+    lora = lora_only_problems(path)
+    manifest = manifest_error = format_error = mismatch = None
+    if need_manifest or (path / MANIFEST_NAME).is_file():
+        try:
+            manifest = read_manifest(path)
+        except SpecialistError as e:
+            manifest_error = e
+    if manifest is not None:
+        try:
+            check_supported(manifest.prompt_format, manifest.prompt_format_version)
+        except SpecialistError as e:
+            format_error = e
+        trained = manifest.base_model
+        if base_sha256 and trained.content_sha256 != base_sha256:
+            serving = f", not {base_id} ({base_sha256[:12]}...)" if base_id else ""
+            mismatch = f"was trained for base model {trained.id} (sha256 {trained.content_sha256[:12]}...){serving}"
+    return AdapterCheck(path, lora, manifest, manifest_error, format_error, mismatch)

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from specialist.adapters.decision import read_decision
-from specialist.adapters.manifest import ADAPTER_WEIGHTS, lora_only_problems, read_manifest
+from specialist.adapters.manifest import ADAPTER_WEIGHTS, check_adapter
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, sha256_file, specialist_home, validate_name
 from specialist.sqlite import connect, transaction
@@ -126,10 +126,7 @@ class Registry:
         """Copy an adapter into the registry as the task's next version (and route to it, by default)."""
         validate_name(task, "task name")
         adapter_dir = Path(adapter_dir)
-        problems = lora_only_problems(adapter_dir)
-        if problems:
-            raise SpecialistError(f"adapter {adapter_dir} is refused: {'; '.join(problems)}", "register a LoRA adapter made by `specialist train`")
-        manifest = read_manifest(adapter_dir)
+        manifest = check_adapter(adapter_dir).require("register a LoRA adapter made by `specialist train`")
         weights_sha = sha256_file(adapter_dir / ADAPTER_WEIGHTS)
         decision = read_decision(adapter_dir)
         passed = bool(decision and decision.passed)
