@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from eval.benchmarks import superni_benchmark  # noqa: E402
-from eval.runner import BASE, max_new_tokens_for, run_eval  # noqa: E402
+from eval.runner import max_new_tokens_for, run_eval  # noqa: E402
+from specialist.adapters.decision import BASE  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model  # noqa: E402
 from specialist.paths import default_task_data  # noqa: E402
 from specialist.prompt_format import FRAME_STOPS, cut_at_frame  # noqa: E402

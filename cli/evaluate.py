@@ -76,8 +76,7 @@ def _add_gate_parser(sub) -> None:
 
 
 def _add_factory_parsers(sub) -> None:
-    from factory.build import BuildConfig
-    from factory.experiment import ExperimentConfig
+    from factory.config import BuildConfig, ExperimentConfig
 
     build = sub.add_parser(
         "build",
@@ -213,10 +212,9 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from factory.build import BuildConfig, build_specialist
-
     from eval.gate import checks_table
-    from factory.build import summarize
+    from factory.build import build_specialist, summarize
+    from factory.config import BuildConfig
 
     decision = build_specialist(model_from_args(BuildConfig, args, "build options"))
     if decision.gate is not None:
@@ -227,7 +225,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from factory.experiment import ExperimentConfig, run_experiment
+    from factory.config import ExperimentConfig
+    from factory.experiment import run_experiment
 
     cfg = model_from_args(ExperimentConfig, args, "experiment options")
     run_experiment(cfg)

@@ -27,7 +27,7 @@ from pydantic import Field, model_validator
 
 from specialist.adapters import ADAPTER_WEIGHTS, check_adapter, read_manifest
 from specialist.adapters.decision import (
-    BASE, CANDIDATE, CHAMPION, MAJORITY, Check, GateDecision, read_decision, save_decision,
+    BASE, CANDIDATE, CHAMPION, MAJORITY, Check, GateDecision, save_decision,
 )
 from specialist.base_models import BaseModelRef
 from specialist.config import StrictModel, load_yaml_config, validate_config

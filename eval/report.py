@@ -13,7 +13,9 @@ from eval.benchmarks import METRICS, Benchmark
 from eval.intervals import DEFAULT_CONFIDENCE
 from eval.metrics import METRIC_FUNCTIONS, best_over_references, normalize_answer
 from eval.official import write_official_files
-from eval.runner import BASE, MAJORITY, EvalRun
+from specialist.adapters.decision import BASE, MAJORITY
+
+from eval.runner import EvalRun
 
 WRONG_SAMPLES = 5
 OTHER = "other"

@@ -136,4 +136,4 @@ def run_eval(
     return run
 
 
-__all__ = ["BASE", "MAJORITY", "METRICS", "EvalRun", "run_eval"]
+__all__ = ["METRICS", "EvalRun", "run_eval"]

@@ -20,107 +20,20 @@ candidates (one adapter per generalist setting) -> selection set (choose) -> hel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
 from specialist.adapters import DECISION_NAME, read_manifest
 from specialist.base_models import resolve_base_model
-from specialist.config import StrictModel, TrainConfig
+from specialist.config import TrainConfig
 from specialist.errors import SpecialistError
-from specialist.generalist import GeneralistSpec, parse_specs
-from specialist.prompt_format import stop_rule
 
 from eval.benchmarks import generalist_benchmark, selection_benchmark
-from eval.gate import GateDecision, gate_adapter, load_policy, structural_checks
-from eval.intervals import Interval
+from eval.gate import gate_adapter, load_policy, structural_checks
 from eval.runner import run_eval
 from training.recipe import train_or_reuse
 
-AUTO_CANDIDATES = ["0", "1.0", "1.0:no-facts"]
-SELECTION_RULE = "the last N answered instances of each task's training pool (after the held-out set); no candidate trains on them"
-
-
-class BuildSettings(StrictModel):
-    """Candidates, selection and the gate."""
-
-    candidates: list[str] = Field(default_factory=lambda: ["0", "1.0"], description="generalist ratios to try, RATIO[:no-facts], comma-separated")
-    generalist_policy: Literal["explicit", "auto"] = Field(
-        "explicit", description=f"'auto' tries {','.join(AUTO_CANDIDATES)} (ignores --candidates)"
-    )
-    selection_instances: int = Field(
-        50, ge=1, le=10_000, description="instances per task, kept out of training, on which candidates are compared (several candidates only)"
-    )
-    policy: Path | None = Field(None, description="gate policy YAML (default: must beat the base model, the majority label and the champion)")
-    champion: Path | None = Field(None, description="current champion adapter to beat")
-
-    @field_validator("candidates", mode="before")
-    @classmethod
-    def _split(cls, value):
-        items = [value] if isinstance(value, str) else list(value)
-        return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-
-    def specs(self) -> list[GeneralistSpec]:
-        return parse_specs(AUTO_CANDIDATES if self.generalist_policy == "auto" else self.candidates)
-
-
-def selection_size(candidates: int, requested: int) -> int:
-    """Instances per task kept out of training to choose between candidates: none when there is one candidate."""
-    return requested if candidates > 1 else 0
-
-
-class BuildConfig(BuildSettings, TrainConfig):
-    """`specialist build`: train flags plus candidates and gate."""
-
-    @model_validator(mode="after")
-    def _candidates_decide(self):
-        # Each candidate sets these itself: a value given for them would be silently replaced, so it is refused.
-        given = sorted(self.model_fields_set & {"generalist_ratio", "generalist_count", "generalist_filter"})
-        if given:
-            raise ValueError(f"{given[0]} is set per candidate: use candidates (e.g. 0,1.0,1.0:no-facts)")
-        return self
-
-
-class CandidateResult(BaseModel):
-    name: str
-    generalist_ratio: float
-    generalist_filter: str
-    generalist_examples: int
-    adapter: str
-    problems: list[str] = Field(default_factory=list, description="why it cannot be served (then it is not chosen)")
-    selection_score: Interval | None = Field(None, description="mean primary score on the selection set")
-    versus_best: Interval | None = Field(None, description="this - the best-scoring candidate on the selection set, paired")
-
-
-class SelectionSet(BaseModel):
-    rule: str = SELECTION_RULE
-    instances_per_task: int
-    instance_ids: dict[str, list[str]] = Field(description="task -> the selection instances' ids")
-
-
-class BuildDecision(BaseModel):
-    """What `build` returns and writes to `<out>/decision.json`; jobs and clients read it typed."""
-
-    tasks: list[str]
-    base_model: str
-    candidates: list[CandidateResult]
-    selection: SelectionSet | None = Field(None, description="None with a single candidate: there is nothing to choose")
-    selected: str | None = Field(None, description="the candidate chosen on the selection set")
-    gate: GateDecision | None = Field(None, description="the selected candidate's gate decision on the held-out set")
-    reason: str
-    stop_rule: dict = Field(default_factory=stop_rule)
-
-    @computed_field
-    @property
-    def chosen(self) -> str | None:
-        """The selected candidate if it passed the gate: the one that may be registered."""
-        return self.selected if self.gate is not None and self.gate.passed else None
-
-    @computed_field
-    @property
-    def chosen_adapter(self) -> str | None:
-        return next((c.adapter for c in self.candidates if c.name == self.chosen), None)
-
+from factory.config import AUTO_CANDIDATES, BuildConfig, selection_size  # noqa: F401  (the recipe's options)
+from factory.decision import BuildDecision, CandidateResult, SelectionSet
 
 def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
     """Train, select, gate; returns (and writes to <out>/decision.json) the decision.

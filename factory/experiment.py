@@ -22,57 +22,22 @@ import csv
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field
 
 from specialist.adapters import read_manifest
+from specialist.adapters.decision import BASE, MAJORITY
 from specialist.base_models import resolve_base_model
-from specialist.config import StrictModel, TrainConfig
+from specialist.config import TrainConfig
 from specialist.errors import SpecialistError
 from specialist.generalist import GeneralistSpec, parse_specs
-from specialist.superni import HELD_OUT_INSTANCES, select_tasks
+from specialist.superni import select_tasks
 
 from eval.benchmarks import superni_benchmark
 from eval.intervals import DEFAULT_RESAMPLES, Interval, bootstrap
-from eval.runner import BASE, MAJORITY, EvalRun, run_eval
+from eval.runner import EvalRun, run_eval
 from training.recipe import train_or_reuse
 
-
-def _split(value) -> list[str]:
-    items = [value] if isinstance(value, (str, int, float)) else list(value)
-    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-
-
-class GridSettings(StrictModel):
-    """The grid."""
-
-    instances_per_task: list[int] = Field(default_factory=lambda: [8, 32, 128], description="instances per task, comma-separated")
-    generalist_ratios: list[str] = Field(
-        default_factory=lambda: ["0", "1"], description="generalist settings RATIO[:no-facts], comma-separated (0 = specialist only)"
-    )
-    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], description="seeds, comma-separated (intervals need several)")
-    eval_instances: int = Field(
-        HELD_OUT_INSTANCES, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances of each task"
-    )
-    confidence: float = Field(0.95, gt=0, lt=1, description="confidence of the reported intervals")
-
-    @field_validator("instances_per_task", "generalist_ratios", "seeds", mode="before")
-    @classmethod
-    def _comma_lists(cls, value):
-        return _split(value)
-
-
-class ExperimentConfig(GridSettings, TrainConfig):
-    """`specialist experiment`: the grid plus the train flags shared by every cell."""
-
-    @model_validator(mode="after")
-    def _grid_decides(self):
-        # The grid sets these per cell: a value given for them would be silently replaced, so it is refused.
-        owned = {"generalist_ratio": "generalist_ratios", "generalist_count": "generalist_ratios", "seed": "seeds",
-                 "generalist_filter": "generalist_ratios (e.g. 1:no-facts)", "selection_instances": "nothing (no selection here)"}  # fmt: skip
-        given = sorted(self.model_fields_set & set(owned))
-        if given:
-            raise ValueError(f"{given[0]} is set per cell by the grid: use {owned[given[0]]}")
-        return self
+from factory.config import ExperimentConfig
 
 
 class CellResult(BaseModel):

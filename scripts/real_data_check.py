@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from eval.benchmarks import superni_benchmark  # noqa: E402
-from eval.runner import BASE, run_eval  # noqa: E402
+from eval.runner import run_eval  # noqa: E402
+from specialist.adapters.decision import BASE  # noqa: E402
 from specialist.adapters import read_manifest  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, resolve_base_model  # noqa: E402
 from specialist.paths import default_generalist_data, default_task_data  # noqa: E402

@@ -3,8 +3,9 @@ import shutil
 import pytest
 
 from cli.main import main
-from eval.gate import GatePolicy, checks_table, decide, load_policy, read_decision
-from eval.runner import BASE, MAJORITY, EvalRun
+from eval.gate import GatePolicy, checks_table, decide, load_policy
+from eval.runner import EvalRun
+from specialist.adapters.decision import BASE, MAJORITY, read_decision
 from specialist.errors import SpecialistError
 
 

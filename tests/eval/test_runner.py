@@ -5,7 +5,8 @@ import torch
 
 from eval.benchmarks import custom_benchmark, default_metric, superni_benchmark
 from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decoder
-from eval.runner import BASE, run_eval
+from eval.runner import run_eval
+from specialist.adapters.decision import BASE
 from specialist.base_models import load_model, load_tokenizer, resolve_base_model
 from specialist.errors import SpecialistError
 from tests.conftest import TOY_TASK
@@ -161,7 +162,7 @@ def test_generation_ends_by_the_stop_rule_for_every_model(tiny_model_dir):
 
 
 def test_run_eval_scores_the_majority_label_of_label_tasks(tiny_model_dir, tiny_adapters, task_dir):
-    from eval.runner import MAJORITY
+    from specialist.adapters.decision import MAJORITY
 
     base = resolve_base_model(str(tiny_model_dir))
     bench = superni_benchmark(task_dir, TOY_TASK, limit=8)

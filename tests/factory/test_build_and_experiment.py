@@ -4,7 +4,7 @@ import csv
 import json
 
 from cli.main import main
-from eval.gate import read_decision
+from specialist.adapters.decision import read_decision
 from specialist.superni import load_task
 from tests.conftest import TOY_TASK, TOY_TASK_2
 
@@ -115,8 +115,7 @@ def test_experiment_writes_csv_json_markdown_and_curve_with_intervals(tiny_model
 def test_options_the_recipe_sets_itself_are_refused_not_ignored(tmp_path):
     import pytest
 
-    from factory.build import BuildConfig
-    from factory.experiment import ExperimentConfig
+    from factory.config import BuildConfig, ExperimentConfig
     from specialist.config import validate_config
     from specialist.errors import SpecialistError
 

@@ -11,8 +11,8 @@ from specialist.errors import SpecialistError
 
 def _gated(src, dest, passed=True):
     """A copy of a tiny adapter with a gate decision bound to its weights."""
-    from eval.gate import Check, make_decision, save_decision
-    from eval.gate import GatePolicy
+    from eval.gate import GatePolicy, make_decision
+    from specialist.adapters.decision import Check, save_decision
     from specialist.base_models import resolve_base_model
     from specialist.adapters import read_manifest
 
@@ -118,7 +118,8 @@ def test_registry_cli(tiny_adapters, tmp_path, monkeypatch, capsys):
 
 
 def test_registered_versions_keep_the_candidates_gate_scores(registry, tiny_adapters, tmp_path):
-    from eval.gate import CANDIDATE, GatePolicy, make_decision, save_decision
+    from eval.gate import GatePolicy, make_decision
+    from specialist.adapters.decision import CANDIDATE, save_decision
     from specialist.adapters import read_manifest
     from specialist.base_models import resolve_base_model
 
