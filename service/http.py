@@ -80,7 +80,7 @@ def check_admin_header(header: str) -> None:
 
 
 async def require_admin(request: Request) -> None:
-    """The dependency an admin route declares; `AdminAuth` finds those routes by it (async: no thread hop)."""
+    """The dependency an admin route declares; `admin_prefixes` finds those routes by it (async: no thread hop)."""
     check_admin_header(request.headers.get("authorization", ""))
 
 
