@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,6 +38,15 @@ class Backend(Protocol):
     def count_tokens(self, text: str) -> int: ...
     def load(self, name: str, path: Path) -> None: ...
     def unload(self, name: str) -> None: ...
+    def permanent(self, error: Exception) -> bool:
+        """Whether a `load` failure means the adapter itself is bad (refused until it changes), not a busy engine."""
+        ...
+    def share_cores(self, job_threads: int, job_running: Callable[[], bool], serve_threads: int | None = None) -> None:
+        """Give up `job_threads` of this process's cores while `job_running()` (a training job shares the host)."""
+        ...
+    def report_batches(self, on_batch: Callable[[int, float], None]) -> None:
+        """Call `on_batch(rows, seconds)` once per decoding step, for the batch-size metric."""
+        ...
     async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation: ...
     def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]: ...
     def close(self) -> None: ...
@@ -66,6 +75,16 @@ class LocalBackend:
 
     def unload(self, name: str) -> None:
         self.engine.unload_adapter(name)
+
+    def share_cores(self, job_threads: int, job_running: Callable[[], bool], serve_threads: int | None = None) -> None:
+        import torch
+
+        serving = serve_threads or torch.get_num_threads()
+        sharing = max(1, serving - job_threads)
+        self.engine.threads_wanted = lambda: sharing if job_running() else serving  # asked every decoding step
+
+    def report_batches(self, on_batch: Callable[[int, float], None]) -> None:
+        self.engine.on_batch = on_batch
 
     def _request(self, served: ServedTask, prompt: str, params: GenParams, on_text=None) -> GenRequest:
         ids = self.tokenizer(prompt)["input_ids"]
@@ -144,6 +163,16 @@ class TGIBackend:
 
     def unload(self, name: str) -> None:
         pass
+
+    @staticmethod
+    def permanent(error: Exception) -> bool:
+        return isinstance(error, SpecialistError)  # `load` only refuses: an adapter it refuses stays refused
+
+    def share_cores(self, job_threads: int, job_running: Callable[[], bool], serve_threads: int | None = None) -> None:
+        pass  # generation runs on the engines' hosts, not on the cores a job trains with
+
+    def report_batches(self, on_batch: Callable[[int, float], None]) -> None:
+        pass  # the engines batch; their own metrics report it
 
     def _kwargs(self, served: ServedTask, params: GenParams) -> dict:
         kwargs = {"adapter_id": served.task, "max_new_tokens": params.max_new_tokens, "stop": list(params.stop) or None}

@@ -73,16 +73,16 @@ def test_without_a_configured_token_the_admin_api_is_closed(rel_service, monkeyp
 
 
 def test_the_token_is_compared_in_constant_time(rel_service, monkeypatch):
-    import service.app
+    import service.http
 
     calls = []
-    real = service.app.hmac.compare_digest
+    real = service.http.hmac.compare_digest
 
     def spy(a, b):
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(service.app.hmac, "compare_digest", spy)
+    monkeypatch.setattr(service.http.hmac, "compare_digest", spy)
     assert rel_service.post("/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 403
     assert rel_service.post("/admin/reload", headers=ADMIN).status_code == 200
     assert (b"wrong", TOKEN.encode()) in calls and (TOKEN.encode(), TOKEN.encode()) in calls

@@ -93,3 +93,60 @@ def test_the_local_stream_ends_by_the_frame_rule_and_streams_only_the_answer(tin
                 break
         result = stream.finish()
         assert result.text == expected == "".join(pieces) and result.finish_reason == reason
+
+
+# -- what the app asks of every backend (the Backend Protocol), without knowing which one it has ----------------
+
+
+def test_both_backends_implement_the_whole_protocol():
+    from service.backends import Backend, LocalBackend
+
+    wanted = {name for name in vars(Backend) if not name.startswith("_")}
+    assert {"permanent", "share_cores", "report_batches"} <= wanted
+    for cls in (LocalBackend, TGIBackend):
+        assert all(callable(getattr(cls, name, None)) for name in wanted), (cls, wanted - set(dir(cls)))
+
+
+def test_permanent_load_failures():
+    from service.backends import LocalBackend
+    from service.engine import AdapterRefused
+    from specialist.errors import SpecialistError
+
+    busy = SpecialistError("the engine is busy", "retry")
+    assert LocalBackend.permanent(AdapterRefused("bad adapter", "fix it")) and not LocalBackend.permanent(busy)
+    assert TGIBackend.permanent(busy) and not TGIBackend.permanent(OSError("disk"))  # TGI's load only refuses
+
+
+def _local_over(engine):
+    from service.backends import LocalBackend
+
+    backend = LocalBackend.__new__(LocalBackend)  # no model: only the engine hooks are exercised
+    backend.engine = engine
+    return backend
+
+
+def test_the_local_backend_gives_a_running_job_its_cores():
+    engine = SimpleNamespace(threads_wanted=None)
+    running = [False]
+    _local_over(engine).share_cores(3, lambda: running[0], serve_threads=8)
+    assert engine.threads_wanted() == 8
+    running[0] = True
+    assert engine.threads_wanted() == 5
+    _local_over(engine).share_cores(16, lambda: True, serve_threads=8)
+    assert engine.threads_wanted() == 1  # never below one thread
+
+
+def test_the_local_backend_reports_each_batch():
+    engine, seen = SimpleNamespace(on_batch=None), []
+    _local_over(engine).report_batches(lambda rows, seconds: seen.append((rows, seconds)))
+    engine.on_batch(4, 0.5)
+    assert seen == [(4, 0.5)]
+
+
+def test_the_tgi_backend_hooks_are_no_ops():
+    backend, _ = _backend(["x"])
+    called = []
+    backend.share_cores(3, lambda: called.append("job_running") or True, serve_threads=8)
+    backend.report_batches(lambda rows, seconds: called.append("on_batch"))
+    asyncio.run(backend.generate(SERVED, "prompt", GenParams(4)))
+    assert called == []
