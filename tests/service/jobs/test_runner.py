@@ -8,6 +8,8 @@ from tests.service.jobs.conftest import ADMIN, job_request, wait_for_job
 
 
 def test_submit_poll_promote_serve(job_service):
+    from service.client import SpecialistClient
+
     r = job_service.post("/specialists", json=job_request(), headers=ADMIN)
     assert r.status_code == 202, r.text
     job, seen = wait_for_job(job_service, r.json()["job_id"])
@@ -17,6 +19,9 @@ def test_submit_poll_promote_serve(job_service):
     gain = next(c for c in decision["gate"]["checks"] if c["name"] == "beats base model")
     assert gain["ci_low"] <= gain["value"] <= gain["ci_high"] and gain["instances"] == 8  # intervals reach the job API
     assert {"queued", "preparing", "training", "evaluating", "gating"} & seen
+    # The client reads the decision back typed (a BuildDecision) and tells people what was chosen and why.
+    described = SpecialistClient.describe(job)
+    assert "ratio0:" in described and "PASS beats base model" in described and described.endswith("serving: toy v1")
     deadline = time.time() + 5  # the poller picks the route up without a restart
     while time.time() < deadline and "toy" not in job_service.state.router.routes:
         time.sleep(0.2)
