@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.common import free_port, wait_ready
+from service.jobs.executor import is_runner_cmdline
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,7 +127,7 @@ def _port_open(port: int) -> bool:
 
 def is_job_runner(p: psutil.Process) -> bool:
     try:
-        return "service.job_runner" in " ".join(p.cmdline())
+        return is_runner_cmdline("\0".join(p.cmdline()).encode())  # the executor's own check (both module names)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 

@@ -24,7 +24,7 @@ from service.api.specialists import UPLOADS
 from service.backends import Backend, LocalBackend, TGIBackend
 from service.config import ADMIN_TOKEN_ENV, CONFIG_ENV, ServeConfig
 from service.http import AdminAuth, BodyLimit, admin_prefixes, install_error_handlers
-from service.jobs import JobStore, JobWorker
+from service.jobs import JobStore, LocalExecutor
 from service.metrics import Metrics
 from service.router import Router
 from service.state import ServingState
@@ -57,7 +57,7 @@ class ServiceState(ServingState):
         # The job process reads the same config (task data, base model, gate policy) from the environment; it
         # runs on request data and needs no admin token, so it does not get one.
         job_env = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV} | {CONFIG_ENV: config.model_dump_json()}
-        worker = JobWorker(jobs, jobs.root.parent, env=job_env)
+        worker = LocalExecutor(jobs, jobs.root.parent, env=job_env)
         # A training job takes job_threads cores; serving keeps the rest.
         backend.share_cores(config.job_threads, lambda: worker.current is not None, config.num_threads)
         super().__init__(config, base, registry, backend, metrics, router, jobs, worker)

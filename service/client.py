@@ -8,8 +8,10 @@ from pathlib import Path
 import httpx
 from tqdm.auto import tqdm
 
-from service.jobs import FINAL
+from factory.decision import BuildDecision
+from service.jobs.schema import FINAL
 from specialist.errors import SpecialistError
+
 
 
 
@@ -63,24 +65,28 @@ class SpecialistClient:
         """A finished job for people: the choice, every candidate's selection score and the gate's checks."""
         lines = [f"status: {job['status']}"]
         result = job.get("result") or {}
-        decision = result.get("decision") or {}
-        if decision.get("reason"):
-            lines.append(f"decision: {decision['reason']}")
-        for cand in decision.get("candidates", []):
-            score = cand.get("selection_score")
-            shown = f"selection {score['value']:.1f} [{score['low']:.1f}, {score['high']:.1f}]" if score else ""
-            lines.append(f"  {cand['name']}: {shown}{' <- selected' if cand['name'] == decision.get('selected') else ''}".rstrip())
-        gate = decision.get("gate") or {}
-        if gate:
-            lines.append(f"gate on the held-out set ({round(100 * gate['confidence'])}% intervals):")
-        for check in gate.get("checks", []):
-            verdict = "PASS" if check["passed"] else "UNDECIDED" if check.get("undecided") else "FAIL"
-            value = "" if check.get("value") is None else f" {check['value']:g}"
-            interval = "" if check.get("ci_low") is None else f" [{check['ci_low']:g}, {check['ci_high']:g}]"
-            threshold = "" if check.get("threshold") is None else f" (threshold {check['threshold']:g})"
-            lines.append(f"  {verdict} {check['name']}{value}{interval}{threshold} {check.get('detail', '')}".rstrip())
+        if result.get("decision"):
+            lines += _decision_lines(BuildDecision.model_validate(result["decision"]))
         if result.get("route"):
             lines.append(f"serving: {result['route']['task']} v{result['route']['version']}")
         if job.get("error") and job["status"] != "rejected":
             lines.append(f"error: {job['error']}")
         return "\n".join(lines)
+
+
+def _decision_lines(decision: BuildDecision) -> list[str]:
+    lines = [f"decision: {decision.reason}"] if decision.reason else []
+    for cand in decision.candidates:
+        shown = f"selection {cand.selection_score}" if cand.selection_score is not None else ""
+        lines.append(f"  {cand.name}: {shown}{' <- selected' if cand.name == decision.selected else ''}".rstrip())
+    gate = decision.gate
+    if gate is None:
+        return lines
+    lines.append(f"gate on the held-out set ({round(100 * gate.confidence)}% intervals):")
+    for check in gate.checks:
+        verdict = "PASS" if check.passed else "UNDECIDED" if check.undecided else "FAIL"
+        value = "" if check.value is None else f" {check.value:g}"
+        interval = "" if check.ci_low is None else f" [{check.ci_low:g}, {check.ci_high:g}]"
+        threshold = "" if check.threshold is None else f" (threshold {check.threshold:g})"
+        lines.append(f"  {verdict} {check.name}{value}{interval}{threshold} {check.detail}".rstrip())
+    return lines

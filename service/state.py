@@ -21,7 +21,7 @@ from service.backends import Backend, EngineError, GenParams
 from service.config import ServeConfig
 from service.engine import AdapterGone, Generation, Sampling
 from service.http import ApiError
-from service.jobs import JobStore, JobWorker
+from service.jobs import Executor, JobStore
 from service.metrics import Metrics
 from service.router import Router, ServedTask, UnknownTask
 
@@ -36,7 +36,7 @@ class ServingState:
     """Config, base model, registry, router, backend, metrics and job store/worker, and the request path over them."""
 
     def __init__(self, config: ServeConfig, base: BaseModelRef, registry: Registry, backend: Backend, metrics: Metrics,
-                 router: Router, jobs: JobStore, worker: JobWorker):  # fmt: skip
+                 router: Router, jobs: JobStore, worker: Executor):  # fmt: skip
         self.config, self.base, self.registry, self.backend, self.metrics = config, base, registry, backend, metrics
         self.router, self.jobs, self.worker = router, jobs, worker
 

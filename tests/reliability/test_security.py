@@ -100,7 +100,7 @@ def test_rejected_admin_requests_change_nothing(rel_service):
     rel_service.post("/specialists", json={"task": "sneaky", "superni_task": "task900_toy_sentiment"}, headers=wrong)
     assert {t: v.version for t, v in state.registry.routes().items()} == routes
     assert (set(uploads.glob("*")) if uploads.exists() else set()) == before
-    assert not [j for j in state.jobs.list() if j["task"] == "sneaky"]
+    assert not [j for j in state.jobs.list() if j.task == "sneaky"]
 
 
 def test_no_name_taking_endpoint_touches_a_path_outside_the_homes(rel_service, file_watch, rel_root):

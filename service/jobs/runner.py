@@ -1,8 +1,9 @@
 """One specialist job, in its own process: prepare data -> build (train, evaluate, gate) -> register + promote.
 
-    python -m service.job_runner JOB_ID      # started by the service's job worker
+    python -m service.jobs.runner JOB_ID      # started by the service's LocalExecutor
 
 Progress and the outcome go to the job table; the service picks the new route up from the registry.
+(`service.jobs` imports no Hugging Face library, so the defaults below are set before any of them loads.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from specialist.paths import specialist_home  # noqa: E402
 def main(job_id: str) -> int:
     from factory.build import BuildConfig, build_specialist
     from service.config import load_config
-    from service.jobs import JobStore, candidate_settings, job_policy, materialize_task
+    from service.jobs.data import materialize_task
+    from service.jobs.schema import candidate_settings, job_policy
+    from service.jobs.store import JobStore
 
     home = specialist_home()
     store = JobStore(home)
@@ -54,7 +57,7 @@ def main(job_id: str) -> int:
             store.update(job_id, status=stage, progress={"stage": stage, **info})
 
         decision = build_specialist(cfg, on_event)
-        summary = {"decision": decision.model_dump(mode="json")}
+        summary = {"decision": decision.model_dump(mode="json")}  # clients read it back as a BuildDecision
         if decision.chosen is None:
             store.update(job_id, status="rejected", result=summary, error=decision.reason)
             return 0

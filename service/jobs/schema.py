@@ -1,0 +1,238 @@
+"""What a specialist request is and when it is accepted: the request body, the job's states and record, the checks.
+
+    POST /specialists {"task": "sst2", "superni_task": "task363_sst2_polarity_classification",
+                       "instances_per_task": 16, "generalist": "auto", "budget": {"max_steps": 200}}
+
+Stages: queued -> preparing -> training -> evaluating -> gating -> promoted | rejected | failed | canceled.
+The rest of the package: `store` keeps the jobs, `executor` runs them, `runner` is one job's process, `data`
+stores uploads and turns inline data into a task file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from eval.benchmarks import GateMetric, Metric
+from service.config import ServeConfig, TextBody
+from specialist.errors import SpecialistError
+from specialist.paths import validate_name
+
+if TYPE_CHECKING:
+    from eval.gate import GatePolicy
+
+Stage = Literal["queued", "preparing", "training", "evaluating", "gating", "promoted", "rejected", "failed", "canceled"]
+FINAL: tuple[str, ...] = ("promoted", "rejected", "failed", "canceled")
+RUNNING: tuple[str, ...] = ("preparing", "training", "evaluating", "gating")
+
+
+# -- the request ---------------------------------------------------------------------------------------------
+
+class _Body(TextBody):  # finite numbers and valid Unicode, as every request body
+    model_config = ConfigDict(extra="forbid")
+
+
+class InlineInstance(_Body):
+    input: str = Field(max_length=20_000)
+    output: str | None = Field(None, max_length=20_000)
+    outputs: list[str] | None = Field(None, min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _one_answer(self):
+        if (self.output is None) == (self.outputs is None):
+            raise ValueError("give output or outputs")
+        return self
+
+    def references(self) -> list[str]:
+        return self.outputs if self.outputs is not None else [self.output]
+
+
+class InlineExample(_Body):
+    input: str = Field(max_length=20_000)
+    output: str = Field(max_length=20_000)
+
+
+class Ratio(_Body):
+    ratio: float = Field(ge=0, le=100)
+
+
+class Count(_Body):
+    count: int = Field(ge=0, le=1_000_000)
+
+
+class Budget(_Body):
+    max_steps: int | None = Field(None, ge=1, le=100_000)
+    epochs: float | None = Field(None, gt=0, le=100)
+    max_wall_seconds: float | None = Field(None, ge=10, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _one_length(self):
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("give max_steps or epochs, not both")
+        return self
+
+
+class LoraOverrides(_Body):
+    rank: int | None = Field(None, ge=1, le=256)
+    alpha: float | None = Field(None, gt=0, le=1024)
+    dropout: float | None = Field(None, ge=0, lt=1)
+    learning_rate: float | None = Field(None, gt=0, le=1)
+
+
+class GateOverrides(_Body):
+    """May only tighten the operator's policy (checked when the job is accepted)."""
+
+    min_score: dict[GateMetric, float] = Field(default_factory=dict)
+    min_gain_over_base: float | None = Field(None, ge=-100, le=100)
+    min_gain_over_majority: float | None = Field(None, ge=-100, le=100)
+    min_gain_over_champion: float | None = Field(None, ge=-100, le=100)
+    eval_instances: int | None = Field(None, ge=1, le=1000)
+    confidence: float | None = Field(None, gt=0, lt=1, description="may only be raised")
+
+
+class SpecialistRequest(_Body):
+    task: str = Field(description="the name it will be served under")
+    superni_task: str | None = Field(None, description="a task file in the server's task-data directory")
+    instances: list[InlineInstance] | None = Field(None, max_length=100_000)
+    definition: str | None = Field(None, max_length=20_000)
+    positive_examples: list[InlineExample] = Field(default_factory=list, max_length=8)
+    upload_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
+    eval_instances: list[InlineInstance] | None = Field(None, max_length=10_000, description="a separate evaluation set")
+    held_out: int = Field(100, ge=1, le=10_000, description="evaluation instances taken from the provided data")
+    selection_instances: int = Field(
+        50, ge=1, le=10_000, description="instances kept out of training to choose between candidates (with several candidates)"
+    )
+    metric: Metric | None = None
+    instances_per_task: int | Literal["all"] = 64
+    generalist: Literal["auto", "none"] | Ratio | Count = "auto"
+    budget: Budget = Field(default_factory=Budget)
+    lora: LoraOverrides = Field(default_factory=LoraOverrides)
+    gate: GateOverrides = Field(default_factory=GateOverrides)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        try:
+            validate_name(self.task, "task name")
+        except SpecialistError as e:
+            raise ValueError(str(e)) from None
+        sources = [self.superni_task is not None, self.instances is not None, self.upload_id is not None]
+        if sum(sources) != 1:
+            raise ValueError("give exactly one of superni_task, instances or upload_id")
+        if (self.instances is not None or self.upload_id is not None) and not self.definition:
+            raise ValueError("inline or uploaded instances need a definition")
+        if isinstance(self.instances_per_task, int) and self.instances_per_task < 1:
+            raise ValueError("instances_per_task must be >= 1 or 'all'")
+        return self
+
+
+# -- the job, as the API shows it ----------------------------------------------------------------------------------
+
+class JobSummary(BaseModel):
+    """One job in GET /specialists (the field order is the API's)."""
+
+    job_id: str
+    task: str
+    status: Stage
+    progress: dict[str, Any] = Field(description="the latest progress event: stage, and per stage its numbers")
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class Job(JobSummary):
+    """GET /specialists/{id}: the summary plus the outcome and the request. Both stay JSON as stored, so a job
+    accepted by an earlier version is still shown as it was accepted."""
+
+    result: dict[str, Any] = Field(description="{decision: a BuildDecision, route: {task, version, adapter} once promoted}")
+    request: dict[str, Any]
+
+
+class DuplicateJob(Exception):
+    def __init__(self, task: str, job_id: str):
+        super().__init__(f"a job for task {task!r} is already queued or running ({job_id})")
+        self.job_id = job_id
+
+
+# -- accepting a request ---------------------------------------------------------------------------------------
+
+class RequestRejected(Exception):
+    """A request that must not be queued: `status` is the HTTP code, the message says why and how to fix it."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def candidate_settings(request: SpecialistRequest, pool_size: int) -> list[str]:
+    """The generalist settings (`RATIO[:FILTER]`) a request's job trains as candidates."""
+    from factory.config import AUTO_CANDIDATES
+
+    generalist = request.generalist
+    if generalist == "auto":
+        return list(AUTO_CANDIDATES)
+    if generalist == "none":
+        return ["0"]
+    if isinstance(generalist, Ratio):
+        return [f"{generalist.ratio:g}"]
+    # A count of generalist records, as a ratio of the specialist examples (one candidate: no selection set).
+    examples = pool_size if request.instances_per_task == "all" else request.instances_per_task
+    return [f"{generalist.count / max(1, examples):g}"]
+
+
+def validate_request(request: SpecialistRequest, config: ServeConfig, home: Path) -> None:
+    """Everything checkable before queueing: the data exists and is large enough, the gate is only tightened."""
+    from factory.config import selection_size
+    from specialist.superni import load_task, resolve_task_file, split_instances, training_pool
+
+    wanted = request.instances_per_task
+    if request.superni_task is not None:
+        try:
+            resolve_task_file(config.task_data, request.superni_task)
+        except SpecialistError as e:
+            raise RequestRejected(404, str(e)) from None
+        task = load_task(config.task_data, request.superni_task)  # a malformed file: SpecialistError, a 422
+        held_out, _ = split_instances(task)
+        _, trainable = training_pool(task)
+    else:
+        from service.jobs.data import split_inline_data  # here: data.py reads these models
+
+        held_out, trainable = split_inline_data(request, home)
+    if not held_out:
+        raise RequestRejected(422, "no evaluation instances: send more instances, lower held_out or give eval_instances")
+    # Several candidates are compared on a selection set that none of them trains on (factory.build).
+    selection = selection_size(len(candidate_settings(request, len(trainable))), request.selection_instances)
+    left = len(trainable) - selection
+    if left < 1 or (wanted != "all" and wanted > left):
+        reserved = f" and {selection} kept to choose between candidates (selection_instances)" if selection else ""
+        raise RequestRejected(
+            422, f"too few instances: {max(0, left)} left for training after {len(held_out)} held out{reserved}, {wanted} requested; "
+            "send more instances or ask for fewer" + (", or lower selection_instances" if selection else ""),
+        )  # fmt: skip
+    job_policy(request, config)  # raises if the overrides loosen the operator's policy
+
+
+def job_policy(request: SpecialistRequest, config: ServeConfig) -> GatePolicy:
+    """The operator's gate policy, tightened by the request's overrides (never loosened)."""
+    from eval.gate import load_policy
+
+    base = load_policy(config.job_gate_policy)
+    o = request.gate
+    updates: dict = {}
+    for metric, value in o.min_score.items():
+        if value < base.min_score.get(metric, 0):
+            raise RequestRejected(422, f"gate.min_score.{metric}={value} is below the operator's {base.min_score[metric]}")
+        updates.setdefault("min_score", dict(base.min_score))[metric] = value
+    for name in ("min_gain_over_base", "min_gain_over_majority", "min_gain_over_champion", "confidence"):
+        value, floor = getattr(o, name), getattr(base, name)
+        if value is not None:
+            if floor is not None and value < floor:
+                raise RequestRejected(422, f"gate.{name}={value} is below the operator's {floor}")
+            updates[name] = value
+    if o.eval_instances is not None:
+        if base.eval_instances is not None and o.eval_instances < base.eval_instances:
+            raise RequestRejected(422, f"gate.eval_instances={o.eval_instances} is below the operator's {base.eval_instances}")
+        updates["eval_instances"] = o.eval_instances
+    return base.model_copy(update=updates)

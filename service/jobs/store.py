@@ -1,0 +1,193 @@
+"""The job table: every specialist request's job, its status, progress and outcome, in SQLite.
+
+Jobs live under $SPECIALIST_HOME/jobs/ (a restart loses no record; a job cut off by a restart is marked failed, and
+nothing is half-promoted because promotion is the job's last, atomic step). Everything the service, the executor
+and the job process know about a job goes through the methods here, so another database can stand in behind them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from contextlib import AbstractContextManager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from service.jobs.executor import stop_leftover_runner
+from service.jobs.schema import FINAL, RUNNING, DuplicateJob, Job, JobSummary, SpecialistRequest, Stage
+from specialist.sqlite import connect
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class JobStore:
+    _SCHEMA = """
+    CREATE TABLE IF NOT EXISTS jobs (
+        id TEXT PRIMARY KEY, task TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,
+        progress TEXT NOT NULL DEFAULT '{}', result TEXT NOT NULL DEFAULT '{}', error TEXT,
+        cancel_requested INTEGER NOT NULL DEFAULT 0, promoting INTEGER NOT NULL DEFAULT 0, pid INTEGER,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, started_at TEXT, finished_at TEXT);
+    """
+
+    _ADDED_COLUMNS = {"promoting": "INTEGER NOT NULL DEFAULT 0", "pid": "INTEGER"}
+
+    def __init__(self, home: Path):
+        self.root = Path(home) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "jobs.sqlite"
+        with self._connect() as db:
+            db.executescript(self._SCHEMA)
+            # Homes made by an earlier version lack newer columns: add them (SQLite cannot ALTER ... IF NOT EXISTS).
+            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, ddl in self._ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {ddl}")
+
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.db_path)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def create(self, request: SpecialistRequest) -> str:
+        """Queue a job; refuses a task that already has a queued or running job (atomically)."""
+        job_id = uuid.uuid4().hex
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            busy = db.execute(
+                f"SELECT id FROM jobs WHERE task = ? AND status IN ({','.join('?' * (len(RUNNING) + 1))})",
+                (request.task, "queued", *RUNNING),
+            ).fetchone()
+            if busy is not None:
+                db.execute("ROLLBACK")
+                raise DuplicateJob(request.task, busy["id"])
+            db.execute(
+                "INSERT INTO jobs (id, task, status, request, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?)",
+                (job_id, request.task, request.model_dump_json(), _now(), _now()),
+            )
+            db.execute("COMMIT")
+        return job_id
+
+    def get(self, job_id: str) -> Job | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _job(row)
+
+    def list(self, limit: int = 100) -> list[JobSummary]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
+        return [_summary(r) for r in rows]
+
+    def request(self, job_id: str) -> SpecialistRequest:
+        with self._connect() as db:
+            row = db.execute("SELECT request FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return SpecialistRequest.model_validate_json(row["request"])
+
+    def update(self, job_id: str, status: Stage | None = None, progress: dict[str, Any] | None = None,
+               result: dict[str, Any] | None = None, error: str | None = None) -> None:  # fmt: skip
+        sets, values = ["updated_at = ?"], [_now()]
+        if status is not None:
+            sets.append("status = ?")
+            values.append(status)
+            if status in RUNNING:
+                sets.append("started_at = COALESCE(started_at, ?)")
+                values.append(_now())
+            if status in FINAL:
+                sets.append("finished_at = ?")
+                values.append(_now())
+        for column, value in (("progress", progress), ("result", result)):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                values.append(json.dumps(value))
+        if error is not None:
+            sets.append("error = ?")
+            values.append(error)
+        with self._connect() as db:
+            # A final status is never overwritten (a late update from a dying process must not revive a job).
+            db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status NOT IN ({','.join('?' * len(FINAL))})",
+                       (*values, job_id, *FINAL))  # fmt: skip
+
+    def request_cancel(self, job_id: str) -> Stage | None:
+        """Cancel a queued job at once, or flag a running one for the executor; returns the status after.
+        A job already promoting (registering its adapter) finishes: the cancel came too late."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT status, promoting FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                return None
+            if row["status"] == "queued":
+                db.execute("UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ? WHERE id = ?", (_now(), _now(), job_id))
+            elif row["status"] in RUNNING and not row["promoting"]:
+                db.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (_now(), job_id))
+            db.execute("COMMIT")
+        return self.get(job_id).status
+
+    def claim(self, job_id: str) -> bool:
+        """Atomically move a queued job to 'preparing' (False if it was canceled in the meantime)."""
+        with self._connect() as db:
+            cur = db.execute(
+                "UPDATE jobs SET status = 'preparing', progress = ?, started_at = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+                (json.dumps({"stage": "preparing"}), _now(), _now(), job_id),
+            )
+            return cur.rowcount == 1
+
+    def set_pid(self, job_id: str, pid: int) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE jobs SET pid = ? WHERE id = ?", (pid, job_id))
+
+    def begin_promotion(self, job_id: str) -> bool:
+        """The point of no return: True (and cancels are refused from now on) unless a cancel came first."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT status, cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            ok = row is not None and row["status"] in RUNNING and not row["cancel_requested"]
+            if ok:
+                db.execute("UPDATE jobs SET promoting = 1, updated_at = ? WHERE id = ?", (_now(), job_id))
+            db.execute("COMMIT")
+            return ok
+
+    def promoting(self, job_id: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT promoting FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row["promoting"])
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
+
+    def next_queued(self) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1").fetchone()
+        return row["id"] if row else None
+
+    def fail_interrupted(self) -> int:
+        """At start: jobs that were running when the service stopped are failed, never left half-done; a job
+        process that outlived the service (it runs in its own session) is stopped first."""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT pid FROM jobs WHERE pid IS NOT NULL AND status IN ({','.join('?' * len(RUNNING))})", RUNNING).fetchall()
+        for row in rows:
+            stop_leftover_runner(row["pid"])
+        with self._connect() as db:
+            cur = db.execute(
+                f"UPDATE jobs SET status = 'failed', error = 'interrupted by a service restart', finished_at = ?, updated_at = ? "
+                f"WHERE status IN ({','.join('?' * len(RUNNING))})",
+                (_now(), _now(), *RUNNING),
+            )
+            return cur.rowcount
+
+
+def _summary(row: sqlite3.Row) -> JobSummary:
+    return JobSummary(
+        job_id=row["id"], task=row["task"], status=row["status"], progress=json.loads(row["progress"]), error=row["error"],
+        created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
+    )  # fmt: skip
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(**_summary(row).model_dump(), result=json.loads(row["result"]), request=json.loads(row["request"]))

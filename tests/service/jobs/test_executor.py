@@ -1,0 +1,53 @@
+"""The local executor: one job at a time, a cancel stops training, and a leftover runner is recognised as one."""
+
+import time
+
+from tests.service.jobs.conftest import ADMIN, job_request, wait_for_job
+
+
+def test_cancel_stops_training_and_promotes_nothing(job_service):
+    r = job_service.post("/specialists", json=job_request(budget={"max_steps": 5000}), headers=ADMIN)
+    job_id = r.json()["job_id"]
+    deadline = time.time() + 120
+    while job_service.get(f"/specialists/{job_id}", headers=ADMIN).json()["status"] != "training" and time.time() < deadline:
+        time.sleep(0.2)
+    assert job_service.delete(f"/specialists/{job_id}", headers=ADMIN).status_code == 200
+    job, _ = wait_for_job(job_service, job_id, timeout=60)
+    assert job["status"] == "canceled" and job_service.state.registry.routes() == {}
+    assert job_service.state.worker.current is None
+
+
+def test_two_jobs_queue_instead_of_running_at_once(job_service):
+    first = job_service.post("/specialists", json=job_request(task="one"), headers=ADMIN).json()["job_id"]
+    second = job_service.post("/specialists", json=job_request(task="two"), headers=ADMIN).json()["job_id"]
+    running_together = False
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        statuses = [job_service.get(f"/specialists/{j}", headers=ADMIN).json()["status"] for j in (first, second)]
+        running = [s for s in statuses if s in ("preparing", "training", "evaluating", "gating")]
+        running_together |= len(running) > 1
+        if all(s in ("promoted", "rejected", "failed", "canceled") for s in statuses):
+            break
+        time.sleep(0.2)
+    assert not running_together and statuses == ["promoted", "promoted"]
+
+
+def test_a_runner_is_recognised_under_its_current_and_its_earlier_module_name():
+    from service.jobs.executor import is_runner_cmdline
+
+    python = b"/usr/bin/python3\0-m\0"
+    assert is_runner_cmdline(python + b"service.jobs.runner\0" + b"ab" * 16 + b"\0")
+    assert is_runner_cmdline(python + b"service.job_runner\0" + b"ab" * 16 + b"\0")  # started before the upgrade
+    assert not is_runner_cmdline(python + b"service.app\0")
+
+
+def test_the_service_depends_on_the_executor_protocol():
+    import inspect
+
+    import service.app
+    from service.jobs import Executor, LocalExecutor
+    from service.state import ServingState
+
+    assert {"current", "close"} <= set(dir(Executor)) and isinstance(LocalExecutor.current, property)
+    assert inspect.signature(ServingState).parameters["worker"].annotation in (Executor, "Executor")
+    assert "LocalExecutor" in inspect.getsource(service.app)  # the composition root picks the executor

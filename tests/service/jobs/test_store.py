@@ -1,0 +1,61 @@
+"""The job table: duplicates conflict, a restart fails what was running, an old table is upgraded in place."""
+
+from tests.service.jobs.conftest import ADMIN, job_request
+
+
+def test_jobs_need_the_admin_token_and_duplicates_conflict(job_service):
+    assert job_service.post("/specialists", json=job_request()).status_code == 401
+    assert job_service.get("/specialists").status_code == 401
+    assert job_service.post("/specialists", json=job_request(budget={"max_steps": 5000}), headers=ADMIN).status_code == 202
+    r = job_service.post("/specialists", json=job_request(), headers=ADMIN)
+    assert r.status_code == 409 and "already queued or running" in r.json()["error"]["message"]
+    assert job_service.get("/specialists/ffff", headers=ADMIN).status_code == 404
+
+
+def test_restart_marks_interrupted_jobs_failed(tmp_path, task_dir):
+    from service.jobs import JobStore, SpecialistRequest
+
+    store = JobStore(tmp_path)
+    job_id = store.create(SpecialistRequest.model_validate(job_request()))
+    store.update(job_id, status="training", progress={"step": 3})
+    assert JobStore(tmp_path).fail_interrupted() == 1
+    job = JobStore(tmp_path).get(job_id)
+    assert job.status == "failed" and "restart" in job.error
+    store.update(job_id, status="promoted")  # a final status is never overwritten
+    assert store.get(job_id).status == "failed"
+
+
+def test_a_job_table_from_an_earlier_version_is_upgraded(tmp_path):
+    import sqlite3
+
+    from service.jobs import JobStore, SpecialistRequest
+
+    (tmp_path / "jobs").mkdir()
+    old = sqlite3.connect(tmp_path / "jobs" / "jobs.sqlite")
+    old.execute(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, task TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,"
+        " progress TEXT NOT NULL DEFAULT '{}', result TEXT NOT NULL DEFAULT '{}', error TEXT,"
+        " cancel_requested INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+        " started_at TEXT, finished_at TEXT)"
+    )
+    old.commit()
+    old.close()
+    store = JobStore(tmp_path)
+    job_id = store.create(SpecialistRequest.model_validate(job_request()))
+    assert store.claim(job_id) and store.begin_promotion(job_id) and store.fail_interrupted() == 1
+
+
+def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path):
+    from fastapi.encoders import jsonable_encoder
+
+    from service.jobs import Job, JobStore, JobSummary, SpecialistRequest
+
+    store = JobStore(tmp_path)
+    request = SpecialistRequest.model_validate(job_request())
+    job_id = store.create(request)
+    job, [brief] = store.get(job_id), store.list()
+    assert isinstance(job, Job) and isinstance(brief, JobSummary) and not isinstance(brief, Job)
+    summary_keys = ["job_id", "task", "status", "progress", "error", "created_at", "started_at", "finished_at"]
+    assert list(jsonable_encoder(brief)) == summary_keys and list(jsonable_encoder(job)) == [*summary_keys, "result", "request"]
+    assert job.status == "queued" and job.result == {} and job.request == request.model_dump(mode="json")
+    assert store.request_cancel(job_id) == "canceled" and store.request_cancel("ffff") is None
