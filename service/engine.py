@@ -3,7 +3,7 @@
 Requests for any adapters queue up; one worker thread decodes them in one running batch, a token per step
 (continuous batching): a request that arrives joins at the next step (up to `max_batch_size`; an idle server
 waits at most `max_wait_ms` for company), and a finished one leaves at once. The shared decoder
-(`specialist.decoding`) applies each adapter to its own rows -- there is no global "active adapter" to
+(`inference.decoder`) applies each adapter to its own rows -- there is no global "active adapter" to
 switch -- and computes each task's shared prompt prefix once per adapter. Adapter loads and unloads run on
 the same thread between steps, so a swap never races a forward pass. Tokens are handed to each request as
 they are produced (streaming); each row stops on its own EOS, stop string or token budget, or when its
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from specialist.decoding import Decoder, DecodeRow, RunningBatch
+from inference.decoder import Decoder, DecodeRow
+from inference.kv_cache import RunningBatch
 from specialist.errors import SpecialistError, error_line
 from specialist.prompt_format import first_stop, stop_prefix_len
 
@@ -67,7 +68,7 @@ class GenRequest:
     # The prompt format's end markers (`FRAME_STOPS`): they stop a row like stop strings, and a partial one left
     # at the end of a generation that ran out of tokens is dropped (the model had begun a new line of the frame).
     end_markers: tuple[str, ...] = ()
-    prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see specialist.decoding)
+    prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see inference.prefix_cache)
     on_text: Callable[[str, int], None] | None = None  # (new text piece, token id) as tokens arrive
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client is gone
     future: Future = field(default_factory=Future)

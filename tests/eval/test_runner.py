@@ -124,7 +124,7 @@ def test_eval_rejects_bad_counts_at_the_command_line(task_dir, tmp_path, capsys)
 
 
 class _ScriptedDecoder:
-    """Stands in for `specialist.decoding.Decoder`: every row 'generates' the same scripted text, token by token,
+    """Stands in for `inference.decoder.Decoder`: every row 'generates' the same scripted text, token by token,
     and stops as soon as `on_token` says so; it records how many tokens each row was given."""
 
     def __init__(self, tokenizer, text: str):

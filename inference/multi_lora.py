@@ -9,7 +9,7 @@ weights kept pre-transposed: a step with eight adapters costs little more than o
 
 Rows of a batch must be grouped by adapter (`segments`); the decoder sorts them. Adapter weights are read
 from safetensors only (`lora_only_problems` refuses anything else before a byte is loaded), and
-tests/specialist/test_multi_lora.py checks the logits against peft's own mixed batches.
+tests/inference/test_multi_lora.py checks the logits against peft's own mixed batches.
 """
 
 from __future__ import annotations
