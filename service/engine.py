@@ -6,8 +6,8 @@ waits at most `max_wait_ms` for company), and a finished one leaves at once. The
 (`inference.decoder`) applies each adapter to its own rows -- there is no global "active adapter" to
 switch -- and computes each task's shared prompt prefix once per adapter. Adapter loads and unloads
 (`inference.adapter_cache`) run on the same thread between steps, so a swap never races a forward pass.
-Tokens are handed to each request as they are produced (streaming); each row stops on its own EOS, stop
-string or token budget, or when its client goes away (`GenRequest.cancelled`).
+Text is handed to each request as its tokens are produced (streaming, `inference.text_stream`); each row
+stops on its own EOS, stop string or token budget, or when its client goes away (`GenRequest.cancelled`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch
 from inference.adapter_cache import BASE_ADAPTER, AdapterCache, AdapterGone, AdapterRefused
 from inference.decoder import Decoder, DecodeRow
 from inference.kv_cache import RunningBatch
+from inference.text_stream import TextStream
 from specialist.errors import SpecialistError
-from specialist.prompt_format import first_stop, stop_prefix_len
 
 # What the rest of the service imports from here (the adapter names and errors live with the adapter cache).
 __all__ = ["BASE_ADAPTER", "AdapterGone", "AdapterRefused", "Engine", "GenRequest", "Generation", "Sampling"]
@@ -80,51 +80,30 @@ class _Command:
 
 
 class _Stream:
-    """One request's output as it grows: stop strings, held-back streaming, the finished Generation."""
+    """One request in the running batch: its text stream, the pieces handed to its client, its Generation."""
 
     def __init__(self, request: GenRequest, tokenizer):
-        self.request, self.tokenizer = request, tokenizer
-        self.ids: list[int] = []
-        self.text = ""
-        self.emitted = 0  # characters already streamed
-        self.stopped = False  # ended by a stop string
-        self.stops = (*request.stop, *request.end_markers)
+        self.request = request
+        self.text = TextStream(request.stop, request.end_markers, tokenizer)
 
     def on_token(self, token: int) -> bool:
         """Record a new token; True when the request is finished (a stop string, or its client left)."""
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = first_stop(text, self.stops)
-        if cut is not None:
-            text, self.stopped = text[:cut], True
-        self.text = text
-        self._emit(token)
-        return self.stopped or self.request.cancelled.is_set()
+        self._hand_over(self.text.add_token(token), token)
+        return self.text.stopped or self.request.cancelled.is_set()
 
-    def _emit(self, token: int, final: bool = False) -> None:
-        end = len(self.text)
-        if not final and not self.stopped:
-            # Hold back what might still change: a partly decoded character, or the start of a stop string.
-            if self.text.endswith("\ufffd"):
-                return
-            end -= stop_prefix_len(self.text, self.stops)
-        piece = self.text[self.emitted : end]
-        if piece:
-            self.emitted = end
-            if self.request.on_text is not None:
-                try:
-                    self.request.on_text(piece, token)
-                except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
-                    self.request.cancelled.set()
+    def _hand_over(self, piece: str, token: int) -> None:
+        if piece and self.request.on_text is not None:
+            try:
+                self.request.on_text(piece, token)
+            except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
+                self.request.cancelled.set()
 
     def finish(self) -> Generation:
         """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
-        if not self.stopped:  # a partial end marker at the very end is the frame beginning again: not the answer
-            self.text = self.text[: len(self.text) - stop_prefix_len(self.text, self.request.end_markers)]
-        self._emit(-1, final=True)
-        r = self.request
-        reason = "length" if not self.stopped and len(self.ids) >= r.max_new_tokens else "stop"  # else EOS or stop
-        return Generation(self.text, len(r.prompt_ids), len(self.ids), reason, self.ids)
+        self._hand_over(self.text.finish(), -1)
+        r, ids = self.request, self.text.ids
+        reason = self.text.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
+        return Generation(self.text.text, len(r.prompt_ids), len(ids), reason, ids)
 
 
 class Engine:
