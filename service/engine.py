@@ -84,12 +84,12 @@ class _Stream:
 
     def __init__(self, request: GenRequest, tokenizer):
         self.request = request
-        self.text = TextStream(request.stop, request.end_markers, tokenizer)
+        self.output = TextStream(request.stop, request.end_markers, tokenizer)
 
     def on_token(self, token: int) -> bool:
         """Record a new token; True when the request is finished (a stop string, or its client left)."""
-        self._hand_over(self.text.add_token(token), token)
-        return self.text.stopped or self.request.cancelled.is_set()
+        self._hand_over(self.output.add_token(token), token)
+        return self.output.stopped or self.request.cancelled.is_set()
 
     def _hand_over(self, piece: str, token: int) -> None:
         if piece and self.request.on_text is not None:
@@ -100,10 +100,10 @@ class _Stream:
 
     def finish(self) -> Generation:
         """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
-        self._hand_over(self.text.finish(), -1)
-        r, ids = self.request, self.text.ids
-        reason = self.text.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
-        return Generation(self.text.text, len(r.prompt_ids), len(ids), reason, ids)
+        self._hand_over(self.output.finish(), -1)
+        r, ids = self.request, self.output.ids
+        reason = self.output.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
+        return Generation(self.output.text, len(r.prompt_ids), len(ids), reason, ids)
 
 
 class Engine:
