@@ -25,6 +25,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY specialist ./specialist
+COPY inference ./inference
 COPY training ./training
 COPY eval ./eval
 COPY factory ./factory

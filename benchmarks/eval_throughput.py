@@ -5,7 +5,7 @@
 Both score the base model plus two adapters on the held-out instances of a real SuperNI task with the packaged
 SmolLM2 default. The naive loop calls `generate` once per instance after `set_adapter` (or with the adapter
 disabled for the base model); ours decodes mixed-adapter batches and computes the task's shared prompt
-prefix (definition + demonstrations) once per adapter (specialist.decoding). Same greedy decoding,
+prefix (definition + demonstrations) once per adapter (inference.prefix_cache). Same greedy decoding,
 same `max_new_tokens`, same stop rule (the naive loop passes the frame's markers to `generate(stop_strings=...)`,
 transformers' own way to stop on text). Prints instances/s of each and the ratio, checks the predictions agree, writes JSON
 (benchmarks/results/eval_throughput.json). Without --adapter, two LoRA adapters with random (non-zero)

@@ -1,7 +1,7 @@
 """Greedy generation over many prompts for several adapters at once.
 
 Rows of one batch may belong to different adapters (and None, the bare base model): the shared decoder
-(`specialist.decoding`) applies each adapter to its own rows and computes each task's shared prompt prefix
+(`inference.decoder`) applies each adapter to its own rows and computes each task's shared prompt prefix
 once per adapter. No process-global "active adapter" is ever switched. Every row ends by the prompt format's
 stop rule (`FRAME_STOPS`) as well as at EOS, whichever model it belongs to.
 """
@@ -13,10 +13,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from specialist.decoding import Decoder, DecodeRow
+from inference.decoder import Decoder, DecodeRow
 from specialist.prompt_format import FRAME_STOPS, cut_at_frame
 
-BASE_ADAPTER = None  # the bare base model, in GenerationRequest.adapter
 # A frame marker is ASCII, so each of its tokens decodes to at least one character: a marker that ends at the
 # newest token lies within this many last tokens.
 _STOP_WINDOW = max(len(s) for s in FRAME_STOPS) + 1

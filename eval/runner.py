@@ -18,7 +18,8 @@ from specialist.errors import SpecialistError
 from specialist.prompt_format import TaskPrompt, fit_prompt, stop_rule
 
 from eval.benchmarks import METRICS, BenchInstance, Benchmark
-from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decoder
+from eval.generate import GenerationRequest, generate, load_decoder
+from inference.multi_lora import BASE_ADAPTER
 from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap
 from eval.metrics import instance_scores, mean_score
 

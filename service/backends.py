@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from specialist.adapters import lora_only_problems, read_manifest
+from inference.text_stream import TextStream
+from specialist.adapters import check_adapter
 from specialist.base_models import BaseModelRef
 from specialist.errors import SpecialistError, error_line
-from specialist.prompt_format import FRAME_STOPS, cut_at_frame, stop_prefix_len
+from specialist.prompt_format import FRAME_STOPS, cut_at_frame
 
 from service.engine import AdapterRefused, Engine, GenRequest, Generation, Sampling
 
@@ -155,11 +156,8 @@ class TGIBackend:
 
     def load(self, name: str, path: Path) -> None:
         """Nothing to load here, but refuse what an engine would refuse, before routing to it."""
-        problems = lora_only_problems(path)
-        if problems:
-            raise SpecialistError(f"adapter {path} is refused: {'; '.join(problems)}", "the previous route keeps serving")
-        if self.base_sha256 and read_manifest(path).base_model.content_sha256 != self.base_sha256:
-            raise SpecialistError(f"adapter {path} was trained for another base model", "serve it with that base model")
+        found = check_adapter(path, self.base_sha256)
+        found.require("serve it with that base model" if found.base_mismatch else "the previous route keeps serving")
 
     def unload(self, name: str) -> None:
         pass
@@ -194,7 +192,10 @@ class TGIBackend:
 
     async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
         client = self.clients[next(self._next)]
-        text, pending, tokens, reason, cut = "", "", 0, "stop", False
+        # TGI includes a stop string in its text, and knows nothing of the frame's stop rule: the stream cuts both,
+        # and holds back text that may still grow into a stop, as the local engine does.
+        text = TextStream(params.stop, FRAME_STOPS)
+        tokens, ran_out = 0, False
         try:
             chunks = await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params))
             async with contextlib.aclosing(chunks):  # leaving early (at a stop) closes the engine's stream
@@ -202,29 +203,17 @@ class TGIBackend:
                     if chunk.token.special:
                         continue
                     tokens += 1
-                    # TGI includes a stop string in its text, and knows nothing of the frame's stop rule: cut both here.
-                    # Text that may still grow into a stop is held back, as the local engine does.
-                    pending += chunk.token.text
-                    whole, cut = cut_at_frame(text + pending, params.stop)
-                    if cut:
-                        if len(whole) > len(text):
-                            yield whole[len(text) :]
-                        text, reason = whole, "stop"
+                    if piece := text.add_text(chunk.token.text):
+                        yield piece
+                    if text.stopped:
                         break
-                    safe = len(pending) - min(len(pending), stop_prefix_len(text + pending, (*params.stop, *FRAME_STOPS)))
-                    if safe > 0:
-                        yield pending[:safe]
-                        text, pending = text + pending[:safe], pending[safe:]
                     if chunk.details is not None:
-                        reason = "length" if str(chunk.details.finish_reason).endswith("length") else "stop"
+                        ran_out = str(chunk.details.finish_reason).endswith("length")
         except Exception as e:  # noqa: BLE001
             raise EngineError(e) from None
-        if pending and not cut:  # held back at the end: part of the answer, unless it begins a frame marker
-            pending = cut_at_frame(text + pending, final=True)[0][len(text) :]
-            if pending:
-                yield pending
-                text += pending
-        yield Generation(text, self.count_tokens(prompt), tokens, reason)
+        if piece := text.finish():  # held back at the end: part of the answer, unless it begins a frame marker
+            yield piece
+        yield Generation(text.text, self.count_tokens(prompt), tokens, text.finish_reason(ran_out))
 
     def close(self) -> None:
         pass

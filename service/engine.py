@@ -3,11 +3,11 @@
 Requests for any adapters queue up; one worker thread decodes them in one running batch, a token per step
 (continuous batching): a request that arrives joins at the next step (up to `max_batch_size`; an idle server
 waits at most `max_wait_ms` for company), and a finished one leaves at once. The shared decoder
-(`specialist.decoding`) applies each adapter to its own rows -- there is no global "active adapter" to
-switch -- and computes each task's shared prompt prefix once per adapter. Adapter loads and unloads run on
-the same thread between steps, so a swap never races a forward pass. Tokens are handed to each request as
-they are produced (streaming); each row stops on its own EOS, stop string or token budget, or when its
-client goes away (`GenRequest.cancelled`).
+(`inference.decoder`) applies each adapter to its own rows -- there is no global "active adapter" to
+switch -- and computes each task's shared prompt prefix once per adapter. Adapter loads and unloads
+(`inference.adapter_cache`) run on the same thread between steps, so a swap never races a forward pass.
+Text is handed to each request as its tokens are produced (streaming, `inference.text_stream`); each row
+stops on its own EOS, stop string or token budget, or when its client goes away (`GenRequest.cancelled`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -24,19 +24,14 @@ from pathlib import Path
 
 import torch
 
-from specialist.decoding import Decoder, DecodeRow, RunningBatch
-from specialist.errors import SpecialistError, error_line
-from specialist.prompt_format import first_stop, stop_prefix_len
+from inference.adapter_cache import BASE_ADAPTER, AdapterCache, AdapterGone, AdapterRefused
+from inference.decoder import Decoder, DecodeRow
+from inference.kv_cache import RunningBatch
+from inference.text_stream import TextStream
+from specialist.errors import SpecialistError
 
-BASE_ADAPTER = "__base__"  # GenRequest.adapter for the bare base model
-
-
-class AdapterGone(SpecialistError):
-    """The adapter was unloaded between routing and submission (a swap): route again and resubmit."""
-
-
-class AdapterRefused(SpecialistError):
-    """The adapter itself is unusable (not LoRA-only, corrupt, another base model): retrying will not help."""
+# What the rest of the service imports from here (the adapter names and errors live with the adapter cache).
+__all__ = ["BASE_ADAPTER", "AdapterGone", "AdapterRefused", "Engine", "GenRequest", "Generation", "Sampling"]
 
 
 @dataclass(frozen=True)
@@ -60,14 +55,14 @@ class Generation:
 @dataclass
 class GenRequest:
     prompt_ids: list[int]
-    adapter: str
+    adapter: str | None  # an adapter name, or BASE_ADAPTER
     max_new_tokens: int
     sampling: Sampling = Sampling()
     stop: tuple[str, ...] = ()  # the client's stop strings
     # The prompt format's end markers (`FRAME_STOPS`): they stop a row like stop strings, and a partial one left
     # at the end of a generation that ran out of tokens is dropped (the model had begun a new line of the frame).
     end_markers: tuple[str, ...] = ()
-    prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see specialist.decoding)
+    prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see inference.prefix_cache)
     on_text: Callable[[str, int], None] | None = None  # (new text piece, token id) as tokens arrive
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client is gone
     future: Future = field(default_factory=Future)
@@ -85,51 +80,30 @@ class _Command:
 
 
 class _Stream:
-    """One request's output as it grows: stop strings, held-back streaming, the finished Generation."""
+    """One request in the running batch: its text stream, the pieces handed to its client, its Generation."""
 
     def __init__(self, request: GenRequest, tokenizer):
-        self.request, self.tokenizer = request, tokenizer
-        self.ids: list[int] = []
-        self.text = ""
-        self.emitted = 0  # characters already streamed
-        self.stopped = False  # ended by a stop string
-        self.stops = (*request.stop, *request.end_markers)
+        self.request = request
+        self.output = TextStream(request.stop, request.end_markers, tokenizer)
 
     def on_token(self, token: int) -> bool:
         """Record a new token; True when the request is finished (a stop string, or its client left)."""
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = first_stop(text, self.stops)
-        if cut is not None:
-            text, self.stopped = text[:cut], True
-        self.text = text
-        self._emit(token)
-        return self.stopped or self.request.cancelled.is_set()
+        self._hand_over(self.output.add_token(token), token)
+        return self.output.stopped or self.request.cancelled.is_set()
 
-    def _emit(self, token: int, final: bool = False) -> None:
-        end = len(self.text)
-        if not final and not self.stopped:
-            # Hold back what might still change: a partly decoded character, or the start of a stop string.
-            if self.text.endswith("\ufffd"):
-                return
-            end -= stop_prefix_len(self.text, self.stops)
-        piece = self.text[self.emitted : end]
-        if piece:
-            self.emitted = end
-            if self.request.on_text is not None:
-                try:
-                    self.request.on_text(piece, token)
-                except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
-                    self.request.cancelled.set()
+    def _hand_over(self, piece: str, token: int) -> None:
+        if piece and self.request.on_text is not None:
+            try:
+                self.request.on_text(piece, token)
+            except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
+                self.request.cancelled.set()
 
     def finish(self) -> Generation:
         """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
-        if not self.stopped:  # a partial end marker at the very end is the frame beginning again: not the answer
-            self.text = self.text[: len(self.text) - stop_prefix_len(self.text, self.request.end_markers)]
-        self._emit(-1, final=True)
-        r = self.request
-        reason = "length" if not self.stopped and len(self.ids) >= r.max_new_tokens else "stop"  # else EOS or stop
-        return Generation(self.text, len(r.prompt_ids), len(self.ids), reason, self.ids)
+        self._hand_over(self.output.finish(), -1)
+        r, ids = self.request, self.output.ids
+        reason = self.output.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
+        return Generation(self.output.text, len(r.prompt_ids), len(ids), reason, ids)
 
 
 class Engine:
@@ -137,55 +111,46 @@ class Engine:
                  max_resident: int = 64):  # fmt: skip
         self.decoder = Decoder(base_model, tokenizer)
         self.tokenizer = tokenizer
-        self.base_sha256 = base_sha256
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
-        self.max_resident = max_resident
-        self.resident: OrderedDict[str, Path] = OrderedDict()  # adapter name -> dir, least recently used first
-        self.in_use: dict[str, int] = {}  # queued or running requests per adapter (guarded by _lock)
-        self._lock = threading.Lock()
+        self.adapters = AdapterCache(self.decoder, base_sha256, max_resident)
         self._queue: queue.Queue = queue.Queue()
         self._pending: list[GenRequest] = []
         self._batch: RunningBatch | None = None  # rows being decoded now
         self._stop = threading.Event()
         self.batch_sizes: deque[int] = deque(maxlen=10_000)  # rows per recent decoding step, for tests and diagnostics
-        self.routed: dict[str, Path] = {}  # adapters the router serves: an evicted one is reloaded on demand
         self.on_batch: Callable[[int, float], None] | None = None  # (rows in the step, seconds), once per step
         self.threads_wanted: Callable[[], int] | None = None  # torch threads to decode with now (asked every step)
         self.threads = 0  # torch threads the last step decoded with
-        self._doomed: set[str] = set()  # unloads waiting for their last in-flight request
         self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
         self._thread.start()
 
     # -- public API (any thread) ---------------------------------------------------------------------------
 
+    @property
+    def resident(self) -> dict[str, Path]:
+        """Adapters loaded now (name -> dir), least recently used first."""
+        return self.adapters.resident
+
     def submit(self, request: GenRequest) -> Future:
-        # Check and count under the lock that unloading takes too: a counted adapter is never deleted under us.
-        name = request.adapter
         if self._stop.is_set():
             raise SpecialistError("the generation engine is shutting down", "retry against a running service")
-        with self._lock:
-            if name != BASE_ADAPTER and (name not in self.resident or name in self._doomed):
-                if name not in self.routed:
-                    raise AdapterGone(f"adapter {name!r} is not loaded", "route the request again")
-                self._queue.put(_Command("load", name, self.routed[name]))  # evicted earlier (LRU): reload first
-            self.in_use[name] = self.in_use.get(name, 0) + 1
+        # Counted before it is queued: an adapter a queued request needs is never unloaded under it.
+        self.adapters.acquire(request.adapter, reload=lambda name, path: self._queue.put(_Command("load", name, path)))
         self._queue.put(request)
         return request.future
 
     def load_adapter(self, name: str, path: Path) -> Future:
         """Validate and load (between steps) an adapter the router is about to serve. The future fails with
         AdapterRefused if the adapter is unusable, or another SpecialistError if it could not be loaded now."""
-        with self._lock:
-            self.routed[name] = Path(path)
+        self.adapters.route(name, path)
         cmd = _Command("load", name, Path(path))
         self._queue.put(cmd)
         return cmd.future
 
     def unload_adapter(self, name: str) -> Future:
         """The router no longer serves `name`: unload it once its queued requests have finished."""
-        with self._lock:
-            self.routed.pop(name, None)
+        self.adapters.unroute(name)
         cmd = _Command("unload", name)
         self._queue.put(cmd)
         return cmd.future
@@ -261,60 +226,12 @@ class Engine:
     def _execute(self, cmd: _Command) -> None:
         try:
             if cmd.action == "load":
-                self._load(cmd.name, cmd.path)
+                self.adapters.load(cmd.name, cmd.path)
             elif cmd.action == "unload":
-                self._unload(cmd.name)
+                self.adapters.unload(cmd.name)
             cmd.future.set_result(None)
         except Exception as e:  # noqa: BLE001 - handed to the caller through the future
             cmd.future.set_exception(e)
-
-    def _load(self, name: str, path: Path) -> None:
-        from specialist.adapters import lora_only_problems, read_manifest
-
-        with self._lock:
-            if name in self.resident:
-                self.resident.move_to_end(name)
-                self._doomed.discard(name)
-                return
-        problems = lora_only_problems(path)
-        if problems:
-            raise AdapterRefused(f"adapter {path} is refused: {'; '.join(problems)}", "it stays unloaded; the previous route keeps serving")
-        manifest = read_manifest(path)
-        if manifest.base_model.content_sha256 != self.base_sha256:
-            raise AdapterRefused(f"adapter {path} was trained for base model {manifest.base_model.id}", "serve it with that base model")
-        while len(self.resident) >= self.max_resident:  # evict the least recently used adapter nobody is using
-            with self._lock:
-                victim = next((n for n in self.resident if not self.in_use.get(n) and n not in self._doomed), None)
-            if victim is None:
-                raise SpecialistError(f"all {self.max_resident} adapter slots are in use", "retry, or raise max_resident_adapters")
-            self._unload(victim)  # a routed victim is reloaded on its next request
-        try:
-            self.decoder.load(name, path)  # all or nothing: a refused adapter leaves no trace
-        except Exception as e:  # corrupt weights, wrong shapes: refuse with the reason, keep serving the rest
-            raise AdapterRefused(f"adapter {path} could not be loaded: {error_line(e)}", "fix or re-train it") from None
-        with self._lock:
-            self.resident[name] = Path(path)
-
-    def _unload(self, name: str) -> None:
-        """Unload now, or as soon as the requests already queued for it have finished."""
-        with self._lock:
-            if name not in self.resident:
-                return
-            if self.in_use.get(name):
-                self._doomed.add(name)
-                return
-            self._doomed.discard(name)
-            del self.resident[name]
-        self.decoder.unload(name)
-
-    def _release(self, requests: list[GenRequest]) -> None:
-        """Requests are done with their adapters: finish the unloads that were waiting for them."""
-        with self._lock:
-            for r in requests:
-                self.in_use[r.adapter] -= 1
-            ready = [n for n in self._doomed if not self.in_use.get(n)]
-        for name in ready:
-            self._unload(name)
 
     def _admit(self) -> None:
         """Move pending requests (oldest first) into the running batch, as far as it has room."""
@@ -325,7 +242,7 @@ class Engine:
         for r in taken:  # a future its caller cancelled (timeout, shutdown) counts as a client gone
             if not r.future.set_running_or_notify_cancel():
                 r.cancelled.set()
-        missing = [r for r in taken if r.adapter != BASE_ADAPTER and r.adapter not in self.resident]
+        missing = [r for r in taken if not self.adapters.is_resident(r.adapter)]
         for r in missing:  # its reload failed: tell that client, run the rest
             self._fail([r], AdapterGone(f"adapter {r.adapter!r} is not loaded", "route the request again"))
         gone = [r for r in taken if r not in missing and r.cancelled.is_set()]
@@ -337,12 +254,10 @@ class Engine:
         try:
             rows = []
             for r in taken:
-                if r.adapter in self.resident:
-                    self.resident.move_to_end(r.adapter)
+                self.adapters.touch(r.adapter)
                 s = r.sampling
                 generator = torch.Generator(self.decoder.device).manual_seed(s.seed) if s.seed is not None and s.temperature > 0 else None
-                adapter = None if r.adapter == BASE_ADAPTER else r.adapter
-                rows.append(DecodeRow(r.prompt_ids, r.max_new_tokens, adapter, r.prefix_len, s.temperature, s.top_p, generator))
+                rows.append(DecodeRow(r.prompt_ids, r.max_new_tokens, r.adapter, r.prefix_len, s.temperature, s.top_p, generator))
             self._batch = self.decoder.admit(self._batch, rows, streams)
         except Exception as e:  # noqa: BLE001 - every waiting client gets the error instead of hanging
             self._fail(taken, e)
@@ -363,7 +278,7 @@ class Engine:
                 if not stream.request.future.done():
                     stream.request.future.set_result(stream.finish())
         finally:
-            self._release([stream.request for stream, _ in finished])
+            self.adapters.release([stream.request.adapter for stream, _ in finished])
         if self.on_batch is not None:
             self.on_batch(len(requests), time.perf_counter() - started)
 
@@ -373,4 +288,4 @@ class Engine:
                 if not r.future.done():
                     r.future.set_exception(error)
         finally:
-            self._release(requests)
+            self.adapters.release([r.adapter for r in requests])

@@ -33,7 +33,7 @@ def test_dockerfile_and_bentofile_agree():
     assert re.search(r"^USER \d+$", docker, re.M), "the container must run as a non-root user"
     assert "/readyz" in docker.split("HEALTHCHECK", 1)[1]
     assert 'CMD ["specialist", "serve"' in docker
-    for package in ("specialist", "training", "eval", "factory", "service", "cli"):
+    for package in ("specialist", "inference", "training", "eval", "factory", "service", "cli"):
         assert f"COPY {package} ./{package}" in docker and f"{package}/**/*.py" in bento["include"]
 
 
@@ -46,4 +46,5 @@ def test_bentoml_build_succeeds_offline(tmp_path):
     name, version = tag.split(":")
     src = tmp_path / "bentoml" / "bentos" / name / version / "src"
     assert (src / "service" / "bento.py").is_file() and (src / "specialist" / "adapters" / "registry.py").is_file()
+    assert (src / "inference" / "decoder.py").is_file()
     assert not (src / "tests").exists() and not (src / ".venv").exists()

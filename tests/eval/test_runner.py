@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from eval.benchmarks import custom_benchmark, default_metric, superni_benchmark
-from eval.generate import BASE_ADAPTER, GenerationRequest, generate, load_decoder
+from eval.generate import GenerationRequest, generate, load_decoder
+from inference.multi_lora import BASE_ADAPTER
 from eval.runner import run_eval
 from specialist.adapters.decision import BASE
 from specialist.base_models import load_model, load_tokenizer, resolve_base_model
@@ -125,7 +126,7 @@ def test_eval_rejects_bad_counts_at_the_command_line(task_dir, tmp_path, capsys)
 
 
 class _ScriptedDecoder:
-    """Stands in for `specialist.decoding.Decoder`: every row 'generates' the same scripted text, token by token,
+    """Stands in for `inference.decoder.Decoder`: every row 'generates' the same scripted text, token by token,
     and stops as soon as `on_token` says so; it records how many tokens each row was given."""
 
     def __init__(self, tokenizer, text: str):

@@ -77,24 +77,6 @@ def test_tgi_stream_drops_a_marker_the_budget_cut_off():
     backend, _ = _backend([" NEG", "\n", "\n", "Input"])
     assert asyncio.run(backend.generate(SERVED, "prompt", GenParams(4))).text == " NEG"
 
-
-def test_the_local_stream_ends_by_the_frame_rule_and_streams_only_the_answer(tiny_model_dir):
-    from service.engine import GenRequest, _Stream
-    from specialist.base_models import load_tokenizer, resolve_base_model
-
-    tokenizer = load_tokenizer(resolve_base_model(str(tiny_model_dir)))
-    for text, budget, expected, reason in ((" NEG\n\nOutput: POS", 64, " NEG", "stop"), (" NEG\n\nInput", None, " NEG", "length")):
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        pieces = []
-        request = GenRequest([1], "a", budget or len(ids), end_markers=FRAME_STOPS, on_text=lambda piece, _: pieces.append(piece))
-        stream = _Stream(request, tokenizer)
-        for token in ids:
-            if stream.on_token(token):
-                break
-        result = stream.finish()
-        assert result.text == expected == "".join(pieces) and result.finish_reason == reason
-
-
 # -- what the app asks of every backend (the Backend Protocol), without knowing which one it has ----------------
 
 

@@ -1,4 +1,4 @@
-"""The tiny model with its tokenizer, and rendered toy-task prompts, for the inference-core tests."""
+"""The tiny model with its tokenizer, and rendered toy-task prompts, for the inference tests."""
 
 import pytest
 

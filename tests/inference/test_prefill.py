@@ -1,54 +1,15 @@
-"""The shared decoder: prefix cache, continuous batching and sampling, checked against peft's generate."""
+"""Prefill planning (the cheapest split into passes), passes on top of cached prefixes, and merging rows
+admitted mid-decode into the running batch: every row gets exactly what it gets alone."""
 
 import itertools
 import random
 
 import pytest
-import torch
 
+from inference.decoder import Decoder, DecodeRow
+from inference.prefill import prefill_groups
 from specialist.base_models import load_model
-from specialist.decoding import Decoder, DecodeRow, prefill_groups
-from tests.specialist.conftest import toy_prompts as _prompts
-
-
-def test_decoder_matches_peft_generate_row_by_row_with_prefix_cache(base_and_tok, tiny_adapters, task_dir):
-    from peft import PeftModel
-
-    base, tok = base_and_tok
-    peft_model = PeftModel.from_pretrained(load_model(base), tiny_adapters["alpha"], adapter_name="a").eval()
-    decoder = Decoder(load_model(base), tok)
-    decoder.load("a", tiny_adapters["alpha"])
-    prompts = _prompts(task_dir)
-    rows = []
-    for k, p in enumerate(prompts):
-        ids = tok(p)["input_ids"]
-        rows.append(DecodeRow(ids, 8, "a" if k % 2 else None, decoder.prefix_len(p, ids)))
-    assert all(r.prefix_len > len(r.prompt_ids) // 2 for r in rows), "the definition and examples are shared"
-
-    got = decoder.decode(rows)
-    again = decoder.decode(rows)  # now every prefix comes from the cache
-    assert decoder.prefix_cache.hits >= len(rows)
-    for row, out, out2 in zip(rows, got, again):
-        ref = peft_model.generate(input_ids=torch.tensor([row.prompt_ids]), max_new_tokens=8, do_sample=False,
-                                  adapter_names=[row.adapter or "__base__"], eos_token_id=tok.eos_token_id,
-                                  pad_token_id=tok.pad_token_id)[0, len(row.prompt_ids):].tolist()  # fmt: skip
-        ref = ref[: ref.index(tok.eos_token_id)] if tok.eos_token_id in ref else ref
-        assert out == ref and out2 == ref
-
-
-def test_on_token_stops_a_row_early_and_seeded_sampling_ignores_batch_company(base_and_tok, task_dir):
-    base, tok = base_and_tok
-    decoder = Decoder(load_model(base), tok)
-    ids = tok(_prompts(task_dir, 1)[0])["input_ids"]
-    out = decoder.decode([DecodeRow(ids, 8), DecodeRow(ids, 8)], on_token=lambda row, token: row == 0)
-    assert len(out[0]) == 1 and out[1][:1] == out[0]
-
-    def sampled(company: int):
-        rows = [DecodeRow(ids, 6, temperature=1.5, generator=torch.Generator().manual_seed(7))]
-        rows += [DecodeRow(ids, 6, temperature=1.5) for _ in range(company)]
-        return decoder.decode(rows)[0]
-
-    assert sampled(0) == sampled(3)
+from tests.inference.conftest import toy_prompts as _prompts
 
 
 def _partitions(items):
@@ -126,23 +87,3 @@ def test_rows_admitted_mid_decode_get_what_they_get_alone(base_and_tok, tiny_ada
         if batch is None:
             break
     assert [got[k] for k in range(len(rows))] == alone
-
-
-def test_columns_only_departed_rows_used_are_dropped(base_and_tok, task_dir):
-    base, tok = base_and_tok
-    decoder = Decoder(load_model(base), tok)
-    prompts = _prompts(task_dir, 3)
-    long_ids = tok(" ".join(prompts))["input_ids"]
-    short_ids = tok(prompts[0])["input_ids"]
-    alone = decoder.decode([DecodeRow(short_ids, 6)])[0]
-    assert len(alone) > 1, "the short row must outlive the long one for this test to mean anything"
-    batch = decoder.admit(None, [DecodeRow(long_ids, 1), DecodeRow(short_ids, 6)], ["long", "short"])
-    assert batch.mask.shape[1] == len(long_ids)
-    finished, batch = decoder.step(batch)  # the long row leaves after its one token, the short one goes on
-    assert list(dict(finished)) == ["long"]
-    assert batch.mask.shape[1] == len(short_ids) + 1  # only as wide as the short row needs
-    got = dict(finished)
-    while batch is not None:
-        done, batch = decoder.step(batch)
-        got.update(done)
-    assert got["short"] == alone

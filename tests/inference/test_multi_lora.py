@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 
+from inference.multi_lora import AdapterLoadError, MultiLoRA
 from specialist.base_models import load_model
-from specialist.multi_lora import AdapterLoadError, MultiLoRA
-from tests.specialist.conftest import toy_prompts as _prompts
+from tests.inference.conftest import toy_prompts as _prompts
 
 
 def test_mixed_batch_logits_match_peft(base_and_tok, tiny_adapters, task_dir):

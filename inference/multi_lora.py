@@ -8,8 +8,8 @@ share an adapter, one `x @ A` and one in-place `addmm_` into the base output (sc
 weights kept pre-transposed: a step with eight adapters costs little more than one.
 
 Rows of a batch must be grouped by adapter (`segments`); the decoder sorts them. Adapter weights are read
-from safetensors only (`lora_only_problems` refuses anything else before a byte is loaded), and
-tests/specialist/test_multi_lora.py checks the logits against peft's own mixed batches.
+from safetensors only (`check_adapter` refuses anything else before a byte is loaded), and
+tests/inference/test_multi_lora.py checks the logits against peft's own mixed batches.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from specialist.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, lora_only_problems
+from specialist.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter
 from specialist.errors import SpecialistError
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>A|B)(?:\.weight)?$")
@@ -81,6 +81,10 @@ class LoRALinear(nn.Module):
         return out
 
 
+# The bare base model's name in every layer of the inference core (decoder rows, adapter cache, engine, eval).
+BASE_ADAPTER = None
+
+
 class MultiLoRA:
     """Adapters by name on one base model; `rows(...)` says which adapter each row of the next forward uses."""
 
@@ -110,7 +114,7 @@ class MultiLoRA:
         if name in self._slots:
             raise AdapterLoadError(f"an adapter named {name!r} is already loaded", "unload it first or pick another name")
         path = Path(path)
-        problems = lora_only_problems(path)
+        problems = check_adapter(path, need_manifest=False).lora_problems  # a bare PEFT directory runs here too
         if problems:
             raise AdapterLoadError(f"adapter {path} is refused: {'; '.join(problems)}", "pass a LoRA adapter made by `specialist train`")
         deltas = self._read(path)

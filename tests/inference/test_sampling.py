@@ -1,0 +1,34 @@
+"""Choosing the next token: seeded rows draw the same whatever their company, tiny temperatures stay finite."""
+
+import torch
+
+from inference.decoder import Decoder, DecodeRow
+from inference.sampling import sample
+from specialist.base_models import load_model
+from tests.inference.conftest import toy_prompts as _prompts
+
+
+def test_seeded_sampling_ignores_batch_company(base_and_tok, task_dir):
+    base, tok = base_and_tok
+    decoder = Decoder(load_model(base), tok)
+    ids = tok(_prompts(task_dir, 1)[0])["input_ids"]
+
+    def sampled(company: int):
+        rows = [DecodeRow(ids, 6, temperature=1.5, generator=torch.Generator().manual_seed(7))]
+        rows += [DecodeRow(ids, 6, temperature=1.5) for _ in range(company)]
+        return decoder.decode(rows)[0]
+
+    assert sampled(0) == sampled(3)
+
+
+def test_a_tiny_temperature_is_greedy_not_nan():
+    logits = torch.tensor([1.0, 3.0, 2.0])
+    assert all(sample(logits, 1e-6, 1.0, torch.Generator().manual_seed(s)) == 1 for s in range(5))
+
+
+def test_top_p_keeps_only_the_nucleus():
+    logits = torch.log(torch.tensor([0.6, 0.3, 0.1]))
+    drawn = {sample(logits, 1.0, 0.5, torch.Generator().manual_seed(s)) for s in range(50)}
+    assert drawn == {0}  # the most likely token alone reaches top_p
+    drawn = {sample(logits, 1.0, 0.8, torch.Generator().manual_seed(s)) for s in range(200)}
+    assert drawn == {0, 1}
