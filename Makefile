@@ -23,7 +23,10 @@ setup: $(STAMP)
 model: setup
 	$(SPECIALIST) models prepare
 
+# Style and lint first (seconds): `ruff format` owns the layout of the code, `ruff check` finds likely bugs.
 test: model
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
 # The main job: start the service, request a specialist through the API, watch it get gated and served.

@@ -14,7 +14,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, proc: subprocess.Popen, path: str = "/readyz", timeout: float = 300, log: Path | None = None) -> None:
+def wait_ready(
+    url: str, proc: subprocess.Popen, path: str = "/readyz", timeout: float = 300, log: Path | None = None
+) -> None:
     """Poll `url + path` until it answers 200; fail early if the server process exits. Errors end with the tail
     of the server's `log`, when there is one."""
     import requests
@@ -48,21 +50,41 @@ def random_adapters(root: Path, tasks: list[str], scale: float = 1.0) -> list[Pa
     paths = []
     for i, task in enumerate(tasks):
         torch.manual_seed(100 + i)
-        model = get_peft_model(load_model(base, torch.device("cpu"), torch.float32), LoraConfig(r=16, target_modules="all-linear", init_lora_weights=False))
+        model = get_peft_model(
+            load_model(base, torch.device("cpu"), torch.float32),
+            LoraConfig(r=16, target_modules="all-linear", init_lora_weights=False),
+        )
         with torch.no_grad():
             for name, p in model.named_parameters():
                 if "lora_B" in name:
                     p.mul_(scale)
         path = root / f"adapter{i}"
         model.save_pretrained(path)
-        write_manifest(path, AdapterManifest(
-            base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
-            tasks={task: superni_benchmark(default_task_data(), task, limit=1).prompt},
-            mixture=MixtureRecord(spec={}, specialist_examples=0, generalist_examples=0, per_task={}, sources={}, content_sha256=""),
-            hyperparameters={}, seed=100 + i,
-            training=TrainingRecord(steps=0, epochs=0, examples_seen=0, tokens=0, tokens_per_second=0, wall_seconds=0,
-                                    first_loss=None, final_loss=None, device="cpu", dtype="float32"),
-            loss_curve=[], package_versions={},
-        ))  # fmt: skip
+        write_manifest(
+            path,
+            AdapterManifest(
+                base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
+                tasks={task: superni_benchmark(default_task_data(), task, limit=1).prompt},
+                mixture=MixtureRecord(
+                    spec={}, specialist_examples=0, generalist_examples=0, per_task={}, sources={}, content_sha256=""
+                ),
+                hyperparameters={},
+                seed=100 + i,
+                training=TrainingRecord(
+                    steps=0,
+                    epochs=0,
+                    examples_seen=0,
+                    tokens=0,
+                    tokens_per_second=0,
+                    wall_seconds=0,
+                    first_loss=None,
+                    final_loss=None,
+                    device="cpu",
+                    dtype="float32",
+                ),
+                loss_curve=[],
+                package_versions={},
+            ),
+        )
         paths.append(path)
     return paths

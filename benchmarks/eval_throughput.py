@@ -68,8 +68,13 @@ def naive_loop(base, adapters: dict[str, Path], bench, max_new_tokens: int) -> t
         outputs[name] = []
         for inst in bench.instances:
             ids = tokenizer(bench.prompt.render(inst.input), return_tensors="pt")
-            options = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                           stop_strings=list(FRAME_STOPS), tokenizer=tokenizer)  # fmt: skip
+            options = dict(
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                stop_strings=list(FRAME_STOPS),
+                tokenizer=tokenizer,
+            )
             if name == BASE:
                 with model.disable_adapter():
                     out = model.generate(**ids, **options)
@@ -83,7 +88,9 @@ def naive_loop(base, adapters: dict[str, Path], bench, max_new_tokens: int) -> t
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--adapter", action="append", default=[], type=Path, help="adapter dir (give two; default: two random ones)")
+    parser.add_argument(
+        "--adapter", action="append", default=[], type=Path, help="adapter dir (give two; default: two random ones)"
+    )
     parser.add_argument("--instances", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
@@ -113,7 +120,11 @@ def main() -> int:
         "instances_per_model": len(bench.instances),
         "max_new_tokens": max_new,
         "threads": args.threads,
-        "ours": {"seconds": round(ours_seconds, 2), "instances_per_second": round(ours_rate, 2), "batch_size": args.batch_size},
+        "ours": {
+            "seconds": round(ours_seconds, 2),
+            "instances_per_second": round(ours_rate, 2),
+            "batch_size": args.batch_size,
+        },
         "naive": {"seconds": round(naive_seconds, 2), "instances_per_second": round(naive_rate, 2)},
         "speedup": round(ours_rate / naive_rate, 2),
         "predictions_identical": f"{agree}/{total}",

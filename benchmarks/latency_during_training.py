@@ -36,7 +36,11 @@ def _latencies(url: str, inputs: list[str], n: int) -> list[float]:
     out = []
     for i in range(n):
         started = time.perf_counter()
-        r = httpx.post(f"{url}/predict", json={"task": "served", "input": inputs[i % len(inputs)], "parameters": {"max_new_tokens": 4}}, timeout=120)
+        r = httpx.post(
+            f"{url}/predict",
+            json={"task": "served", "input": inputs[i % len(inputs)], "parameters": {"max_new_tokens": 4}},
+            timeout=120,
+        )
         r.raise_for_status()
         out.append(time.perf_counter() - started)
     return out
@@ -44,7 +48,11 @@ def _latencies(url: str, inputs: list[str], n: int) -> list[float]:
 
 def _summary(values: list[float]) -> dict:
     ordered = sorted(values)
-    return {"p50_seconds": round(statistics.median(ordered), 3), "p90_seconds": round(ordered[int(0.9 * (len(ordered) - 1))], 3), "n": len(ordered)}
+    return {
+        "p50_seconds": round(statistics.median(ordered), 3),
+        "p90_seconds": round(ordered[int(0.9 * (len(ordered) - 1))], 3),
+        "n": len(ordered),
+    }
 
 
 def main() -> int:
@@ -68,13 +76,32 @@ def main() -> int:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN=TOKEN)
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--num-threads", str(args.serve_threads), "--job-threads", str(args.job_threads)]
-        server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--num-threads",
+            str(args.serve_threads),
+            "--job-threads",
+            str(args.job_threads),
+        ]
+        server = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             wait_ready(url, server)
             _latencies(url, inputs, 3)  # warm-up
             idle = _latencies(url, inputs, args.requests)
-            body = {"task": "trainee", "superni_task": TASK, "instances_per_task": 64, "generalist": "none", "budget": {"max_steps": 10_000}}
+            body = {
+                "task": "trainee",
+                "superni_task": TASK,
+                "instances_per_task": 64,
+                "generalist": "none",
+                "budget": {"max_steps": 10_000},
+            }
             job_id = httpx.post(f"{url}/specialists", json=body, headers=HEADERS).json()["job_id"]
             while httpx.get(f"{url}/specialists/{job_id}", headers=HEADERS).json()["status"] != "training":
                 time.sleep(0.5)

@@ -57,7 +57,9 @@ def prompts_per_adapter(n: int, task: str, per: int = 40) -> dict[str, list[str]
     return {f"t{i}": inputs for i in range(n)}
 
 
-def closed_loop(url: str, tasks: list[str], prompts: dict[str, list[str]], clients: int, seconds: float, max_new: int) -> dict:
+def closed_loop(
+    url: str, tasks: list[str], prompts: dict[str, list[str]], clients: int, seconds: float, max_new: int
+) -> dict:
     latencies, tokens, errors = [], [0], [0]
     lock = threading.Lock()
     stop_at = time.time() + seconds
@@ -71,7 +73,11 @@ def closed_loop(url: str, tasks: list[str], prompts: dict[str, list[str]], clien
             i += clients
             started = time.perf_counter()
             try:
-                r = session.post(f"{url}/predict", json={"task": task, "input": text, "parameters": {"max_new_tokens": max_new}}, timeout=300)
+                r = session.post(
+                    f"{url}/predict",
+                    json={"task": task, "input": text, "parameters": {"max_new_tokens": max_new}},
+                    timeout=300,
+                )
                 ok = r.status_code == 200
                 n = r.json()["usage"]["completion_tokens"] if ok else 0
             except requests.RequestException:
@@ -101,7 +107,7 @@ def closed_loop(url: str, tasks: list[str], prompts: dict[str, list[str]], clien
     }
 
 
-NAIVE_SERVER = r'''
+NAIVE_SERVER = r"""
 import json, sys, threading, torch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, sys.argv[3])
@@ -143,12 +149,18 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     request_queue_size = 256  # the default backlog of 5 resets connections when many clients connect at once
 Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-'''
+"""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32], help="closed-loop client counts, each run against every server")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        nargs="+",
+        default=[8, 32],
+        help="closed-loop client counts, each run against every server",
+    )
     parser.add_argument("--seconds", type=float, default=20, help="per configuration")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each server")
@@ -159,8 +171,14 @@ def main() -> int:
 
     from specialist.adapters import Registry
 
-    report: dict = {"task": args.task, "clients": args.clients, "seconds": args.seconds, "max_new_tokens": args.max_new_tokens,
-                    "threads": args.threads, "by_clients": {str(c): {} for c in args.clients}}  # fmt: skip
+    report: dict = {
+        "task": args.task,
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "max_new_tokens": args.max_new_tokens,
+        "threads": args.threads,
+        "by_clients": {str(c): {} for c in args.clients},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         adapters = make_adapters(root / "adapters", 9, args.task)
@@ -173,20 +191,40 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         env = dict(os.environ, SPECIALIST_HOME=str(root / "home"), SPECIALIST_ADMIN_TOKEN=ADMIN_TOKEN)
         batch = str(max(args.clients))  # room for every client: C, not a server setting, bounds the batch
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--num-threads", str(args.threads), "--max-batch-size", batch]
-        ours = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "serve",
+            "--port",
+            str(port),
+            "--num-threads",
+            str(args.threads),
+            "--max-batch-size",
+            batch,
+        ]
+        ours = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             wait_ready(url, ours)
             closed_loop(url, ["t0"], prompts, 2, 5, args.max_new_tokens)  # warm-up
             for c in args.clients:
                 for k in (1, 4, 8):
-                    result = closed_loop(url, [f"t{i}" for i in range(k)], prompts, c, args.seconds, args.max_new_tokens)
+                    result = closed_loop(
+                        url, [f"t{i}" for i in range(k)], prompts, c, args.seconds, args.max_new_tokens
+                    )
                     report["by_clients"][str(c)][f"ours_{k}_adapters"] = result
                     print(f"{c} clients, ours, {k} adapter(s): {result}", flush=True)
             # Hot load: register a new version and promote it through the admin API; time until it serves.
             registry.add(adapters[8], "t0", skip_gate=True, actor="benchmark", promote=False)
             started = time.perf_counter()
-            r = requests.post(f"{url}/admin/promote", json={"task": "t0", "version": 2}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
+            r = requests.post(
+                f"{url}/admin/promote",
+                json={"task": "t0", "version": 2},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=60,
+            )
             report["hot_load_seconds"] = round(time.perf_counter() - started, 3)
             assert r.json()["serving_version"] == 2, r.text
             print(f"hot load: {report['hot_load_seconds']} s", flush=True)
@@ -197,12 +235,18 @@ def main() -> int:
         port = free_port()
         naive_url = f"http://127.0.0.1:{port}"
         mapping = json.dumps({f"t{i}": str(p) for i, p in enumerate(adapters[:8])})
-        naive = subprocess.Popen([sys.executable, "-c", NAIVE_SERVER, str(port), mapping, str(REPO), str(args.threads)], stdout=subprocess.DEVNULL, start_new_session=True)
+        naive = subprocess.Popen(
+            [sys.executable, "-c", NAIVE_SERVER, str(port), mapping, str(REPO), str(args.threads)],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             wait_ready(naive_url, naive, path="/")
             closed_loop(naive_url, ["t0"], prompts, 1, 5, args.max_new_tokens)  # warm-up
             for c in args.clients:
-                result = closed_loop(naive_url, [f"t{i}" for i in range(8)], prompts, c, args.seconds, args.max_new_tokens)
+                result = closed_loop(
+                    naive_url, [f"t{i}" for i in range(8)], prompts, c, args.seconds, args.max_new_tokens
+                )
                 report["by_clients"][str(c)]["naive_8_adapters"] = result
                 print(f"{c} clients, naive, 8 adapters: {result}", flush=True)
         finally:
@@ -210,10 +254,14 @@ def main() -> int:
             naive.wait(timeout=60)
 
     for c, runs in report["by_clients"].items():
-        one, eight, naive_tps = (runs[k]["tokens_per_second"] for k in ("ours_1_adapters", "ours_8_adapters", "naive_8_adapters"))
+        one, eight, naive_tps = (
+            runs[k]["tokens_per_second"] for k in ("ours_1_adapters", "ours_8_adapters", "naive_8_adapters")
+        )
         runs["ratio_8_vs_1_adapters"] = round(eight / one, 3) if one else None
         runs["ratio_ours_vs_naive_8_adapters"] = round(eight / naive_tps, 3) if naive_tps else None
-        print(f"{c} clients: 8 vs 1 adapters {runs['ratio_8_vs_1_adapters']}x; ours vs naive (8 adapters) {runs['ratio_ours_vs_naive_8_adapters']}x")
+        print(
+            f"{c} clients: 8 vs 1 adapters {runs['ratio_8_vs_1_adapters']}x; ours vs naive (8 adapters) {runs['ratio_ours_vs_naive_8_adapters']}x"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
@@ -222,19 +270,30 @@ def main() -> int:
     return 0
 
 
-CONFIGS = [("ours_1_adapters", "ours, traffic on 1 adapter"), ("ours_4_adapters", "ours, traffic on 4 adapters"),
-           ("ours_8_adapters", "ours, traffic on 8 adapters"), ("naive_8_adapters", "naive server, 8 adapters")]  # fmt: skip
+CONFIGS = [
+    ("ours_1_adapters", "ours, traffic on 1 adapter"),
+    ("ours_4_adapters", "ours, traffic on 4 adapters"),
+    ("ours_8_adapters", "ours, traffic on 8 adapters"),
+    ("naive_8_adapters", "naive server, 8 adapters"),
+]
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Serving under load: {report['task']}", "",
-             f"{report['seconds']:g} s per configuration, max_new_tokens {report['max_new_tokens']}, "
-             f"{report['threads']} torch threads per server; adapter hot-load {report.get('hot_load_seconds')} s.", "",
-             "| clients | configuration | requests | errors | tokens/s | p50 s | p99 s |", "|---:|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"# Serving under load: {report['task']}",
+        "",
+        f"{report['seconds']:g} s per configuration, max_new_tokens {report['max_new_tokens']}, "
+        f"{report['threads']} torch threads per server; adapter hot-load {report.get('hot_load_seconds')} s.",
+        "",
+        "| clients | configuration | requests | errors | tokens/s | p50 s | p99 s |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for c, runs in report["by_clients"].items():
         for key, label in CONFIGS:
             r = runs[key]
-            lines.append(f"| {c} | {label} | {r['requests']} | {r['errors']} | {r['tokens_per_second']} | {r['p50_seconds']} | {r['p99_seconds']} |")
+            lines.append(
+                f"| {c} | {label} | {r['requests']} | {r['errors']} | {r['tokens_per_second']} | {r['p50_seconds']} | {r['p99_seconds']} |"
+            )
     lines += ["", "| clients | 8 vs 1 adapters | ours vs naive (8 adapters) |", "|---:|---:|---:|"]
     for c, runs in report["by_clients"].items():
         lines.append(f"| {c} | {runs['ratio_8_vs_1_adapters']}x | {runs['ratio_ours_vs_naive_8_adapters']}x |")
@@ -260,6 +319,7 @@ def plot(report: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
 
 if __name__ == "__main__":
     sys.exit(main())

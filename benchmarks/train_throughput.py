@@ -30,8 +30,8 @@ import torch  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, pick_device, resolve_base_model  # noqa: E402
 from specialist.config import LoraSettings, MixtureConfig, OptimSettings  # noqa: E402
 from training.batching import EncodedExample, encode_examples  # noqa: E402
-from training.lora import attach_lora  # noqa: E402
 from training.loop import plan_steps, train_loop  # noqa: E402
+from training.lora import attach_lora  # noqa: E402
 from training.mixture import build_mixture  # noqa: E402
 
 # Four SuperNI tasks of different shapes (classification, QA, generation) so lengths vary as in real use.
@@ -47,16 +47,27 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 def ours(model, examples: list[EncodedExample], opt: OptimSettings, pad_id: int, device) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as work:
         state = train_loop(
-            model, examples, opt, plan_steps(len(examples), opt, None), seed=1, pad_id=pad_id,
-            device=device, work_dir=Path(work), checkpoint_every=10**9, resume=False, progress=True,
-        )  # fmt: skip
+            model,
+            examples,
+            opt,
+            plan_steps(len(examples), opt, None),
+            seed=1,
+            pad_id=pad_id,
+            device=device,
+            work_dir=Path(work),
+            checkpoint_every=10**9,
+            resume=False,
+            progress=True,
+        )
     return state.tokens, state.elapsed
 
 
 def hf_trainer(model, tokenizer, examples: list[EncodedExample], opt: OptimSettings, device) -> tuple[int, float]:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    rows = [{"input_ids": ex.input_ids, "labels": [-100] * ex.prompt_len + ex.input_ids[ex.prompt_len :]} for ex in examples]
+    rows = [
+        {"input_ids": ex.input_ids, "labels": [-100] * ex.prompt_len + ex.input_ids[ex.prompt_len :]} for ex in examples
+    ]
     pad = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
     seen = {"tokens": 0}
 
@@ -67,12 +78,23 @@ def hf_trainer(model, tokenizer, examples: list[EncodedExample], opt: OptimSetti
 
     with tempfile.TemporaryDirectory() as work:
         args = TrainingArguments(
-            output_dir=work, per_device_train_batch_size=opt.batch_size, max_steps=opt.max_steps,
-            learning_rate=opt.learning_rate, warmup_steps=int(opt.warmup_ratio * opt.max_steps), lr_scheduler_type="cosine",
-            max_grad_norm=opt.max_grad_norm, logging_steps=10**6, save_strategy="no", report_to=[],
-            use_cpu=device.type == "cpu", bf16=device.type == "cuda", dataloader_num_workers=0,
-            remove_unused_columns=False, seed=1, disable_tqdm=False,
-        )  # fmt: skip
+            output_dir=work,
+            per_device_train_batch_size=opt.batch_size,
+            max_steps=opt.max_steps,
+            learning_rate=opt.learning_rate,
+            warmup_steps=int(opt.warmup_ratio * opt.max_steps),
+            lr_scheduler_type="cosine",
+            max_grad_norm=opt.max_grad_norm,
+            logging_steps=10**6,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=device.type == "cpu",
+            bf16=device.type == "cuda",
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+            seed=1,
+            disable_tqdm=False,
+        )
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
         started = time.perf_counter()
         trainer.train()
@@ -97,7 +119,9 @@ def main() -> int:
     device, dtype = pick_device(args.device)
     base = resolve_base_model(DEFAULT_BASE_MODEL)
     tokenizer = load_tokenizer(base)
-    mixture = build_mixture(MixtureConfig(task=TASKS, instances_per_task=args.instances_per_task, generalist_ratio=1.0, seed=1))
+    mixture = build_mixture(
+        MixtureConfig(task=TASKS, instances_per_task=args.instances_per_task, generalist_ratio=1.0, seed=1)
+    )
     examples, _ = encode_examples(tokenizer, mixture.examples, max_seq_len=1024)
     opt = OptimSettings(batch_size=args.batch_size, max_steps=args.steps, learning_rate=2e-4)
     lora = LoraSettings()
@@ -106,10 +130,16 @@ def main() -> int:
     for name in ("hf_trainer", "ours"):
         torch.manual_seed(1)
         model = attach_lora(load_model(base, device, dtype), lora, seed=1)
-        tokens, seconds = hf_trainer(model, tokenizer, examples, opt, device) if name == "hf_trainer" else ours(
-            model, examples, opt, tokenizer.pad_token_id, device
+        tokens, seconds = (
+            hf_trainer(model, tokenizer, examples, opt, device)
+            if name == "hf_trainer"
+            else ours(model, examples, opt, tokenizer.pad_token_id, device)
         )
-        results[name] = {"tokens": tokens, "seconds": round(seconds, 2), "tokens_per_second": round(tokens / seconds, 1)}
+        results[name] = {
+            "tokens": tokens,
+            "seconds": round(seconds, 2),
+            "tokens_per_second": round(tokens / seconds, 1),
+        }
         del model
 
     ratio = results["ours"]["tokens_per_second"] / results["hf_trainer"]["tokens_per_second"]
@@ -120,7 +150,11 @@ def main() -> int:
         "threads": args.threads,
         "steps": args.steps,
         "batch_size": args.batch_size,
-        "mixture": {"tasks": TASKS, "specialist": mixture.record.specialist_examples, "generalist": mixture.record.generalist_examples},
+        "mixture": {
+            "tasks": TASKS,
+            "specialist": mixture.record.specialist_examples,
+            "generalist": mixture.record.generalist_examples,
+        },
         "results": results,
         "speedup": round(ratio, 2),
     }

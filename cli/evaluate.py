@@ -30,22 +30,47 @@ def _add_eval_parsers(sub) -> None:
         epilog="examples: specialist eval --adapter runs/sst2 --base --task task363_sst2_polarity_classification --out runs/eval | "
         "specialist eval score --predictions P.jsonl --references R.jsonl",
     )
-    ev.add_argument("--adapter", action="append", default=[], metavar="[NAME=]DIR", help="adapter to score (repeatable); name defaults to the folder name")
+    ev.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="[NAME=]DIR",
+        help="adapter to score (repeatable); name defaults to the folder name",
+    )
     ev.add_argument("--base", action="store_true", help="also score the bare base model")
-    ev.add_argument("--base-model", default=None, help="base model (default: the one in the first adapter's manifest, else the packaged default)")
-    ev.add_argument("--task-data", type=Path, default=None, help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)")
+    ev.add_argument(
+        "--base-model",
+        default=None,
+        help="base model (default: the one in the first adapter's manifest, else the packaged default)",
+    )
+    ev.add_argument(
+        "--task-data",
+        type=Path,
+        default=None,
+        help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)",
+    )
     ev.add_argument("--task", action="append", default=[], help="SuperNI task (repeatable)")
     ev.add_argument("--category", action="append", default=[], help="every task of this category (repeatable)")
     ev.add_argument("--task-list", type=Path, help="file of task names, one per line")
     ev.add_argument("--benchmark", type=Path, help="custom JSONL benchmark of {id, input, references}")
     ev.add_argument("--benchmark-name", help="task name of the custom benchmark (default: the file's stem)")
     ev.add_argument("--definition", help="instruction for the custom benchmark's prompts")
-    ev.add_argument("--metric", choices=METRICS, help="primary metric (default: exact match for label tasks, else ROUGE-L)")
-    ev.add_argument("--eval-instances", type=count(1, HELD_OUT_INSTANCES), default=None,
-                    help=f"use only the first N of each task's {HELD_OUT_INSTANCES} held-out instances")  # fmt: skip
+    ev.add_argument(
+        "--metric", choices=METRICS, help="primary metric (default: exact match for label tasks, else ROUGE-L)"
+    )
+    ev.add_argument(
+        "--eval-instances",
+        type=count(1, HELD_OUT_INSTANCES),
+        default=None,
+        help=f"use only the first N of each task's {HELD_OUT_INSTANCES} held-out instances",
+    )
     ev.add_argument("--batch-size", type=count(1, 1024), default=16, help="generation batch size (default: 16)")
-    ev.add_argument("--confidence", type=_confidence, default=DEFAULT_CONFIDENCE,
-                    help=f"confidence of the reported intervals, in (0, 1) (default: {DEFAULT_CONFIDENCE})")  # fmt: skip
+    ev.add_argument(
+        "--confidence",
+        type=_confidence,
+        default=DEFAULT_CONFIDENCE,
+        help=f"confidence of the reported intervals, in (0, 1) (default: {DEFAULT_CONFIDENCE})",
+    )
     ev.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     ev.add_argument("--out", type=Path, help="output folder (required unless `score`)")
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
@@ -53,7 +78,9 @@ def _add_eval_parsers(sub) -> None:
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="ACTION")
     sc = ev_sub.add_parser("score", help="official SuperNI scoring of prediction/reference JSONL files")
     sc.add_argument("--predictions", type=Path, required=True, help="JSONL of {id, prediction}")
-    sc.add_argument("--references", type=Path, required=True, help="JSONL of {id, references, task_id, task_category, track}")
+    sc.add_argument(
+        "--references", type=Path, required=True, help="JSONL of {id, references, task_id, task_category, track}"
+    )
     sc.add_argument("--out", type=Path, help="also write the results as JSON here")
     sc.set_defaults(handler=_eval_score)
 
@@ -67,7 +94,11 @@ def _add_gate_parser(sub) -> None:
         epilog="example: specialist gate --candidate runs/sst2 --policy configs/gate.yaml",
     )
     gate.add_argument("--candidate", type=Path, required=True, help="adapter directory to judge")
-    gate.add_argument("--policy", type=Path, help="gate policy YAML (default: must beat the base model, the majority label and the champion)")
+    gate.add_argument(
+        "--policy",
+        type=Path,
+        help="gate policy YAML (default: must beat the base model, the majority label and the champion)",
+    )
     gate.add_argument("--champion", type=Path, help="the task's current champion adapter")
     gate.add_argument("--base-model", default=None, help="base model (default: the candidate manifest's)")
     gate.add_argument("--task-data", type=Path, default=None, help="folder of SuperNI task files")
@@ -87,7 +118,12 @@ def _add_factory_parsers(sub) -> None:
         epilog="example: specialist build --task task363_sst2_polarity_classification --instances-per-task 64 "
         "--candidates 0,1.0 --epochs 2 --out runs/sst2-build",
     )
-    add_model_flags(build, BuildConfig, required=("out",), exclude=("generalist_ratio", "generalist_count", "generalist_filter", "resume"))
+    add_model_flags(
+        build,
+        BuildConfig,
+        required=("out",),
+        exclude=("generalist_ratio", "generalist_count", "generalist_filter", "resume"),
+    )
     build.set_defaults(handler=_build)
 
     exp = sub.add_parser(
@@ -99,8 +135,12 @@ def _add_factory_parsers(sub) -> None:
         epilog="example: specialist experiment --task task363_sst2_polarity_classification --instances-per-task 8,32,128 "
         "--generalist-ratios 0,1 --seeds 1 --epochs 2 --out runs/exp",
     )
-    add_model_flags(exp, ExperimentConfig, required=("out",),
-                    exclude=("generalist_ratio", "generalist_count", "generalist_filter", "seed", "resume", "selection_instances"))
+    add_model_flags(
+        exp,
+        ExperimentConfig,
+        required=("out",),
+        exclude=("generalist_ratio", "generalist_count", "generalist_filter", "seed", "resume", "selection_instances"),
+    )
     exp.set_defaults(handler=_experiment)
 
 
@@ -152,12 +192,24 @@ def _eval(args: argparse.Namespace) -> int:
     benchmarks = []
     if args.benchmark:
         if not args.definition:
-            raise SpecialistError("a custom --benchmark needs --definition", "pass the task instruction its prompts use")
-        benchmarks.append(custom_benchmark(args.benchmark, args.benchmark_name or args.benchmark.stem, args.definition, args.metric))
+            raise SpecialistError(
+                "a custom --benchmark needs --definition", "pass the task instruction its prompts use"
+            )
+        benchmarks.append(
+            custom_benchmark(args.benchmark, args.benchmark_name or args.benchmark.stem, args.definition, args.metric)
+        )
     if args.task or args.category or args.task_list or not benchmarks:
         names = select_tasks(task_dir, args.task, args.category, args.task_list)
         benchmarks += [superni_benchmark(task_dir, n, args.metric, limit=args.eval_instances) for n in names]
-    run = run_eval(_base_for(args.base_model, adapters), adapters, benchmarks, args.base, args.batch_size, args.device, args.progress)
+    run = run_eval(
+        _base_for(args.base_model, adapters),
+        adapters,
+        benchmarks,
+        args.base,
+        args.batch_size,
+        args.device,
+        args.progress,
+    )
     scores = write_report(run, args.out, args.confidence)
     pct = round(100 * args.confidence)
     for name in run.models:
@@ -165,11 +217,15 @@ def _eval(args: argparse.Namespace) -> int:
         interval = entry["interval"]
         delta = entry["delta_vs_base_interval"]
         versus = f"; vs base {delta['value']:+.2f} [{delta['low']:+.2f}, {delta['high']:+.2f}]" if delta else ""
-        print(f"{name}: mean score {interval['value']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}] ({pct}%){versus} "
-              f"(exact match {run.mean(name, 'exact_match'):.2f}, ROUGE-L {run.mean(name, 'rougeL'):.2f})")  # fmt: skip
+        print(
+            f"{name}: mean score {interval['value']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}] ({pct}%){versus} "
+            f"(exact match {run.mean(name, 'exact_match'):.2f}, ROUGE-L {run.mean(name, 'rougeL'):.2f})"
+        )
     if scores["majority_label"]:
         interval = scores["majority_label"]["interval"]
-        print(f"majority label ({len(run.label_tasks)} label task(s)): {interval['value']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}]")
+        print(
+            f"majority label ({len(run.label_tasks)} label task(s)): {interval['value']:.2f} [{interval['low']:.2f}, {interval['high']:.2f}]"
+        )
     print(f"wrote {args.out}/scores.json, predictions.jsonl, report.md, chart.png")
     return 0
 
@@ -200,9 +256,13 @@ def _gate(args: argparse.Namespace) -> int:
         policy = load_policy(args.policy)
         candidate = Path(args.candidate)
         if not candidate.is_dir():
-            raise SpecialistError(f"candidate {candidate} is not a directory", "pass an adapter directory made by `specialist train`")
+            raise SpecialistError(
+                f"candidate {candidate} is not a directory", "pass an adapter directory made by `specialist train`"
+            )
         base = _base_for(args.base_model, {"candidate": candidate} if (candidate / MANIFEST_NAME).is_file() else {})
-        decision = gate_adapter(candidate, policy, base, args.task_data or default_task_data(), args.champion, args.progress)
+        decision = gate_adapter(
+            candidate, policy, base, args.task_data or default_task_data(), args.champion, args.progress
+        )
     except SpecialistError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="prepare and list base models")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    prepare = models_sub.add_parser("prepare", help="convert the packaged SmolLM2-135M-Instruct GGUF into an HF directory (once)")
+    prepare = models_sub.add_parser(
+        "prepare", help="convert the packaged SmolLM2-135M-Instruct GGUF into an HF directory (once)"
+    )
     prepare.set_defaults(handler=_models_prepare)
     listing = models_sub.add_parser("list", help="show the base models in the models cache")
     listing.set_defaults(handler=_models_list)
@@ -54,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = sub.add_parser("tasks", help="list SuperNI tasks and categories in a task-data folder")
     tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
     tasks_list = tasks_sub.add_parser("list", help="task names with their categories")
-    tasks_list.add_argument("--task-data", help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)")
+    tasks_list.add_argument(
+        "--task-data",
+        help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)",
+    )
     tasks_list.add_argument("--category", help="only tasks of this category")
     tasks_list.set_defaults(handler=_tasks_list)
     categories = tasks_sub.add_parser("categories", help="categories with their task counts")
@@ -157,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, sqlite3.Error) as e:  # a full disk, a read-only home, a vanished file: still one line
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         why = e.strerror if isinstance(e, OSError) and e.strerror else error_line(e)
-        print(f"error: could not read or write files ({why}{where}); check free space and permissions of "
-              f"$SPECIALIST_HOME and of the paths given", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: could not read or write files ({why}{where}); check free space and permissions of "
+            f"$SPECIALIST_HOME and of the paths given",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("interrupted (a training run continues with the same command plus --resume)", file=sys.stderr)

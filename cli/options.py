@@ -18,11 +18,21 @@ from specialist.config import load_yaml_config, validate_config
 
 
 def add_model_flags(
-    parser: argparse.ArgumentParser, model: type[BaseModel], required: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
+    parser: argparse.ArgumentParser,
+    model: type[BaseModel],
+    required: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
 ) -> None:
     """One flag per field; a model composed of several config models gets one help group per part."""
-    parts = [b for b in reversed(model.__mro__) if b is not model and issubclass(b, BaseModel) and b.__dict__.get("__doc__")
-             and b.model_fields and b is not BaseModel]
+    parts = [
+        b
+        for b in reversed(model.__mro__)
+        if b is not model
+        and issubclass(b, BaseModel)
+        and b.__dict__.get("__doc__")
+        and b.model_fields
+        and b is not BaseModel
+    ]
     if not parts:
         parts = [model]
     seen: set[str] = set(exclude)
@@ -66,9 +76,16 @@ def _show(value) -> str:
 
 
 def _metavar(annotation) -> str:
-    args = [a for a in typing.get_args(annotation) if a is not type(None)] if isinstance(annotation, types.UnionType) else [annotation]
+    args = (
+        [a for a in typing.get_args(annotation) if a is not type(None)]
+        if isinstance(annotation, types.UnionType)
+        else [annotation]
+    )
     names = {int: "N", float: "X", Path: "PATH", str: "TEXT"}
-    return "|".join(names.get(a, "VALUE") if not typing.get_origin(a) is typing.Literal else "|".join(typing.get_args(a)) for a in args)
+    return "|".join(
+        names.get(a, "VALUE") if typing.get_origin(a) is not typing.Literal else "|".join(typing.get_args(a))
+        for a in args
+    )
 
 
 def count(low: int, high: int | None = None):

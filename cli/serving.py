@@ -28,7 +28,9 @@ def _add_registry_parser(sub) -> None:
     add = reg_sub.add_parser("add", help="register an adapter as the task's next version and route to it")
     add.add_argument("adapter", type=Path, help="adapter directory (with manifest.json and gate_decision.json)")
     add.add_argument("--task", required=True, help="name to serve it under (letters, digits, '.', '_', '-')")
-    add.add_argument("--skip-gate", action="store_true", help="operators only: register without a passing gate decision (recorded)")
+    add.add_argument(
+        "--skip-gate", action="store_true", help="operators only: register without a passing gate decision (recorded)"
+    )
     add.add_argument("--no-promote", dest="promote", action="store_false", help="register without routing to it")
     add.set_defaults(handler=_registry_add)
     lst = reg_sub.add_parser("list", help="tasks, versions, champions and the promotion history")
@@ -50,7 +52,9 @@ def _registry_add(args: argparse.Namespace) -> int:
     from specialist.adapters import Registry
 
     v = Registry().add(args.adapter, args.task, skip_gate=args.skip_gate, promote=args.promote)
-    print(f"{v.task} v{v.version}: {v.path}{' (skip-gate)' if v.skip_gate else ''}{'' if args.promote else ' (not routed)'}")
+    print(
+        f"{v.task} v{v.version}: {v.path}{' (skip-gate)' if v.skip_gate else ''}{'' if args.promote else ' (not routed)'}"
+    )
     return 0
 
 
@@ -68,7 +72,9 @@ def _registry_list(args: argparse.Namespace) -> int:
         print(f"{champion} {v.task}\tv{v.version}\t{gate}\t{v.base_model}\t{v.created_at}\t{v.path}")
     if args.history:
         for h in registry.history():
-            print(f"{h['at']}  {h['task']}  {h['action']}  v{h['from_version']} -> v{h['to_version']}  by {h['actor']}: {h['reason']}")
+            print(
+                f"{h['at']}  {h['task']}  {h['action']}  v{h['from_version']} -> v{h['to_version']}  by {h['actor']}: {h['reason']}"
+            )
     return 0
 
 
@@ -133,7 +139,17 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         env["HF_HUB_OFFLINE"] = "1"
     project = Path(service.__file__).resolve().parent.parent
-    cmd = ["bentoml", "serve", "service.bento:SpecialistService", "--host", args.host, "--port", str(args.port), "--working-dir", str(project)]
+    cmd = [
+        "bentoml",
+        "serve",
+        "service.bento:SpecialistService",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--working-dir",
+        str(project),
+    ]
     bentoml = Path(sys.executable).parent / "bentoml"
     cmd[0] = str(bentoml) if bentoml.exists() else "bentoml"
     print(f"serving on http://{args.host}:{args.port} ({config.backend} backend, registry in {_home()})", flush=True)
@@ -153,7 +169,9 @@ def _tgi_config(args: argparse.Namespace) -> int:
     if not routes:
         raise SpecialistError("no routed adapters", "register and promote adapters first (`specialist registry add`)")
     # Inside the container the registry is mounted at /adapters.
-    setting = ",".join(f"{task}=/adapters/{v.path.relative_to(_home() / 'registry' / 'adapters')}" for task, v in routes.items())
+    setting = ",".join(
+        f"{task}=/adapters/{v.path.relative_to(_home() / 'registry' / 'adapters')}" for task, v in routes.items()
+    )
     print(f"LORA_ADAPTERS={setting}")
     print(
         f"docker run --gpus all -p {args.port}:80 -v {_home() / 'registry' / 'adapters'}:/adapters:ro "
@@ -177,9 +195,18 @@ def _add_request_parser(sub) -> None:
     source.add_argument("--superni-task", help="a task file in the server's task-data directory")
     source.add_argument("--data", type=Path, help="JSON or JSONL file of {input, output|outputs} records (uploaded)")
     req.add_argument("--definition", help="the task instruction (required with --data)")
-    req.add_argument("--held-out", type=count(1), default=100, help="evaluation instances taken from --data (default 100)")
-    req.add_argument("--instances-per-task", type=count_or_all, default=64, help="training instances, or 'all' (default 64)")
-    req.add_argument("--generalist", type=_generalist_choice, default="auto", help="auto (decide by evidence), none, or a ratio like 1.0")
+    req.add_argument(
+        "--held-out", type=count(1), default=100, help="evaluation instances taken from --data (default 100)"
+    )
+    req.add_argument(
+        "--instances-per-task", type=count_or_all, default=64, help="training instances, or 'all' (default 64)"
+    )
+    req.add_argument(
+        "--generalist",
+        type=_generalist_choice,
+        default="auto",
+        help="auto (decide by evidence), none, or a ratio like 1.0",
+    )
     length = req.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=count(1), help="training steps per candidate")
     length.add_argument("--epochs", type=float, help="epochs per candidate")
@@ -213,7 +240,9 @@ def _request(args: argparse.Namespace) -> int:
             raise SpecialistError("--data needs --definition", "pass the task instruction the prompts will use")
         body |= {"upload_id": client.upload(args.data), "definition": args.definition, "held_out": args.held_out}
     body["generalist"] = args.generalist
-    body["budget"] = {"max_steps": args.max_steps} if args.max_steps else ({"epochs": args.epochs} if args.epochs else {})
+    body["budget"] = (
+        {"max_steps": args.max_steps} if args.max_steps else ({"epochs": args.epochs} if args.epochs else {})
+    )
     if args.eval_instances:
         body["gate"] = {"eval_instances": args.eval_instances}
     job_id = client.submit(body)

@@ -18,12 +18,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from eval.metrics import normalize_answer
 from specialist.errors import SpecialistError
 from specialist.jsonl import iter_lines
 from specialist.prompt_format import DEFAULT_NUM_EXAMPLES, TaskPrompt
 from specialist.superni import Instance, load_task, split_instances, training_pool
-
-from eval.metrics import normalize_answer
 
 Metric = Literal["exact_match", "rougeL"]
 METRICS: tuple[str, ...] = ("exact_match", "rougeL")
@@ -72,7 +71,9 @@ def majority_label(training: tuple[Instance, ...] | list[Instance]) -> MajorityL
     top = max(counts.values())
     tied = sorted(label for label, n in counts.items() if n == top)
     # Report the label as it is written most often, not in its normalised form.
-    spelled = Counter(i.output[0].strip() for i in training if i.has_output and normalize_answer(i.output[0]) == tied[0])
+    spelled = Counter(
+        i.output[0].strip() for i in training if i.has_output and normalize_answer(i.output[0]) == tied[0]
+    )
     return MajorityLabel(label=spelled.most_common(1)[0][0], count=top, of=sum(counts.values()), tied=tuple(tied[1:]))
 
 
@@ -85,7 +86,11 @@ def default_metric(references: list[list[str]]) -> Metric:
 
 
 def superni_benchmark(
-    task_dir: Path, name: str, metric: Metric | None = None, num_examples: int = DEFAULT_NUM_EXAMPLES, limit: int | None = None
+    task_dir: Path,
+    name: str,
+    metric: Metric | None = None,
+    num_examples: int = DEFAULT_NUM_EXAMPLES,
+    limit: int | None = None,
 ) -> Benchmark:
     task = load_task(task_dir, name)
     held_out, _ = split_instances(task)
@@ -109,7 +114,9 @@ def superni_benchmark(
     )
 
 
-def selection_benchmark(task_dir: Path, name: str, size: int, metric: Metric | None = None, num_examples: int = DEFAULT_NUM_EXAMPLES) -> Benchmark:
+def selection_benchmark(
+    task_dir: Path, name: str, size: int, metric: Metric | None = None, num_examples: int = DEFAULT_NUM_EXAMPLES
+) -> Benchmark:
     """The selection set of a task (see `specialist.superni.training_pool`), scored with the task's own metric."""
     held_out = superni_benchmark(task_dir, name, metric, num_examples)
     selection, _ = training_pool(load_task(task_dir, name), size)
@@ -129,9 +136,13 @@ def custom_benchmark(path: Path, name: str, definition: str, metric: Metric | No
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(str(x) for x in err["loc"]) or "line"
-            raise SpecialistError(f"{path}, line {lineno}: {where}: {err['msg']}", "each line needs id, input and references") from None
+            raise SpecialistError(
+                f"{path}, line {lineno}: {where}: {err['msg']}", "each line needs id, input and references"
+            ) from None
     if not instances:
-        raise SpecialistError(f"benchmark file {path} has no instances", "add at least one {id, input, references} line")
+        raise SpecialistError(
+            f"benchmark file {path} has no instances", "add at least one {id, input, references} line"
+        )
     ids = [i.id for i in instances]
     if len(set(ids)) != len(ids):
         raise SpecialistError(f"benchmark file {path} repeats ids", "give every instance a unique id")
@@ -148,7 +159,9 @@ def generalist_benchmark(path: Path, limit: int = 100) -> Benchmark:
     ROUGE-L: a check that a specialist keeps some general ability. One instance per instruction."""
     path = Path(path)
     if not path.is_file():
-        raise SpecialistError(f"generalist benchmark {path} does not exist", "pass user_oriented_252.jsonl or a file like it")
+        raise SpecialistError(
+            f"generalist benchmark {path} does not exist", "pass user_oriented_252.jsonl or a file like it"
+        )
     instances = []
     for lineno, line in iter_lines(path):
         try:
@@ -156,13 +169,22 @@ def generalist_benchmark(path: Path, limit: int = 100) -> Benchmark:
             first = row["instances"][0]
             instances.append(
                 BenchInstance(
-                    id=str(row.get("id", lineno)), input=first.get("input", ""), references=[first["output"]], definition=row["instruction"]
+                    id=str(row.get("id", lineno)),
+                    input=first.get("input", ""),
+                    references=[first["output"]],
+                    definition=row["instruction"],
                 )
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError, ValidationError):
-            raise SpecialistError(f"{path}, line {lineno}: not an {{instruction, instances}} record", "fix that line") from None
+            raise SpecialistError(
+                f"{path}, line {lineno}: not an {{instruction, instances}} record", "fix that line"
+            ) from None
         if len(instances) == limit:
             break
     if not instances:
-        raise SpecialistError(f"generalist benchmark {path} has no records", "pass a file with {instruction, instances} lines")
-    return Benchmark(name=GENERALIST_TASK, metric="rougeL", prompt=TaskPrompt(definition="", num_examples=0), instances=instances)
+        raise SpecialistError(
+            f"generalist benchmark {path} has no records", "pass a file with {instruction, instances} lines"
+        )
+    return Benchmark(
+        name=GENERALIST_TASK, metric="rougeL", prompt=TaskPrompt(definition="", num_examples=0), instances=instances
+    )

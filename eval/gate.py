@@ -25,19 +25,24 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from eval.benchmarks import GENERALIST_TASK, Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
+from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, instances_needed
+from eval.runner import EvalRun, run_eval
 from specialist.adapters import ADAPTER_WEIGHTS, check_adapter, read_manifest
 from specialist.adapters.decision import (
-    BASE, CANDIDATE, CHAMPION, MAJORITY, Check, GateDecision, save_decision,
+    BASE,
+    CANDIDATE,
+    CHAMPION,
+    MAJORITY,
+    Check,
+    GateDecision,
+    save_decision,
 )
 from specialist.base_models import BaseModelRef
 from specialist.config import StrictModel, load_yaml_config, validate_config
 from specialist.errors import SpecialistError
 from specialist.paths import sha256_file
 from specialist.superni import HELD_OUT_INSTANCES
-
-from eval.benchmarks import GENERALIST_TASK, Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
-from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, instances_needed
-from eval.runner import EvalRun, run_eval
 
 BEATS_BASE, BEATS_MAJORITY, BEATS_CHAMPION = "beats base model", "beats majority label", "beats champion"
 KEEPS_GENERAL = "keeps general ability (ROUGE-L)"
@@ -71,12 +76,21 @@ class GatePolicy(StrictModel):
     )
     metric_overrides: dict[str, Metric] = Field(default_factory=dict, description="task -> primary metric")
     retention: RetentionPolicy | None = None
-    eval_instances: int | None = Field(None, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances only")
-    confidence: float = Field(
-        DEFAULT_CONFIDENCE, gt=0, lt=1, description="a min_gain check passes when the lower bound of this interval clears it"
+    eval_instances: int | None = Field(
+        None, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances only"
     )
-    bootstrap_resamples: int = Field(DEFAULT_RESAMPLES, ge=1000, le=100_000, description="bootstrap resamples per interval")
-    bootstrap_seed: int = Field(DEFAULT_SEED, description="seed of the bootstrap: the same data gives the same decision")
+    confidence: float = Field(
+        DEFAULT_CONFIDENCE,
+        gt=0,
+        lt=1,
+        description="a min_gain check passes when the lower bound of this interval clears it",
+    )
+    bootstrap_resamples: int = Field(
+        DEFAULT_RESAMPLES, ge=1000, le=100_000, description="bootstrap resamples per interval"
+    )
+    bootstrap_seed: int = Field(
+        DEFAULT_SEED, description="seed of the bootstrap: the same data gives the same decision"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -104,17 +118,35 @@ def structural_checks(candidate: Path, base: BaseModelRef) -> list[Check]:
     """Loadable LoRA-only safetensors, a readable manifest, a known prompt format, the same base model: the
     adapter acceptability check every stage runs, one named check per aspect."""
     found = check_adapter(candidate, base.content_sha256, base.id)
-    checks = [Check(name="valid LoRA-only PEFT adapter", passed=not found.lora_problems, detail="; ".join(found.lora_problems) or "ok")]
+    checks = [
+        Check(
+            name="valid LoRA-only PEFT adapter",
+            passed=not found.lora_problems,
+            detail="; ".join(found.lora_problems) or "ok",
+        )
+    ]
     if found.manifest is None:
         problem = found.manifest_error.problem if found.manifest_error else "no manifest"
-        return checks + [Check(name=name, passed=False, detail=problem) for name in ("known prompt format", "same base model")]
+        return checks + [
+            Check(name=name, passed=False, detail=problem) for name in ("known prompt format", "same base model")
+        ]
     manifest = found.manifest
     if found.prompt_format_error:
         checks.append(Check(name="known prompt format", passed=False, detail=found.prompt_format_error.problem))
     else:
-        checks.append(Check(name="known prompt format", passed=True, detail=f"{manifest.prompt_format} v{manifest.prompt_format_version}"))
+        checks.append(
+            Check(
+                name="known prompt format",
+                passed=True,
+                detail=f"{manifest.prompt_format} v{manifest.prompt_format_version}",
+            )
+        )
     same = found.base_mismatch is None
-    detail = f"{base.id} ({base.content_sha256[:12]}...)" if same else f"trained for {manifest.base_model.id}, serving {base.id}"
+    detail = (
+        f"{base.id} ({base.content_sha256[:12]}...)"
+        if same
+        else f"trained for {manifest.base_model.id}, serving {base.id}"
+    )
     checks.append(Check(name="same base model", passed=same, detail=detail))
     return checks
 
@@ -127,12 +159,16 @@ def benchmarks_for(candidate: Path, task_dir: Path, policy: GatePolicy) -> list[
     ]
 
 
-def decide(run: EvalRun, candidate: str, policy: GatePolicy, tasks: list[str], champion: str | None = None) -> list[Check]:
+def decide(
+    run: EvalRun, candidate: str, policy: GatePolicy, tasks: list[str], champion: str | None = None
+) -> list[Check]:
     """The metric checks of `candidate` in an evaluation run that also scored the base model (and champion)."""
     checks: list[Check] = []
     options = policy.interval_options()
 
-    def interval(model: str, reference: str | None = None, names: list[str] = tasks, metric: str = "score") -> Interval | None:
+    def interval(
+        model: str, reference: str | None = None, names: list[str] = tasks, metric: str = "score"
+    ) -> Interval | None:
         if not names:
             return None  # nothing was evaluated (an unloadable candidate)
         try:
@@ -144,23 +180,39 @@ def decide(run: EvalRun, candidate: str, policy: GatePolicy, tasks: list[str], c
         checks.append(_at_least(f"mean {metric} >= {threshold:g}", interval(candidate, metric=metric), threshold))
     for metric, threshold in policy.per_task_min_score.items():
         for task in tasks:
-            checks.append(_at_least(f"{task} {metric} >= {threshold:g}", interval(candidate, names=[task], metric=metric), threshold))
+            checks.append(
+                _at_least(
+                    f"{task} {metric} >= {threshold:g}", interval(candidate, names=[task], metric=metric), threshold
+                )
+            )
     if policy.min_gain_over_base is not None:
         checks.append(_gain(BEATS_BASE, interval(candidate, BASE), policy.min_gain_over_base, "the base model"))
     if policy.min_gain_over_majority is not None:
         label_tasks = [t for t in tasks if t in run.label_tasks]
         if not tasks:  # nothing was evaluated (an unloadable candidate): the check cannot be run
-            checks.append(Check(name=BEATS_MAJORITY, passed=False, threshold=policy.min_gain_over_majority, detail="metric missing"))
+            checks.append(
+                Check(
+                    name=BEATS_MAJORITY, passed=False, threshold=policy.min_gain_over_majority, detail="metric missing"
+                )
+            )
         elif not label_tasks:
-            checks.append(Check(name=BEATS_MAJORITY, passed=True, detail="not applicable: no label task (exact-match metric) here"))
+            checks.append(
+                Check(
+                    name=BEATS_MAJORITY, passed=True, detail="not applicable: no label task (exact-match metric) here"
+                )
+            )
         else:
             what = "the majority label" + ("" if label_tasks == tasks else f" on the {len(label_tasks)} label tasks")
-            checks.append(_gain(BEATS_MAJORITY, interval(candidate, MAJORITY, label_tasks), policy.min_gain_over_majority, what))
+            checks.append(
+                _gain(BEATS_MAJORITY, interval(candidate, MAJORITY, label_tasks), policy.min_gain_over_majority, what)
+            )
     if policy.min_gain_over_champion is not None:
         if champion is None:
             checks.append(Check(name=BEATS_CHAMPION, passed=True, detail="no champion yet"))
         else:
-            checks.append(_gain(BEATS_CHAMPION, interval(candidate, champion), policy.min_gain_over_champion, "the champion"))
+            checks.append(
+                _gain(BEATS_CHAMPION, interval(candidate, champion), policy.min_gain_over_champion, "the champion")
+            )
     if policy.retention is not None:
         change = interval(candidate, BASE, [GENERALIST_TASK], "rougeL")
         checks.append(_gain(KEEPS_GENERAL, change, -policy.retention.max_drop, "the base model on the generalist set"))
@@ -172,9 +224,15 @@ def _at_least(name: str, interval: Interval | None, threshold: float) -> Check:
     if interval is None:
         return Check(name=name, passed=False, threshold=threshold, detail="metric missing")
     return Check(
-        name=name, passed=interval.value >= threshold, value=interval.value, threshold=threshold, ci_low=interval.low,
-        ci_high=interval.high, instances=interval.instances, detail="on the observed mean (the interval is reported)",
-    )  # fmt: skip
+        name=name,
+        passed=interval.value >= threshold,
+        value=interval.value,
+        threshold=threshold,
+        ci_low=interval.low,
+        ci_high=interval.high,
+        instances=interval.instances,
+        detail="on the observed mean (the interval is reported)",
+    )
 
 
 def _gain(name: str, gain: Interval | None, min_gain: float, versus: str) -> Check:
@@ -192,10 +250,13 @@ def _gain(name: str, gain: Interval | None, min_gain: float, versus: str) -> Che
         return Check(name=name, passed=False, **numbers, detail=f"{observed}: not above {min_gain:+g}")
     needed = instances_needed(gain, min_gain)
     return Check(
-        name=name, passed=False, undecided=True, **numbers,
+        name=name,
+        passed=False,
+        undecided=True,
+        **numbers,
         detail=f"cannot decide: {observed} straddles the threshold {min_gain:+g}; "
         f"about {needed} instances per task (now {gain.instances}) would show the observed gain",
-    )  # fmt: skip
+    )
 
 
 def gate_adapter(
@@ -214,7 +275,9 @@ def gate_adapter(
     if champion is not None:
         bad = [c for c in structural_checks(Path(champion), base) if not c.passed]
         if bad:
-            raise SpecialistError(f"champion {champion} is unusable: {bad[0].detail}", "pass a valid --champion or none")
+            raise SpecialistError(
+                f"champion {champion} is unusable: {bad[0].detail}", "pass a valid --champion or none"
+            )
     scores: dict = {}
     if all(c.passed for c in checks):
         benchmarks = benchmarks_for(candidate, task_dir, policy)
@@ -234,7 +297,12 @@ def gate_adapter(
 
 
 def make_decision(
-    candidate: Path, checks: list[Check], base: BaseModelRef, policy: GatePolicy, scores: dict, champion: Path | None = None,
+    candidate: Path,
+    checks: list[Check],
+    base: BaseModelRef,
+    policy: GatePolicy,
+    scores: dict,
+    champion: Path | None = None,
     stop_rule: dict | None = None,
 ) -> GateDecision:
     """Bind the checks to this exact adapter (weights hash) and base model."""

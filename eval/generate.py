@@ -35,8 +35,13 @@ def load_decoder(base_model, tokenizer, adapters: dict[str, Path]) -> Decoder:
     return decoder
 
 
-def generate(decoder: Decoder, requests: list[GenerationRequest], max_new_tokens: int, batch_size: int = 16,
-             progress: bool = True) -> list[str]:  # fmt: skip
+def generate(
+    decoder: Decoder,
+    requests: list[GenerationRequest],
+    max_new_tokens: int,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[str]:
     """Greedy completions in request order. Batches hold prompts of similar length."""
     tokenizer = decoder.tokenizer
     rows = []

@@ -74,7 +74,9 @@ def bootstrap(
         if b is not None:
             other = np.array([run[task] for run in b], dtype=np.float64)
             if other.shape != rows.shape:
-                raise ValueError(f"task {task}: the two sides score {rows.shape[-1]} and {other.shape[-1]} instances; pairs need the same")
+                raise ValueError(
+                    f"task {task}: the two sides score {rows.shape[-1]} and {other.shape[-1]} instances; pairs need the same"
+                )
             rows = rows - other
         if rows.ndim != 2 or rows.shape[1] == 0:
             raise ValueError(f"task {task}: every seed needs the same, non-empty list of instance scores")
@@ -83,7 +85,9 @@ def bootstrap(
     point = float(np.mean([d.mean() for d in diffs.values()]))
     rng = np.random.default_rng(seed)
     # Seeds are drawn once per resample and shared by every task: a seed is one whole training run.
-    seed_draw = rng.integers(0, seeds, size=(resamples, seeds)) if seeds > 1 else np.zeros((resamples, 1), dtype=np.int64)
+    seed_draw = (
+        rng.integers(0, seeds, size=(resamples, seeds)) if seeds > 1 else np.zeros((resamples, 1), dtype=np.int64)
+    )
     total = np.zeros(resamples)
     for task in tasks:
         d = diffs[task]

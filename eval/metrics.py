@@ -51,7 +51,10 @@ def instance_scores(
     """Each metric per instance (max over its references), x100: what intervals resample."""
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
-    return {m: [100.0 * best_over_references(METRIC_FUNCTIONS[m], p, r) for p, r in zip(predictions, references)] for m in metrics}
+    return {
+        m: [100.0 * best_over_references(METRIC_FUNCTIONS[m], p, r) for p, r in zip(predictions, references)]
+        for m in metrics
+    }
 
 
 def mean_score(values: list[float]) -> float:

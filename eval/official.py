@@ -12,10 +12,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from eval.metrics import score
 from specialist.errors import SpecialistError
 from specialist.jsonl import read_jsonl
-
-from eval.metrics import score
 
 OFFICIAL_METRICS = ("exact_match", "rouge1", "rougeL")
 
@@ -28,7 +27,9 @@ def _read_jsonl(path: Path, required: tuple[str, ...], what: str) -> list[dict]:
     for lineno, row in read_jsonl(path):
         missing = [k for k in required if not isinstance(row, dict) or k not in row]
         if missing:
-            raise SpecialistError(f"{path}, line {lineno}: missing {', '.join(missing)}", f"{what} lines need {', '.join(required)}")
+            raise SpecialistError(
+                f"{path}, line {lineno}: missing {', '.join(missing)}", f"{what} lines need {', '.join(required)}"
+            )
         rows.append(row)
     if not rows:
         raise SpecialistError(f"{what} file {path} is empty", "nothing to score")
@@ -85,7 +86,13 @@ def write_official_files(out: Path, benchmarks, predictions: dict[str, dict[str,
     with open(out / "references.jsonl", "w") as f:
         for bench in benchmarks:
             for inst in bench.instances:
-                row = {"id": inst.id, "references": inst.references, "task_id": bench.name, "task_category": bench.category, "track": bench.track}
+                row = {
+                    "id": inst.id,
+                    "references": inst.references,
+                    "task_id": bench.name,
+                    "task_category": bench.category,
+                    "track": bench.track,
+                }
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     for model, by_task in predictions.items():
         with open(out / f"predictions_{model}.jsonl", "w") as f:

@@ -13,9 +13,8 @@ from eval.benchmarks import METRICS, Benchmark
 from eval.intervals import DEFAULT_CONFIDENCE
 from eval.metrics import METRIC_FUNCTIONS, best_over_references, normalize_answer
 from eval.official import write_official_files
-from specialist.adapters.decision import BASE, MAJORITY
-
 from eval.runner import EvalRun
+from specialist.adapters.decision import BASE, MAJORITY
 
 WRONG_SAMPLES = 5
 OTHER = "other"
@@ -24,7 +23,10 @@ OTHER = "other"
 def scores_dict(run: EvalRun, confidence: float = DEFAULT_CONFIDENCE) -> dict:
     """Every score, with bootstrap intervals per model and per change against the base model."""
     tasks = [b.name for b in run.benchmarks]
-    ci = lambda model, reference=None, names=tasks: run.interval(model, reference, tasks=names, confidence=confidence).model_dump()  # noqa: E731
+
+    def ci(model, reference=None, names=tasks):
+        return run.interval(model, reference, tasks=names, confidence=confidence).model_dump()
+
     has_base = BASE in run.scores
 
     def model_entry(name: str, names: list[str]) -> dict:
@@ -38,7 +40,9 @@ def scores_dict(run: EvalRun, confidence: float = DEFAULT_CONFIDENCE) -> dict:
             "task_delta_intervals": None,
         }
         if has_base and name != BASE:
-            entry["delta_vs_base"] = {t: round(run.scores[name][t]["score"] - run.scores[BASE][t]["score"], 4) for t in names}
+            entry["delta_vs_base"] = {
+                t: round(run.scores[name][t]["score"] - run.scores[BASE][t]["score"], 4) for t in names
+            }
             entry["delta_vs_base_interval"] = ci(name, BASE, names)
             entry["task_delta_intervals"] = {t: ci(name, BASE, [t]) for t in names}
         return entry
@@ -52,7 +56,9 @@ def scores_dict(run: EvalRun, confidence: float = DEFAULT_CONFIDENCE) -> dict:
         "base_model": run.base_model,
         "stop_rule": run.stop_rule,
         "confidence": confidence,
-        "benchmarks": {b.name: {"metric": b.metric, "category": b.category, "instances": len(b.instances)} for b in run.benchmarks},
+        "benchmarks": {
+            b.name: {"metric": b.metric, "category": b.category, "instances": len(b.instances)} for b in run.benchmarks
+        },
         "models": {name: model_entry(name, tasks) for name in run.models},
         "majority_label": majority,
         "prompts_truncated": run.prompts_truncated,
@@ -67,7 +73,13 @@ def write_report(run: EvalRun, out: Path, confidence: float = DEFAULT_CONFIDENCE
         for name in run.models:
             for bench in run.benchmarks:
                 for inst, pred in zip(bench.instances, run.predictions[name][bench.name]):
-                    row = {"id": inst.id, "prediction": pred, "model": name, "task_id": bench.name, "references": inst.references}
+                    row = {
+                        "id": inst.id,
+                        "prediction": pred,
+                        "model": name,
+                        "task_id": bench.name,
+                        "references": inst.references,
+                    }
                     f.write(json.dumps(row, ensure_ascii=False) + "\n")
     write_official_files(out, run.benchmarks, {m: run.predictions[m] for m in run.models})
     (out / "report.md").write_text(markdown(run, scores))
@@ -97,7 +109,9 @@ def markdown(run: EvalRun, scores: dict) -> str:
     for bench in run.benchmarks:
         cells = [_ci(scores["models"][n]["task_intervals"][bench.name]) for n in models]
         if majority:
-            cells.append(_ci(majority["task_intervals"][bench.name]) if bench.name in majority["task_intervals"] else "–")
+            cells.append(
+                _ci(majority["task_intervals"][bench.name]) if bench.name in majority["task_intervals"] else "–"
+            )
         lines.append(f"| {bench.name} | {bench.metric} | " + " | ".join(cells) + " |")
     cells = [f"**{_ci(scores['models'][n]['interval'])}**" for n in models]
     if majority:
@@ -105,7 +119,11 @@ def markdown(run: EvalRun, scores: dict) -> str:
         cells.append(f"**{_ci(majority['interval'])}**{note}")
     lines.append("| **mean** | | " + " | ".join(cells) + " |")
     if majority:
-        lines += ["", "Majority label: the most common answer among each label task's training instances (never its evaluation instances):", ""]
+        lines += [
+            "",
+            "Majority label: the most common answer among each label task's training instances (never its evaluation instances):",
+            "",
+        ]
         for task, label in majority["labels"].items():
             tie = f"; tied with {', '.join(label['tied'])}, broken alphabetically" if label["tied"] else ""
             lines.append(f"- `{task}`: `{label['label']}` ({label['count']} of {label['of']} training instances{tie})")
@@ -116,27 +134,44 @@ def markdown(run: EvalRun, scores: dict) -> str:
         for bench in run.benchmarks:
             cells = [_ci(scores["models"][n]["task_delta_intervals"][bench.name], signed=True) for n in others]
             lines.append(f"| {bench.name} | " + " | ".join(cells) + " |")
-        lines.append("| **mean** | " + " | ".join(f"**{_ci(scores['models'][n]['delta_vs_base_interval'], signed=True)}**" for n in others) + " |")
+        lines.append(
+            "| **mean** | "
+            + " | ".join(f"**{_ci(scores['models'][n]['delta_vs_base_interval'], signed=True)}**" for n in others)
+            + " |"
+        )
     lines += ["", "Both metrics, mean over tasks:", "", "| model | exact match | ROUGE-L |", "|---|---:|---:|"]
     lines += [f"| {n} | {run.mean(n, 'exact_match'):.1f} | {run.mean(n, 'rougeL'):.1f} |" for n in models]
     confusion = [b for b in run.benchmarks if b.labels]
     if confusion:
-        lines += ["", "## Confusion tables (label tasks)", "", "Rows: reference label; columns: predicted label ('other': an answer outside the label set)."]
+        lines += [
+            "",
+            "## Confusion tables (label tasks)",
+            "",
+            "Rows: reference label; columns: predicted label ('other': an answer outside the label set).",
+        ]
         for bench in confusion:
             for name in models:
-                lines += ["", f"**{name}** on `{bench.name}`:", ""] + confusion_table(bench, run.predictions[name][bench.name])
+                lines += ["", f"**{name}** on `{bench.name}`:", ""] + confusion_table(
+                    bench, run.predictions[name][bench.name]
+                )
     lines += ["", "## Sample of wrong answers", ""]
     for name in models:
         for bench in run.benchmarks:
             metric = METRIC_FUNCTIONS[bench.metric]  # "wrong" by the task's own primary metric, worst first
-            scored = [(best_over_references(metric, pred, inst.references), inst, pred)
-                      for inst, pred in zip(bench.instances, run.predictions[name][bench.name])]  # fmt: skip
-            wrong = [(inst, pred) for value, inst, pred in sorted(scored, key=lambda t: t[0]) if value < 1.0][:WRONG_SAMPLES]
+            scored = [
+                (best_over_references(metric, pred, inst.references), inst, pred)
+                for inst, pred in zip(bench.instances, run.predictions[name][bench.name])
+            ]
+            wrong = [(inst, pred) for value, inst, pred in sorted(scored, key=lambda t: t[0]) if value < 1.0][
+                :WRONG_SAMPLES
+            ]
             if not wrong:
                 continue
             lines += [f"**{name}** on `{bench.name}`:", ""]
             for inst, pred in wrong:
-                lines.append(f"- `{_short(inst.input)}` → got `{_short(pred)}`, expected `{_short(inst.references[0])}`")
+                lines.append(
+                    f"- `{_short(inst.input)}` → got `{_short(pred)}`, expected `{_short(inst.references[0])}`"
+                )
             lines.append("")
     if run.prompts_truncated:
         lines.append(f"{run.prompts_truncated} prompts were longer than the input limit and kept only their tail.")
@@ -156,8 +191,10 @@ def confusion_table(bench: Benchmark, predictions: list[str]) -> list[str]:
         counts[(row, column)] = counts.get((row, column), 0) + 1
     columns = labels + [OTHER]
     rows = [r for r in labels if any(counts.get((r, c)) for c in columns)]
-    table = ["| reference \\ predicted | " + " | ".join(f"`{c}`" if c != OTHER else c for c in columns) + " |",
-             "|---|" + "---:|" * len(columns)]  # fmt: skip
+    table = [
+        "| reference \\ predicted | " + " | ".join(f"`{c}`" if c != OTHER else c for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
     table += [f"| `{r}` | " + " | ".join(str(counts.get((r, c), 0)) for c in columns) + " |" for r in rows]
     return table
 
@@ -179,7 +216,9 @@ def plot_scores(run: EvalRun, scores: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(tasks) * max(1, len(run.models) / 2)), 4.5))
     for k, name in enumerate(run.models):
         entry = scores["models"][name]
-        intervals = [entry["task_intervals"][b.name] for b in run.benchmarks] + ([entry["interval"]] if len(tasks) > len(run.benchmarks) else [])
+        intervals = [entry["task_intervals"][b.name] for b in run.benchmarks] + (
+            [entry["interval"]] if len(tasks) > len(run.benchmarks) else []
+        )
         values = [i["value"] for i in intervals]
         errors = [[i["value"] - i["low"] for i in intervals], [i["high"] - i["value"] for i in intervals]]
         xs = [i + (k - (len(run.models) - 1) / 2) * width for i in range(len(tasks))]
@@ -193,7 +232,9 @@ def plot_scores(run: EvalRun, scores: dict, path: Path) -> None:
                 value = majority["task_intervals"][bench.name]["value"]
                 ax.hlines(value, i - 0.45, i + 0.45, colors="black", linestyles="dotted", label=label)
                 label = None  # one legend entry
-    ax.set_xticks(range(len(tasks)), [t if len(t) <= 28 else t[:27] + "…" for t in tasks], rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(
+        range(len(tasks)), [t if len(t) <= 28 else t[:27] + "…" for t in tasks], rotation=20, ha="right", fontsize=8
+    )
     ax.set_ylabel("score (primary metric, ×100)")
     ax.set_ylim(0, 110)
     ax.set_title(f"Held-out scores on {run.base_model} ({round(100 * scores['confidence'])}% intervals)")

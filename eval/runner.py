@@ -11,17 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eval.benchmarks import METRICS, BenchInstance, Benchmark
+from eval.generate import GenerationRequest, generate, load_decoder
+from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap
+from eval.metrics import instance_scores, mean_score
+from inference.multi_lora import BASE_ADAPTER
 from specialist.adapters import AdapterManifest, check_adapter
 from specialist.adapters.decision import BASE, MAJORITY
 from specialist.base_models import BaseModelRef, load_model, load_tokenizer, pick_device
 from specialist.errors import SpecialistError
 from specialist.prompt_format import TaskPrompt, fit_prompt, stop_rule
-
-from eval.benchmarks import METRICS, BenchInstance, Benchmark
-from eval.generate import GenerationRequest, generate, load_decoder
-from inference.multi_lora import BASE_ADAPTER
-from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, bootstrap
-from eval.metrics import instance_scores, mean_score
 
 MAX_INPUT_TOKENS = 1024
 MAX_NEW_TOKENS_CAP = 128
@@ -76,7 +75,9 @@ class EvalRun:
         """Bootstrap interval of `model`'s mean over tasks, or of `model - reference` (paired by instance)."""
         names = tasks if tasks is not None else [b.name for b in self.benchmarks]
         side = lambda m: [{t: self.instance_scores[m][t][metric] for t in names}]  # noqa: E731
-        return bootstrap(side(model), side(reference) if reference else None, confidence=confidence, resamples=resamples, seed=seed)
+        return bootstrap(
+            side(model), side(reference) if reference else None, confidence=confidence, resamples=resamples, seed=seed
+        )
 
 
 def prompt_for(manifest: AdapterManifest | None, bench: Benchmark, inst: BenchInstance) -> TaskPrompt:
@@ -90,7 +91,9 @@ def prompt_for(manifest: AdapterManifest | None, bench: Benchmark, inst: BenchIn
 
 def max_new_tokens_for(tokenizer, bench: Benchmark) -> int:
     """Room for the longest reference plus slack, bounded: short labels decode in a few steps."""
-    longest = max(len(tokenizer(" " + r, add_special_tokens=False)["input_ids"]) for i in bench.instances for r in i.references)
+    longest = max(
+        len(tokenizer(" " + r, add_special_tokens=False)["input_ids"]) for i in bench.instances for r in i.references
+    )
     return max(4, min(MAX_NEW_TOKENS_CAP, int(longest * 1.5) + 2))
 
 
@@ -108,7 +111,9 @@ def run_eval(
     for reserved, what in ((BASE, "the base model"), (MAJORITY, "the majority-label baseline")):
         if reserved in adapters:
             raise SpecialistError(f"{reserved!r} is reserved for {what}", "rename that adapter (--adapter NAME=DIR)")
-    manifests = {name: check_adapter(path, base.content_sha256, base.id).require(None) for name, path in adapters.items()}
+    manifests = {
+        name: check_adapter(path, base.content_sha256, base.id).require(None) for name, path in adapters.items()
+    }
     torch_device, dtype = pick_device(device)
     tokenizer = load_tokenizer(base, padding_side="left")
     slots = {name: f"adapter{i}" for i, name in enumerate(adapters)}  # results keep the user's names

@@ -21,19 +21,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
+from eval.benchmarks import generalist_benchmark, selection_benchmark
+from eval.gate import gate_adapter, load_policy, structural_checks
+from eval.runner import run_eval
+from factory.config import AUTO_CANDIDATES, BuildConfig, selection_size  # noqa: F401  (the recipe's options)
+from factory.decision import BuildDecision, CandidateResult, SelectionSet
 from specialist.adapters import DECISION_NAME, read_manifest
 from specialist.base_models import resolve_base_model
 from specialist.config import TrainConfig
 from specialist.errors import SpecialistError
-
-from eval.benchmarks import generalist_benchmark, selection_benchmark
-from eval.gate import gate_adapter, load_policy, structural_checks
-from eval.runner import run_eval
 from training.recipe import train_or_reuse
 
-from factory.config import AUTO_CANDIDATES, BuildConfig, selection_size  # noqa: F401  (the recipe's options)
-from factory.decision import BuildDecision, CandidateResult, SelectionSet
 
 def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
     """Train, select, gate; returns (and writes to <out>/decision.json) the decision.
@@ -51,7 +49,9 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
     if cfg.champion is not None:
         bad = [c for c in structural_checks(cfg.champion, base) if not c.passed]
         if bad:
-            raise SpecialistError(f"champion {cfg.champion} is unusable: {bad[0].detail}", "pass a valid --champion or none")
+            raise SpecialistError(
+                f"champion {cfg.champion} is unusable: {bad[0].detail}", "pass a valid --champion or none"
+            )
     if policy.retention is not None:
         generalist_benchmark(policy.retention.data, policy.retention.instances)
 
@@ -61,23 +61,36 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
 
         def on_step(state, plan, name=spec.name, index=index):
             rate = state.elapsed / max(1, state.step)
-            emit("training", {"candidate": name, "index": index, "of": len(specs), "step": state.step,
-                              "steps": plan.total_steps, "loss": state.losses[-1],
-                              "eta_seconds": round(rate * (plan.total_steps - state.step), 1)})  # fmt: skip
+            emit(
+                "training",
+                {
+                    "candidate": name,
+                    "index": index,
+                    "of": len(specs),
+                    "step": state.step,
+                    "steps": plan.total_steps,
+                    "loss": state.losses[-1],
+                    "eta_seconds": round(rate * (plan.total_steps - state.step), 1),
+                },
+            )
 
         train_cfg = TrainConfig.model_validate(
             cfg.model_dump(include=set(TrainConfig.model_fields))
-            | spec.train_options() | {"selection_instances": selection, "out": out / "candidates" / spec.name}
-        )  # fmt: skip
+            | spec.train_options()
+            | {"selection_instances": selection, "out": out / "candidates" / spec.name}
+        )
         adapters[spec.name] = train_or_reuse(train_cfg, on_step)
 
     tasks = list(read_manifest(next(iter(adapters.values()))).tasks)
     candidates = [
         CandidateResult(
-            name=spec.name, generalist_ratio=spec.ratio, generalist_filter=spec.filter,
-            generalist_examples=read_manifest(adapters[spec.name]).mixture.generalist_examples, adapter=str(adapters[spec.name]),
+            name=spec.name,
+            generalist_ratio=spec.ratio,
+            generalist_filter=spec.filter,
+            generalist_examples=read_manifest(adapters[spec.name]).mixture.generalist_examples,
+            adapter=str(adapters[spec.name]),
             problems=[c.detail for c in structural_checks(adapters[spec.name], base) if not c.passed],
-        )  # fmt: skip
+        )
         for spec in specs
     ]
     record = None
@@ -85,8 +98,14 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
         emit("evaluating", {"set": "selection", "candidates": len(candidates), "instances_per_task": selection})
         benchmarks = [selection_benchmark(cfg.task_data, t, selection, policy.metric_overrides.get(t)) for t in tasks]
         usable = {c.name: adapters[c.name] for c in candidates if not c.problems}
-        run = run_eval(base, usable, benchmarks, include_base=False, device=cfg.device, progress=cfg.progress) if usable else None
-        record = SelectionSet(instances_per_task=selection, instance_ids={b.name: [i.id for i in b.instances] for b in benchmarks})
+        run = (
+            run_eval(base, usable, benchmarks, include_base=False, device=cfg.device, progress=cfg.progress)
+            if usable
+            else None
+        )
+        record = SelectionSet(
+            instances_per_task=selection, instance_ids={b.name: [i.id for i in b.instances] for b in benchmarks}
+        )
         selected, reason = _select(candidates, run, tasks, policy.interval_options())
     else:  # the gate reports an unusable candidate's problems itself
         selected, reason = candidates[0], "a single candidate: nothing to choose"
@@ -101,9 +120,14 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
         verdict = "passed the gate" if gate.passed else f"was not promoted: {gate.summary()}"
         reason += f"; on the held-out set {selected.name} {verdict}"
     decision = BuildDecision(
-        tasks=tasks, base_model=base.id, candidates=candidates, selection=record,
-        selected=selected.name if selected else None, gate=gate, reason=reason,
-    )  # fmt: skip
+        tasks=tasks,
+        base_model=base.id,
+        candidates=candidates,
+        selection=record,
+        selected=selected.name if selected else None,
+        gate=gate,
+        reason=reason,
+    )
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "decision.json.tmp"
     tmp.write_text(decision.model_dump_json(indent=2) + "\n")
@@ -111,11 +135,15 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
     return decision
 
 
-def _select(candidates: list[CandidateResult], run, tasks: list[str], options: dict) -> tuple[CandidateResult | None, str]:
+def _select(
+    candidates: list[CandidateResult], run, tasks: list[str], options: dict
+) -> tuple[CandidateResult | None, str]:
     """Fill in each candidate's selection score and its gap to the best; pick the one to gate, with the reason."""
     usable = [c for c in candidates if not c.problems]
     if not usable or run is None:
-        return None, "no candidate can be served: " + "; ".join(f"{c.name}: {'; '.join(c.problems)}" for c in candidates)
+        return None, "no candidate can be served: " + "; ".join(
+            f"{c.name}: {'; '.join(c.problems)}" for c in candidates
+        )
     for c in usable:
         c.selection_score = run.interval(c.name, tasks=tasks, **options)
     best = max(usable, key=lambda c: (c.selection_score.value, -c.generalist_examples))
@@ -132,8 +160,10 @@ def _select(candidates: list[CandidateResult], run, tasks: list[str], options: d
         if len(tied) > 1:
             why += " and no candidate with less generalist data is within its interval"
     else:
-        why = (f"{chosen.name} is within the {pct}% interval of the best ({best.name}, gap {chosen.versus_best.signed()}) "
-               f"and uses less generalist data")  # fmt: skip
+        why = (
+            f"{chosen.name} is within the {pct}% interval of the best ({best.name}, gap {chosen.versus_best.signed()}) "
+            f"and uses less generalist data"
+        )
     kind = "specialist-only" if chosen.generalist_ratio == 0 else "generalist-augmented"
     return chosen, f"{why} ({kind}; selection set: {ranking})"
 
@@ -142,9 +172,12 @@ def summarize(decision: BuildDecision) -> str:
     """For people: one line per candidate, then the choice."""
     lines = []
     for c in decision.candidates:
-        score = f"selection {c.selection_score}" if c.selection_score else ("unusable: " + "; ".join(c.problems) if c.problems else "")
+        score = (
+            f"selection {c.selection_score}"
+            if c.selection_score
+            else ("unusable: " + "; ".join(c.problems) if c.problems else "")
+        )
         mark = " <- selected" if c.name == decision.selected else ""
         lines.append(f"{c.name:<24} {score}{mark}")
     lines.append(f"chosen: {decision.chosen or 'none'} -- {decision.reason}")
     return "\n".join(lines)
-

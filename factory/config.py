@@ -22,14 +22,21 @@ AUTO_CANDIDATES = ["0", "1.0", "1.0:no-facts"]
 class BuildSettings(StrictModel):
     """Candidates, selection and the gate."""
 
-    candidates: list[str] = Field(default_factory=lambda: ["0", "1.0"], description="generalist ratios to try, RATIO[:no-facts], comma-separated")
+    candidates: list[str] = Field(
+        default_factory=lambda: ["0", "1.0"], description="generalist ratios to try, RATIO[:no-facts], comma-separated"
+    )
     generalist_policy: Literal["explicit", "auto"] = Field(
         "explicit", description=f"'auto' tries {','.join(AUTO_CANDIDATES)} (ignores --candidates)"
     )
     selection_instances: int = Field(
-        50, ge=1, le=10_000, description="instances per task, kept out of training, on which candidates are compared (several candidates only)"
+        50,
+        ge=1,
+        le=10_000,
+        description="instances per task, kept out of training, on which candidates are compared (several candidates only)",
     )
-    policy: Path | None = Field(None, description="gate policy YAML (default: must beat the base model, the majority label and the champion)")
+    policy: Path | None = Field(
+        None, description="gate policy YAML (default: must beat the base model, the majority label and the champion)"
+    )
     champion: Path | None = Field(None, description="current champion adapter to beat")
 
     @field_validator("candidates", mode="before")
@@ -67,13 +74,21 @@ def _split(value) -> list[str]:
 class GridSettings(StrictModel):
     """The grid."""
 
-    instances_per_task: list[int] = Field(default_factory=lambda: [8, 32, 128], description="instances per task, comma-separated")
-    generalist_ratios: list[str] = Field(
-        default_factory=lambda: ["0", "1"], description="generalist settings RATIO[:no-facts], comma-separated (0 = specialist only)"
+    instances_per_task: list[int] = Field(
+        default_factory=lambda: [8, 32, 128], description="instances per task, comma-separated"
     )
-    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], description="seeds, comma-separated (intervals need several)")
+    generalist_ratios: list[str] = Field(
+        default_factory=lambda: ["0", "1"],
+        description="generalist settings RATIO[:no-facts], comma-separated (0 = specialist only)",
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [1, 2, 3], description="seeds, comma-separated (intervals need several)"
+    )
     eval_instances: int = Field(
-        HELD_OUT_INSTANCES, ge=1, le=HELD_OUT_INSTANCES, description="score on the first N held-out instances of each task"
+        HELD_OUT_INSTANCES,
+        ge=1,
+        le=HELD_OUT_INSTANCES,
+        description="score on the first N held-out instances of each task",
     )
     confidence: float = Field(0.95, gt=0, lt=1, description="confidence of the reported intervals")
 
@@ -89,8 +104,13 @@ class ExperimentConfig(GridSettings, TrainConfig):
     @model_validator(mode="after")
     def _grid_decides(self):
         # The grid sets these per cell: a value given for them would be silently replaced, so it is refused.
-        owned = {"generalist_ratio": "generalist_ratios", "generalist_count": "generalist_ratios", "seed": "seeds",
-                 "generalist_filter": "generalist_ratios (e.g. 1:no-facts)", "selection_instances": "nothing (no selection here)"}  # fmt: skip
+        owned = {
+            "generalist_ratio": "generalist_ratios",
+            "generalist_count": "generalist_ratios",
+            "seed": "seeds",
+            "generalist_filter": "generalist_ratios (e.g. 1:no-facts)",
+            "selection_instances": "nothing (no selection here)",
+        }
         given = sorted(self.model_fields_set & set(owned))
         if given:
             raise ValueError(f"{given[0]} is set per cell by the grid: use {owned[given[0]]}")

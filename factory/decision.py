@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, computed_field
 
+from eval.intervals import Interval
 from specialist.adapters.decision import GateDecision
 from specialist.prompt_format import stop_rule
 
-from eval.intervals import Interval
-
-SELECTION_RULE = "the last N answered instances of each task's training pool (after the held-out set); no candidate trains on them"
+SELECTION_RULE = (
+    "the last N answered instances of each task's training pool (after the held-out set); no candidate trains on them"
+)
 
 
 class CandidateResult(BaseModel):
@@ -21,7 +22,9 @@ class CandidateResult(BaseModel):
     adapter: str
     problems: list[str] = Field(default_factory=list, description="why it cannot be served (then it is not chosen)")
     selection_score: Interval | None = Field(None, description="mean primary score on the selection set")
-    versus_best: Interval | None = Field(None, description="this - the best-scoring candidate on the selection set, paired")
+    versus_best: Interval | None = Field(
+        None, description="this - the best-scoring candidate on the selection set, paired"
+    )
 
 
 class SelectionSet(BaseModel):

@@ -24,6 +24,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from eval.benchmarks import superni_benchmark
+from eval.intervals import DEFAULT_RESAMPLES, Interval, bootstrap
+from eval.runner import EvalRun, run_eval
+from factory.config import ExperimentConfig
 from specialist.adapters import read_manifest
 from specialist.adapters.decision import BASE, MAJORITY
 from specialist.base_models import resolve_base_model
@@ -31,13 +35,7 @@ from specialist.config import TrainConfig
 from specialist.errors import SpecialistError
 from specialist.generalist import GeneralistSpec, parse_specs
 from specialist.superni import select_tasks
-
-from eval.benchmarks import superni_benchmark
-from eval.intervals import DEFAULT_RESAMPLES, Interval, bootstrap
-from eval.runner import EvalRun, run_eval
 from training.recipe import train_or_reuse
-
-from factory.config import ExperimentConfig
 
 
 class CellResult(BaseModel):
@@ -48,7 +46,9 @@ class CellResult(BaseModel):
     label: str
     score: Interval = Field(description="mean over tasks and seeds of the primary metric, with its interval")
     per_seed: dict[int, float] = Field(description="seed -> mean over tasks")
-    versus_specialist_only: Interval | None = Field(None, description="this setting - specialist only, paired by seed and instance")
+    versus_specialist_only: Interval | None = Field(
+        None, description="this setting - specialist only, paired by seed and instance"
+    )
     train_wall_seconds: dict[int, float] = Field(description="seed -> training wall time (as recorded in the manifest)")
 
 
@@ -57,7 +57,9 @@ class ExperimentResult(BaseModel):
     metrics: dict[str, str] = Field(description="task -> primary metric")
     base_model: str
     base: Interval
-    majority_label: Interval | None = Field(None, description="when every task is a label task: always answering its majority label")
+    majority_label: Interval | None = Field(
+        None, description="when every task is a label task: always answering its majority label"
+    )
     cells: list[CellResult]
     seeds: list[int]
     eval_instances: int
@@ -86,9 +88,17 @@ def run_experiment(cfg: ExperimentConfig) -> ExperimentResult:
         shared = cfg.model_dump(include=set(TrainConfig.model_fields) - {"instances_per_task"})
         adapters[name] = train_or_reuse(
             TrainConfig.model_validate(
-                shared | spec.train_options()
-                | {"task": tasks, "category": [], "task_list": None, "instances_per_task": n, "seed": s, "out": out / "adapters" / name}
-            )  # fmt: skip
+                shared
+                | spec.train_options()
+                | {
+                    "task": tasks,
+                    "category": [],
+                    "task_list": None,
+                    "instances_per_task": n,
+                    "seed": s,
+                    "out": out / "adapters" / name,
+                }
+            )
         )
 
     base = resolve_base_model(cfg.base_model)
@@ -100,8 +110,14 @@ def run_experiment(cfg: ExperimentConfig) -> ExperimentResult:
     return result
 
 
-def summarize(run: EvalRun, cfg: ExperimentConfig, specs: list[GeneralistSpec], tasks: list[str], adapters: dict[str, Path],
-              eval_seconds: float) -> ExperimentResult:  # fmt: skip
+def summarize(
+    run: EvalRun,
+    cfg: ExperimentConfig,
+    specs: list[GeneralistSpec],
+    tasks: list[str],
+    adapters: dict[str, Path],
+    eval_seconds: float,
+) -> ExperimentResult:
     def side(n: int, spec: GeneralistSpec) -> list[dict[str, list[float]]]:
         return [{t: run.instance_scores[_cell_name(n, spec, s)][t]["score"] for t in tasks} for s in cfg.seeds]
 
@@ -122,7 +138,9 @@ def summarize(run: EvalRun, cfg: ExperimentConfig, specs: list[GeneralistSpec], 
                     score=bootstrap(side(n, spec), **interval),
                     per_seed={s: run.mean(name, tasks=tasks) for s, name in names.items()},
                     versus_specialist_only=versus,
-                    train_wall_seconds={s: read_manifest(adapters[name]).training.wall_seconds for s, name in names.items()},
+                    train_wall_seconds={
+                        s: read_manifest(adapters[name]).training.wall_seconds for s, name in names.items()
+                    },
                 )
             )
     return ExperimentResult(
@@ -130,30 +148,52 @@ def summarize(run: EvalRun, cfg: ExperimentConfig, specs: list[GeneralistSpec], 
         metrics={b.name: b.metric for b in run.benchmarks},
         base_model=run.base_model,
         base=run.interval(BASE, tasks=tasks, confidence=cfg.confidence),
-        majority_label=run.interval(MAJORITY, tasks=tasks, confidence=cfg.confidence) if run.label_tasks == tasks else None,
+        majority_label=run.interval(MAJORITY, tasks=tasks, confidence=cfg.confidence)
+        if run.label_tasks == tasks
+        else None,
         cells=cells,
         seeds=cfg.seeds,
         eval_instances=cfg.eval_instances,
         eval_wall_seconds=round(eval_seconds, 1),
         stop_rule=run.stop_rule,
-        train=cfg.model_dump(mode="json", exclude={"out", "task", "task_data", "instances_per_task", "generalist_ratios", "seeds"}),
+        train=cfg.model_dump(
+            mode="json", exclude={"out", "task", "task_data", "instances_per_task", "generalist_ratios", "seeds"}
+        ),
     )
 
 
-def write_results(out: Path, run: EvalRun, result: ExperimentResult, grid: list[tuple[int, GeneralistSpec, int]]) -> None:
+def write_results(
+    out: Path, run: EvalRun, result: ExperimentResult, grid: list[tuple[int, GeneralistSpec, int]]
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     fields = ["instances_per_task", "generalist", "seed", "task", "metric", "exact_match", "rougeL", "score"]
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for task in result.tasks:
-            writer.writerow({"instances_per_task": 0, "generalist": "base model", "seed": "", "task": task,
-                             "metric": result.metrics[task], **run.scores[BASE][task]})  # fmt: skip
+            writer.writerow(
+                {
+                    "instances_per_task": 0,
+                    "generalist": "base model",
+                    "seed": "",
+                    "task": task,
+                    "metric": result.metrics[task],
+                    **run.scores[BASE][task],
+                }
+            )
         for n, spec, s in grid:
             for task in result.tasks:
                 scores = run.scores[_cell_name(n, spec, s)][task]
-                writer.writerow({"instances_per_task": n, "generalist": spec.name, "seed": s, "task": task,
-                                 "metric": result.metrics[task], **scores})  # fmt: skip
+                writer.writerow(
+                    {
+                        "instances_per_task": n,
+                        "generalist": spec.name,
+                        "seed": s,
+                        "task": task,
+                        "metric": result.metrics[task],
+                        **scores,
+                    }
+                )
     (out / "results.json").write_text(result.model_dump_json(indent=2) + "\n")
     (out / "results.md").write_text(markdown(result))
     plot_curve(result, out / "curve.png")
@@ -180,7 +220,10 @@ def markdown(result: ExperimentResult) -> str:
         cells = [str(row[s].score) for s in settings] + [row[s].versus_specialist_only.signed() for s in deltas]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines += ["", "Training wall time per cell (seconds, mean over seeds):", ""]
-    lines += ["| instances per task | " + " | ".join(labels[s] for s in settings) + " |", "|---:|" + "---:|" * len(settings)]
+    lines += [
+        "| instances per task | " + " | ".join(labels[s] for s in settings) + " |",
+        "|---:|" + "---:|" * len(settings),
+    ]
     for n in dict.fromkeys(c.instances_per_task for c in result.cells):
         row = {c.setting: c for c in result.cells if c.instances_per_task == n}
         walls = [sum(row[s].train_wall_seconds.values()) / len(row[s].train_wall_seconds) for s in settings]
@@ -199,7 +242,9 @@ def plot_curve(result: ExperimentResult, path: Path) -> None:
     settings = list(dict.fromkeys(c.setting for c in result.cells))
     for k, setting in enumerate(settings):
         cells = [c for c in result.cells if c.setting == setting]
-        ns = [c.instances_per_task * (1 + 0.04 * (k - (len(settings) - 1) / 2)) for c in cells]  # nudge: bars stay apart
+        ns = [
+            c.instances_per_task * (1 + 0.04 * (k - (len(settings) - 1) / 2)) for c in cells
+        ]  # nudge: bars stay apart
         means = [c.score.value for c in cells]
         errs = [[c.score.value - c.score.low for c in cells], [c.score.high - c.score.value for c in cells]]
         ax.errorbar(ns, means, yerr=errs, marker="o", capsize=3, label=cells[0].label)
@@ -207,14 +252,19 @@ def plot_curve(result: ExperimentResult, path: Path) -> None:
     if result.majority_label:
         ax.axhline(result.majority_label.value, color="black", linestyle=":", label="majority label")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted({c.instances_per_task for c in result.cells}), [str(n) for n in sorted({c.instances_per_task for c in result.cells})])
+    ax.set_xticks(
+        sorted({c.instances_per_task for c in result.cells}),
+        [str(n) for n in sorted({c.instances_per_task for c in result.cells})],
+    )
     ax.set_xlabel("training instances per task")
     ax.set_ylabel("held-out score (primary metric, ×100)")
     title = result.tasks[0] if len(result.tasks) == 1 else f"{len(result.tasks)} tasks"
     pct = round(100 * result.base.confidence)
-    ax.set_title(f"Specialist vs generalist-augmented: {title}\nmean over {len(result.seeds)} seeds, {pct}% intervals", fontsize=9)
+    ax.set_title(
+        f"Specialist vs generalist-augmented: {title}\nmean over {len(result.seeds)} seeds, {pct}% intervals",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-

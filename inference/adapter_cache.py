@@ -18,7 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inference.multi_lora import BASE_ADAPTER  # the bare base model: always there, never loaded or counted against a slot
+from inference.multi_lora import (
+    BASE_ADAPTER,
+)  # the bare base model: always there, never loaded or counted against a slot
 from specialist.errors import SpecialistError, error_line
 
 if TYPE_CHECKING:
@@ -88,13 +90,19 @@ class AdapterCache:
                 self._doomed.discard(name)
                 return
         found = check_adapter(path, self.base_sha256)
-        fix = "serve it with that base model" if found.base_mismatch else "it stays unloaded; the previous route keeps serving"
+        fix = (
+            "serve it with that base model"
+            if found.base_mismatch
+            else "it stays unloaded; the previous route keeps serving"
+        )
         found.require(fix, AdapterRefused)
         while len(self.resident) >= self.max_resident:  # evict the least recently used adapter nobody is using
             with self._lock:
                 victim = next((n for n in self.resident if not self.in_use.get(n) and n not in self._doomed), None)
             if victim is None:
-                raise SpecialistError(f"all {self.max_resident} adapter slots are in use", "retry, or raise max_resident_adapters")
+                raise SpecialistError(
+                    f"all {self.max_resident} adapter slots are in use", "retry, or raise max_resident_adapters"
+                )
             self.unload(victim)  # a routed victim is reloaded on its next request
         try:
             self.decoder.load(name, path)  # all or nothing: a refused adapter leaves no trace

@@ -126,8 +126,14 @@ class Decoder:
         batch.positions = batch.positions + 1
         step = torch.tensor(tokens, device=self.device).unsqueeze(1)
         with self.lora.rows(batch.slots):
-            out = self.model(input_ids=step, attention_mask=batch.mask, position_ids=batch.positions.unsqueeze(1),
-                             past_key_values=batch.cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+            out = self.model(
+                input_ids=step,
+                attention_mask=batch.mask,
+                position_ids=batch.positions.unsqueeze(1),
+                past_key_values=batch.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         batch.logits = out.logits[:, -1, :]
         return finished, batch
 

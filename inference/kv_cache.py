@@ -101,7 +101,9 @@ class RunningBatch:
         index = torch.tensor(keep, device=device)
         self.cache.batch_select_indices(index)
         self.mask, self.positions, self.logits = self.mask[index], self.positions[index], self.logits[index]
-        self.keys, self.rows, self.slots, self.outputs = ([xs[k] for k in keep] for xs in (self.keys, self.rows, self.slots, self.outputs))
+        self.keys, self.rows, self.slots, self.outputs = (
+            [xs[k] for k in keep] for xs in (self.keys, self.rows, self.slots, self.outputs)
+        )
         # Columns only rows that left were using: drop them, or a batch that never drains grows without bound.
         unused = int(self.mask.any(0).int().argmax())
         if unused:

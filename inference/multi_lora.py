@@ -30,8 +30,13 @@ from specialist.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter
 from specialist.errors import SpecialistError
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>A|B)(?:\.weight)?$")
-_UNSUPPORTED = {"use_dora": "DoRA", "lora_bias": "LoRA bias", "fan_in_fan_out": "fan_in_fan_out (Conv1D) layers",
-                "layer_replication": "layer replication", "use_qalora": "QA-LoRA"}  # fmt: skip
+_UNSUPPORTED = {
+    "use_dora": "DoRA",
+    "lora_bias": "LoRA bias",
+    "fan_in_fan_out": "fan_in_fan_out (Conv1D) layers",
+    "layer_replication": "layer replication",
+    "use_qalora": "QA-LoRA",
+}
 
 
 class AdapterLoadError(SpecialistError):
@@ -112,11 +117,15 @@ class MultiLoRA:
     def load(self, name: str, path: Path) -> int:
         """Read a PEFT LoRA adapter directory and make it available under `name`. Returns its slot."""
         if name in self._slots:
-            raise AdapterLoadError(f"an adapter named {name!r} is already loaded", "unload it first or pick another name")
+            raise AdapterLoadError(
+                f"an adapter named {name!r} is already loaded", "unload it first or pick another name"
+            )
         path = Path(path)
         problems = check_adapter(path, need_manifest=False).lora_problems  # a bare PEFT directory runs here too
         if problems:
-            raise AdapterLoadError(f"adapter {path} is refused: {'; '.join(problems)}", "pass a LoRA adapter made by `specialist train`")
+            raise AdapterLoadError(
+                f"adapter {path} is refused: {'; '.join(problems)}", "pass a LoRA adapter made by `specialist train`"
+            )
         deltas = self._read(path)
         slot = next(self._slot_ids)
         for module_name, (a, b) in deltas.items():
@@ -154,14 +163,20 @@ class MultiLoRA:
 
         config = json.loads((path / ADAPTER_CONFIG).read_text())
         if config.get("peft_type", "LORA") != "LORA":
-            raise AdapterLoadError(f"adapter {path} is a {config['peft_type']} adapter, not LoRA", "pass a LoRA adapter")
+            raise AdapterLoadError(
+                f"adapter {path} is a {config['peft_type']} adapter, not LoRA", "pass a LoRA adapter"
+            )
         for key, what in _UNSUPPORTED.items():
             if config.get(key):
-                raise AdapterLoadError(f"adapter {path} uses {what}, which serving does not support", "train a plain LoRA adapter")
+                raise AdapterLoadError(
+                    f"adapter {path} uses {what}, which serving does not support", "train a plain LoRA adapter"
+                )
         try:
             tensors = load_file(path / ADAPTER_WEIGHTS)
         except Exception as e:  # noqa: BLE001 - safetensors raises its own types for truncated files
-            raise AdapterLoadError(f"adapter {path}: {ADAPTER_WEIGHTS} is unreadable: {str(e)[:120]}", "re-save the adapter") from None
+            raise AdapterLoadError(
+                f"adapter {path}: {ADAPTER_WEIGHTS} is unreadable: {str(e)[:120]}", "re-save the adapter"
+            ) from None
         parts: dict[str, dict[str, torch.Tensor]] = {}
         for key, tensor in tensors.items():
             match = _KEY.match(key)
@@ -173,10 +188,14 @@ class MultiLoRA:
         for module_name, ab in parts.items():
             base = self._base_linear(modules, module_name)
             if base is None:
-                raise AdapterLoadError(f"adapter {path} adapts {module_name}, which this base model has no Linear for",
-                                       "serve it with the base model it was trained on")  # fmt: skip
+                raise AdapterLoadError(
+                    f"adapter {path} adapts {module_name}, which this base model has no Linear for",
+                    "serve it with the base model it was trained on",
+                )
             if set(ab) != {"A", "B"}:
-                raise AdapterLoadError(f"adapter {path}: {module_name} lacks lora_{({'A', 'B'} - set(ab)).pop()}", "re-save the adapter")
+                raise AdapterLoadError(
+                    f"adapter {path}: {module_name} lacks lora_{({'A', 'B'} - set(ab)).pop()}", "re-save the adapter"
+                )
             a, b = ab["A"], ab["B"]
             r = a.shape[0]
             _check_config_agrees(path, config, module_name, r)
@@ -214,8 +233,10 @@ class MultiLoRA:
 def _check_config_agrees(path: Path, config: dict, module_name: str, rank: int) -> None:
     """adapter_config.json must describe the tensors: peft would build other layers (or none) from it."""
     if not config.get("rank_pattern") and config.get("r") != rank:
-        raise AdapterLoadError(f"adapter {path}: adapter_config.json says r={config.get('r')}, the tensors of {module_name} have rank {rank}",
-                               "re-save the adapter with peft")  # fmt: skip
+        raise AdapterLoadError(
+            f"adapter {path}: adapter_config.json says r={config.get('r')}, the tensors of {module_name} have rank {rank}",
+            "re-save the adapter with peft",
+        )
     targets = config.get("target_modules")
     leaf = module_name.rpartition(".")[2]
     if isinstance(targets, str):
@@ -223,8 +244,10 @@ def _check_config_agrees(path: Path, config: dict, module_name: str, rank: int) 
     else:
         ok = targets is None or leaf in targets or module_name in targets or "all-linear" in targets
     if not ok:
-        raise AdapterLoadError(f"adapter {path}: adapter_config.json targets {targets}, but the weights adapt {module_name}",
-                               "re-save the adapter with peft, for this base model")  # fmt: skip
+        raise AdapterLoadError(
+            f"adapter {path}: adapter_config.json targets {targets}, but the weights adapt {module_name}",
+            "re-save the adapter with peft, for this base model",
+        )
 
 
 def _alpha(config: dict, module_name: str) -> float:

@@ -47,8 +47,17 @@ def prefill_groups(lengths: list[int], call_tokens: int) -> list[list[int]]:
     return groups[::-1]
 
 
-def prefill(model, lora: MultiLoRA, rows: list[DecodeRow], keys: list, cached: list[int],
-            prefix_kv: Callable[[list[int], int], KVLayers], pad_id: int, device, room: bool = True) -> RunningBatch:  # fmt: skip
+def prefill(
+    model,
+    lora: MultiLoRA,
+    rows: list[DecodeRow],
+    keys: list,
+    cached: list[int],
+    prefix_kv: Callable[[list[int], int], KVLayers],
+    pad_id: int,
+    device,
+    room: bool = True,
+) -> RunningBatch:
     """Run the uncached part of each prompt; rows come grouped by adapter. `cached[i]` leading tokens of row i
     come from `prefix_kv(ids, slot)`. With `room`, the cache gets space for every new token now (a batch about
     to be merged is copied anyway: no room, no copy)."""
@@ -81,11 +90,18 @@ def prefill(model, lora: MultiLoRA, rows: list[DecodeRow], keys: list, cached: l
         cache = DynamicCache(ddp_cache_data=kv)
     input_ids, mask, positions = input_ids.to(device), mask.to(device), positions.to(device)
     with lora.rows(slots):
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+        out = model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
     cache = growing_cache(cache_layers(out.past_key_values), max(r.max_new_tokens for r in rows) if room else 0)
-    return RunningBatch(list(keys), list(rows), slots, [[] for _ in rows], cache, mask,
-                        positions[:, -1], out.logits[:, -1, :])  # fmt: skip
+    return RunningBatch(
+        list(keys), list(rows), slots, [[] for _ in rows], cache, mask, positions[:, -1], out.logits[:, -1, :]
+    )
 
 
 def merge(batches: list[RunningBatch], device) -> RunningBatch:
@@ -118,11 +134,21 @@ def merge(batches: list[RunningBatch], device) -> RunningBatch:
     for per_batch in zip(*(b.cache.layers for b in batches)):
         heads, dim = per_batch[0].keys.shape[1], per_batch[0].keys.shape[3]
         shape = (n, heads, width + room, dim)
-        layers.append(GrowingLayer(gather([layer.keys for layer in per_batch], shape, 2),
-                                   gather([layer.values for layer in per_batch], shape, 2), width))  # fmt: skip
+        layers.append(
+            GrowingLayer(
+                gather([layer.keys for layer in per_batch], shape, 2),
+                gather([layer.values for layer in per_batch], shape, 2),
+                width,
+            )
+        )
     pick = lambda xs: [xs[i] for i in order]  # noqa: E731
     return RunningBatch(
-        pick(keys), pick(rows), pick(slots), pick(outputs), cache_of(layers),
-        gather([b.mask for b in batches], (n, width), 1), gather([b.positions for b in batches], (n,), 0),
+        pick(keys),
+        pick(rows),
+        pick(slots),
+        pick(outputs),
+        cache_of(layers),
+        gather([b.mask for b in batches], (n, width), 1),
+        gather([b.positions for b in batches], (n,), 0),
         gather([b.logits for b in batches], (n, batches[0].logits.shape[1]), 0),
-    )  # fmt: skip
+    )

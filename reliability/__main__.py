@@ -35,8 +35,12 @@ PARTS = ("quick", "bad-input", "security", "load", "faults", "soak")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m reliability", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m reliability",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("--out", type=Path, default=REPO / "RELIABILITY.md", help="report (default: RELIABILITY.md)")
     p.add_argument("--json", type=Path, default=REPO / "docs" / "results" / "reliability.json", help="figures as JSON")
     p.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {', '.join(PARTS)}")
@@ -48,10 +52,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--soak-seconds", type=float, default=600, help="soak duration (default 600)")
     p.add_argument("--soak-clients", type=int, default=8, help="soak clients (default 8)")
     p.add_argument("--max-new-tokens", type=int, default=16, help="tokens per load request (default 16)")
-    p.add_argument("--fuzz-examples", type=int, default=40, help="schemathesis examples per operation, mode and token setting")
-    p.add_argument("--fingerprint-inputs", type=int, default=2, help="inputs per task (fingerprinted; the load draws from them)")
-    p.add_argument("--adapter-scale", type=float, default=8.0,
-                   help="scale of the random LoRA B weights: large enough that every adapter answers in its own way")
+    p.add_argument(
+        "--fuzz-examples", type=int, default=40, help="schemathesis examples per operation, mode and token setting"
+    )
+    p.add_argument(
+        "--fingerprint-inputs", type=int, default=2, help="inputs per task (fingerprinted; the load draws from them)"
+    )
+    p.add_argument(
+        "--adapter-scale",
+        type=float,
+        default=8.0,
+        help="scale of the random LoRA B weights: large enough that every adapter answers in its own way",
+    )
     p.add_argument("--threads", type=int, help="torch threads of the service (default: the service's own default)")
     p.add_argument("--work", type=Path, help="work folder (default: a temp dir, removed unless --keep)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (home, logs, adapters)")
@@ -68,8 +80,11 @@ def main(argv=None) -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="reliability-"))
     work.mkdir(parents=True, exist_ok=True)
-    figures: dict = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "machine": f"{platform.node()} ({os.cpu_count()} CPU cores, {platform.platform()})", "parts": sorted(parts)}  # fmt: skip
+    figures: dict = {
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} ({os.cpu_count()} CPU cores, {platform.platform()})",
+        "parts": sorted(parts),
+    }
     shown = {k: v for k, v in vars(args).items() if k not in ("out", "json", "work", "notes", "keep", "only")}
     shown["json"] = str(args.json)
     notes = json.loads(args.notes.read_text()) if args.notes else {}
@@ -83,7 +98,9 @@ def main(argv=None) -> int:
         except Exception as e:  # noqa: BLE001 - a failed scenario is reported, the others still run
             traceback.print_exc()
             result = {"error": f"{type(e).__name__}: {e}"}
-        print(f"[{time.strftime('%H:%M:%S')}] {name}: {time.perf_counter() - started:.0f} s  {_brief(result)}", flush=True)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {name}: {time.perf_counter() - started:.0f} s  {_brief(result)}", flush=True
+        )
         return result
 
     try:
@@ -100,27 +117,90 @@ def main(argv=None) -> int:
             prompts = suite.served_prompts(work / "home")
             fp = step("fingerprints", suite.make_fingerprints, server, inputs, prompts, args.max_new_tokens)
             distinct, total = fp.distinguishable()
-            figures["setup"] = {"tasks": suite.TASKS, "serve_args": serve_args, "start_s": round(start_s, 1) if isinstance(start_s, float) else start_s,
-                                "fingerprint_prompts": total, "distinguishable": distinct, "base_model": "SmolLM2-135M-Instruct"}  # fmt: skip
+            figures["setup"] = {
+                "tasks": suite.TASKS,
+                "serve_args": serve_args,
+                "start_s": round(start_s, 1) if isinstance(start_s, float) else start_s,
+                "fingerprint_prompts": total,
+                "distinguishable": distinct,
+                "base_model": "SmolLM2-135M-Instruct",
+            }
             if "bad-input" in parts:
                 figures["bad_input_live"] = step("bad input, live", suite.run_bad_input_live, server)
             if "security" in parts:
                 figures["security_live"] = step("security, live", suite.run_security_live, server)
             if "load" in parts:
-                figures["load"] = step("load", suite.run_load, server, inputs, fp, args.clients, args.load_seconds, args.max_new_tokens, args.warmup_seconds)
+                figures["load"] = step(
+                    "load",
+                    suite.run_load,
+                    server,
+                    inputs,
+                    fp,
+                    args.clients,
+                    args.load_seconds,
+                    args.max_new_tokens,
+                    args.warmup_seconds,
+                )
             if "faults" in parts:
                 f = figures["faults"] = {}
-                f["promotion_during_load"] = step("fault: promotion + rollback under load", suite.fault_promotion_during_load,
-                                                  server, inputs, fp, args.fault_clients, args.fault_seconds, args.max_new_tokens)  # fmt: skip
-                f["kill_training"] = step("fault: kill the training process", suite.fault_kill_training, server, inputs, fp, args.max_new_tokens)
-                f["corrupt_skip_gate"] = step("fault: corrupt adapter with --skip-gate", suite.fault_corrupt_skip_gate, server, made, inputs, fp, work,
-                                              args.max_new_tokens)  # fmt: skip
-                f["kill_restart"] = step("fault: kill + restart the service", suite.fault_kill_restart, server, inputs, fp,
-                                         max(4, args.fault_clients // 2), args.fault_seconds, args.max_new_tokens)  # fmt: skip
-                f["unwritable_registry"] = step("fault: read-only / full registry home", suite.fault_unwritable_registry, server, made, inputs, fp,
-                                                args.max_new_tokens)  # fmt: skip
+                f["promotion_during_load"] = step(
+                    "fault: promotion + rollback under load",
+                    suite.fault_promotion_during_load,
+                    server,
+                    inputs,
+                    fp,
+                    args.fault_clients,
+                    args.fault_seconds,
+                    args.max_new_tokens,
+                )
+                f["kill_training"] = step(
+                    "fault: kill the training process",
+                    suite.fault_kill_training,
+                    server,
+                    inputs,
+                    fp,
+                    args.max_new_tokens,
+                )
+                f["corrupt_skip_gate"] = step(
+                    "fault: corrupt adapter with --skip-gate",
+                    suite.fault_corrupt_skip_gate,
+                    server,
+                    made,
+                    inputs,
+                    fp,
+                    work,
+                    args.max_new_tokens,
+                )
+                f["kill_restart"] = step(
+                    "fault: kill + restart the service",
+                    suite.fault_kill_restart,
+                    server,
+                    inputs,
+                    fp,
+                    max(4, args.fault_clients // 2),
+                    args.fault_seconds,
+                    args.max_new_tokens,
+                )
+                f["unwritable_registry"] = step(
+                    "fault: read-only / full registry home",
+                    suite.fault_unwritable_registry,
+                    server,
+                    made,
+                    inputs,
+                    fp,
+                    args.max_new_tokens,
+                )
             if "soak" in parts:
-                figures["soak"] = step("soak", suite.run_soak, server, inputs, fp, args.soak_clients, args.soak_seconds, args.max_new_tokens)
+                figures["soak"] = step(
+                    "soak",
+                    suite.run_soak,
+                    server,
+                    inputs,
+                    fp,
+                    args.soak_clients,
+                    args.soak_seconds,
+                    args.max_new_tokens,
+                )
     finally:
         if server is not None:
             figures["shutdown"] = step("stop the service", suite.stop_server, server)
@@ -144,8 +224,22 @@ def _permissive_policy(work: Path) -> Path:
 def _brief(result) -> str:
     if not isinstance(result, dict):
         return ""
-    keys = ("error", "distinct_cases", "server_errors", "cases", "p50_s", "p99_s", "requests", "http_errors", "transport_errors",
-            "wrong_adapter", "status", "rss_start_mb", "rss_end_mb", "failed_requests")  # fmt: skip
+    keys = (
+        "error",
+        "distinct_cases",
+        "server_errors",
+        "cases",
+        "p50_s",
+        "p99_s",
+        "requests",
+        "http_errors",
+        "transport_errors",
+        "wrong_adapter",
+        "status",
+        "rss_start_mb",
+        "rss_end_mb",
+        "failed_requests",
+    )
     return json.dumps({k: result[k] for k in keys if k in result}, default=str)[:300]
 
 

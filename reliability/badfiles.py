@@ -91,7 +91,9 @@ def wrong_shapes(good: Path, dest: Path) -> Path:
     def halve(tensors):
         for key in list(tensors):
             t = tensors[key]
-            tensors[key] = t[: t.shape[0] // 2].contiguous() if "lora_A" in key else t[:, : t.shape[1] // 2].contiguous()
+            tensors[key] = (
+                t[: t.shape[0] // 2].contiguous() if "lora_A" in key else t[:, : t.shape[1] // 2].contiguous()
+            )
 
     d = _copy(good, dest)
     _rewrite_tensors(d / WEIGHTS, halve)
@@ -104,7 +106,9 @@ def wrong_dims(good: Path, dest: Path) -> Path:
     def cut(tensors):
         for key in list(tensors):
             t = tensors[key]
-            tensors[key] = t[:, : t.shape[1] // 2].contiguous() if "lora_A" in key else t[: t.shape[0] // 2].contiguous()
+            tensors[key] = (
+                t[:, : t.shape[1] // 2].contiguous() if "lora_A" in key else t[: t.shape[0] // 2].contiguous()
+            )
 
     d = _copy(good, dest)
     _rewrite_tensors(d / WEIGHTS, cut)
@@ -210,9 +214,20 @@ ADAPTER_DEFECTS = {
 
 # -- data files ------------------------------------------------------------------------------------------------
 
+
 def _task(definition="Copy the input.", instances=None) -> dict:
-    rows = instances if instances is not None else [{"id": f"i{n}", "input": f"x{n}", "output": [f"x{n}"]} for n in range(120)]
-    return {"Definition": [definition], "Positive Examples": [], "Negative Examples": [], "Categories": ["Test"], "Instances": rows}
+    rows = (
+        instances
+        if instances is not None
+        else [{"id": f"i{n}", "input": f"x{n}", "output": [f"x{n}"]} for n in range(120)]
+    )
+    return {
+        "Definition": [definition],
+        "Positive Examples": [],
+        "Negative Examples": [],
+        "Categories": ["Test"],
+        "Instances": rows,
+    }
 
 
 # name -> file content (bytes); each is a SuperNI task file `<name>.json` (or `.json.gz`) that must be refused.
@@ -230,7 +245,9 @@ def bad_task_files() -> dict[str, bytes]:
         "task998_corrupt_gzip.json.gz": gzip.compress(good)[:40],
         "task999_invalid_utf8.json": b'{"Definition": ["\xff\xfe"], "Instances": []}',
         "task989_deep_nesting.json": b"[" * 100_000 + b"]" * 100_000,
-        "task988_huge_integer.json": b'{"Definition": ["x"], "Instances": [], "Held Out Instances": ' + b"9" * 5000 + b"}",
+        "task988_huge_integer.json": b'{"Definition": ["x"], "Instances": [], "Held Out Instances": '
+        + b"9" * 5000
+        + b"}",
         "task987_held_out_word.json": json.dumps(_task() | {"Held Out Instances": "ten"}).encode(),
     }
 

@@ -38,8 +38,14 @@ class LiveServer:
         return {"Authorization": f"Bearer {self.token}"}
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ, SPECIALIST_HOME=str(self.home), SPECIALIST_ADMIN_TOKEN=self.token, HF_HUB_OFFLINE="1",
-                   TOKENIZERS_PARALLELISM="false", BENTOML_DO_NOT_TRACK="True")  # fmt: skip
+        env = dict(
+            os.environ,
+            SPECIALIST_HOME=str(self.home),
+            SPECIALIST_ADMIN_TOKEN=self.token,
+            HF_HUB_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+            BENTOML_DO_NOT_TRACK="True",
+        )
         return env
 
     def start(self, timeout: float = 600) -> float:
@@ -49,10 +55,22 @@ class LiveServer:
         self.starts += 1
         log = self.log_dir / f"serve-{self.starts}.log"
         self.logs.append(log)
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.serve_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.serve_args,
+        ]
         started = time.perf_counter()
         with open(log, "w") as out:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env=self.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_ready(self.url, self.proc, timeout=timeout, log=log)
         return time.perf_counter() - started
 
@@ -79,8 +97,14 @@ class LiveServer:
                 threads += p.num_threads()
             except psutil.NoSuchProcess:
                 pass
-        return {"processes": len(procs), "pids": sorted(p.pid for p in procs), "rss_mb": round(rss / 2**20, 1), "fds": fds,
-                "threads": threads, "job_runners": len(job_runners(self.home))}  # fmt: skip
+        return {
+            "processes": len(procs),
+            "pids": sorted(p.pid for p in procs),
+            "rss_mb": round(rss / 2**20, 1),
+            "fds": fds,
+            "threads": threads,
+            "job_runners": len(job_runners(self.home)),
+        }
 
     def stop(self, timeout: float = 60) -> int | None:
         """SIGTERM through the main PID (as an operator would); SIGKILL to every process left if it hangs."""

@@ -42,11 +42,14 @@ BAD_INPUT_KINDS = {"fuzz", "hostile", "bad-file", "security"}
 
 # -- the quick part, counted --------------------------------------------------------------------------------
 
+
 def run_quick(work: Path, fuzz_examples: int) -> dict:
     """tests/reliability under pytest, every bad-input case recorded; returns the counts."""
     record, junit = work / "quick-cases.jsonl", work / "quick-junit.xml"
     record.unlink(missing_ok=True)
-    env = dict(os.environ, RELIABILITY_RECORD=str(record), RELIABILITY_FUZZ_EXAMPLES=str(fuzz_examples), HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ, RELIABILITY_RECORD=str(record), RELIABILITY_FUZZ_EXAMPLES=str(fuzz_examples), HF_HUB_OFFLINE="1"
+    )
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/reliability", f"--junitxml={junit}"]
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -75,6 +78,7 @@ def run_quick(work: Path, fuzz_examples: int) -> dict:
 
 # -- setting up a home with 4 routed tasks, each with a second version ------------------------------------------
 
+
 def build_home(work: Path, scale: float) -> dict:
     """Random LoRA adapters on the default model for the 4 tasks (v1, routed) and a second set (v2, registered
     only); returns {task: [v1 dir, v2 dir]}."""
@@ -97,7 +101,10 @@ def task_inputs(per_task: int) -> dict[str, list[str]]:
     from eval.benchmarks import superni_benchmark
     from specialist.paths import default_task_data
 
-    return {t: [i.input for i in superni_benchmark(default_task_data(), s, limit=per_task).instances] for t, s in TASKS.items()}
+    return {
+        t: [i.input for i in superni_benchmark(default_task_data(), s, limit=per_task).instances]
+        for t, s in TASKS.items()
+    }
 
 
 def served_prompts(home: Path) -> dict:
@@ -116,7 +123,16 @@ def make_fingerprints(server: LiveServer, inputs: dict, prompts: dict, max_new: 
     fp = fingerprint(server.url, server.admin, inputs, prompts, {t: 1 for t in TASKS}, max_new)
     for task in SWAPPED:
         _admin(server, "/admin/promote", {"task": task, "version": 2})
-    fp = fingerprint(server.url, server.admin, inputs, prompts, {t: 2 if t in SWAPPED else 1 for t in TASKS}, max_new, fp, only=SWAPPED)
+    fp = fingerprint(
+        server.url,
+        server.admin,
+        inputs,
+        prompts,
+        {t: 2 if t in SWAPPED else 1 for t in TASKS},
+        max_new,
+        fp,
+        only=SWAPPED,
+    )
     for task in SWAPPED:
         _admin(server, "/admin/promote", {"task": task, "version": 1})
     return fp
@@ -134,7 +150,14 @@ def predict_requests(inputs: dict, max_new: int):
     def make(rng):
         task = rng.choice(tasks)
         text = rng.choice(inputs[task])
-        return "predict", "POST", "/predict", {"task": task, "input": text, "parameters": {"max_new_tokens": max_new}}, (200,), (task, text)
+        return (
+            "predict",
+            "POST",
+            "/predict",
+            {"task": task, "input": text, "parameters": {"max_new_tokens": max_new}},
+            (200,),
+            (task, text),
+        )
 
     return make
 
@@ -143,8 +166,11 @@ def routes_snapshot(home: Path) -> dict:
     from specialist.adapters import Registry
 
     registry = Registry(home)
-    return {"routes": {t: v.version for t, v in registry.routes().items()}, "versions": len(registry.versions()),
-            "history": len(registry.history())}  # fmt: skip
+    return {
+        "routes": {t: v.version for t, v in registry.routes().items()},
+        "versions": len(registry.versions()),
+        "history": len(registry.history()),
+    }
 
 
 # -- bad input against the live server -------------------------------------------------------------------------
@@ -158,7 +184,7 @@ RAW_CASES = {
     "huge-header": b"GET /tasks HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
     "nul-in-path": b"GET /tasks\x00/../etc HTTP/1.1\r\nHost: x\r\n\r\n",
     "http-0.9": b"GET /tasks\r\n\r\n",
-    "body-shorter-than-declared": b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"task\":",
+    "body-shorter-than-declared": b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"task":',
     "invalid-utf8-path": b"GET /tasks/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
     "non-ascii-header": b"GET /tasks HTTP/1.1\r\nHost: x\r\nX-Name: \xff\xfe\r\n\r\n",
 }
@@ -180,8 +206,10 @@ def _raw(port: int, data: bytes, timeout: float = 10) -> int | None:
 def _stalled_body(port: int) -> dict:
     """Headers and half a body, then silence with the connection open: the server must give up (408)."""
     started = time.time()
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-            b'{"task": "sst2", "input": "')  # fmt: skip
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        b'{"task": "sst2", "input": "'
+    )
     with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
         s.sendall(head)
         try:
@@ -195,8 +223,10 @@ def _stalled_body(port: int) -> dict:
 def _stream_and_hang_up(server: LiveServer, task: str, max_new: int) -> dict:
     """Start a long greedy stream, read its first event, close the socket; then time a 1-token request."""
     body = json.dumps({"inputs": "a fine film", "parameters": {"adapter_id": task, "max_new_tokens": max_new}}).encode()
-    request = (f"POST /generate_stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body  # fmt: skip
+    request = (
+        f"POST /generate_stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     idle = _timed_predict(server, task)
     with socket.create_connection(("127.0.0.1", server.port), timeout=120) as s:
         s.sendall(request)
@@ -207,12 +237,19 @@ def _stream_and_hang_up(server: LiveServer, task: str, max_new: int) -> dict:
                 break
             data += chunk
     after = _timed_predict(server, task)
-    return {"first_event": b"data:" in data, "idle_1_token_s": round(idle, 3), "after_hang_up_1_token_s": round(after, 3), "budget": max_new}
+    return {
+        "first_event": b"data:" in data,
+        "idle_1_token_s": round(idle, 3),
+        "after_hang_up_1_token_s": round(after, 3),
+        "budget": max_new,
+    }
 
 
 def _timed_predict(server: LiveServer, task: str) -> float:
     started = time.perf_counter()
-    r = requests.post(f"{server.url}/predict", json={"task": task, "input": "fine", "parameters": {"max_new_tokens": 1}}, timeout=300)
+    r = requests.post(
+        f"{server.url}/predict", json={"task": task, "input": "fine", "parameters": {"max_new_tokens": 1}}, timeout=300
+    )
     r.raise_for_status()
     return time.perf_counter() - started
 
@@ -230,7 +267,9 @@ def run_bad_input_live(server: LiveServer) -> dict:
     session = requests.Session()
     for case in cases:
         try:
-            r = session.request(case.method, f"{server.url}{case.path}", data=case.body, headers=case.headers, timeout=300)
+            r = session.request(
+                case.method, f"{server.url}{case.path}", data=case.body, headers=case.headers, timeout=300
+            )
         except requests.ConnectionError:
             session = requests.Session()
             if 413 in case.expect:  # refused before the whole body was sent: the server closed the connection
@@ -272,14 +311,32 @@ def run_bad_input_live(server: LiveServer) -> dict:
 
 # -- security against the live server --------------------------------------------------------------------------
 
+
 def run_security_live(server: LiveServer) -> dict:
-    routes = [("POST", "/admin/promote"), ("POST", "/admin/rollback"), ("POST", "/admin/reload"), ("POST", "/uploads"),
-              ("GET", "/specialists"), ("POST", "/specialists"), ("GET", f"/specialists/{'0' * 32}"), ("DELETE", f"/specialists/{'0' * 32}")]  # fmt: skip
+    routes = [
+        ("POST", "/admin/promote"),
+        ("POST", "/admin/rollback"),
+        ("POST", "/admin/reload"),
+        ("POST", "/uploads"),
+        ("GET", "/specialists"),
+        ("POST", "/specialists"),
+        ("GET", f"/specialists/{'0' * 32}"),
+        ("DELETE", f"/specialists/{'0' * 32}"),
+    ]
     results = {}
     for method, path in routes:
-        for label, headers, want in (("missing", {}, 401), ("wrong", {"Authorization": "Bearer wrong-token"}, 403),
-                                     ("prefix", {"Authorization": f"Bearer {server.token[:-1]}"}, 403)):  # fmt: skip
-            r = requests.request(method, f"{server.url}{path}", data=b"{garbage", headers={"content-type": "application/json", **headers}, timeout=60)
+        for label, headers, want in (
+            ("missing", {}, 401),
+            ("wrong", {"Authorization": "Bearer wrong-token"}, 403),
+            ("prefix", {"Authorization": f"Bearer {server.token[:-1]}"}, 403),
+        ):
+            r = requests.request(
+                method,
+                f"{server.url}{path}",
+                data=b"{garbage",
+                headers={"content-type": "application/json", **headers},
+                timeout=60,
+            )
             results[f"{method} {path} {label}"] = r.status_code == want
     logs = "".join(p.read_text(errors="replace") for p in server.logs)
     uid = {p.pid: p.uids().real for p in server.processes()}
@@ -287,26 +344,39 @@ def run_security_live(server: LiveServer) -> dict:
         "auth_checks": len(results),
         "auth_checks_failed": [k for k, ok in results.items() if not ok],
         "token_in_server_logs": server.token in logs,
-        "token_in_job_logs": any(server.token in p.read_text(errors="replace") for p in (server.home / "jobs").glob("*.log")),
+        "token_in_job_logs": any(
+            server.token in p.read_text(errors="replace") for p in (server.home / "jobs").glob("*.log")
+        ),
         "service_uids_here": sorted(set(uid.values())),
     }
 
 
 # -- load -----------------------------------------------------------------------------------------------------
 
-def run_load(server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int, warmup: float) -> dict:
+
+def run_load(
+    server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int, warmup: float
+) -> dict:
     if warmup:
         Traffic(server.url, predict_requests(inputs, max_new), clients, warmup).start().join()
     traffic = Traffic(server.url, predict_requests(inputs, max_new), clients, seconds, fp, seed=1).start().join()
     s = traffic.summary()
-    s |= {"clients": clients, "seconds": seconds, "max_new_tokens": max_new, "tasks": list(TASKS),
-          "p99_over_p50": round(s["p99_s"] / s["p50_s"], 2) if s["p50_s"] else None}  # fmt: skip
+    s |= {
+        "clients": clients,
+        "seconds": seconds,
+        "max_new_tokens": max_new,
+        "tasks": list(TASKS),
+        "p99_over_p50": round(s["p99_s"] / s["p50_s"], 2) if s["p50_s"] else None,
+    }
     return s
 
 
 # -- faults ---------------------------------------------------------------------------------------------------
 
-def fault_promotion_during_load(server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int) -> dict:
+
+def fault_promotion_during_load(
+    server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int
+) -> dict:
     """Promotions and rollbacks of two tasks, every ~1.5 s, under closed-loop load on all four."""
     traffic = Traffic(server.url, predict_requests(inputs, max_new), clients, None, fp, seed=2).start()
     swaps, swap_seconds, stop_at = [], [], time.time() + seconds
@@ -316,9 +386,16 @@ def fault_promotion_during_load(server: LiveServer, inputs: dict, fp: Fingerprin
             for task in tasks:
                 started = time.perf_counter()
                 if action == "promote":
-                    r = requests.post(f"{server.url}/admin/promote", json={"task": task, "version": 2}, headers=server.admin, timeout=300)
+                    r = requests.post(
+                        f"{server.url}/admin/promote",
+                        json={"task": task, "version": 2},
+                        headers=server.admin,
+                        timeout=300,
+                    )
                 else:
-                    r = requests.post(f"{server.url}/admin/rollback", json={"task": task}, headers=server.admin, timeout=300)
+                    r = requests.post(
+                        f"{server.url}/admin/rollback", json={"task": task}, headers=server.admin, timeout=300
+                    )
                 swap_seconds.append(time.perf_counter() - started)
                 swaps.append(r.status_code)
                 time.sleep(1.5)
@@ -326,17 +403,31 @@ def fault_promotion_during_load(server: LiveServer, inputs: dict, fp: Fingerprin
     s = traffic.summary()
     final = {t: v for t, v in routes_snapshot(server.home)["routes"].items()}
     return {
-        "requests": s["requests"], "failed_requests": s["http_errors"] + s["transport_errors"], "wrong_adapter": s["wrong_adapter"],
-        "drift": s["drift"], "judged": s["judged"], "swaps": len(swaps), "swaps_failed": sum(st != 200 for st in swaps),
+        "requests": s["requests"],
+        "failed_requests": s["http_errors"] + s["transport_errors"],
+        "wrong_adapter": s["wrong_adapter"],
+        "drift": s["drift"],
+        "judged": s["judged"],
+        "swaps": len(swaps),
+        "swaps_failed": sum(st != 200 for st in swaps),
         "swap_p50_s": round(sorted(swap_seconds)[len(swap_seconds) // 2], 3) if swap_seconds else None,
-        "swap_max_s": round(max(swap_seconds), 3) if swap_seconds else None, "final_routes": final,
-        "errors": s["http_error_examples"], "p50_s": s["p50_s"], "p99_s": s["p99_s"],
-    }  # fmt: skip
+        "swap_max_s": round(max(swap_seconds), 3) if swap_seconds else None,
+        "final_routes": final,
+        "errors": s["http_error_examples"],
+        "p50_s": s["p50_s"],
+        "p99_s": s["p99_s"],
+    }
 
 
 def _submit_job(server: LiveServer, task: str, max_steps: int) -> str:
-    body = {"task": task, "superni_task": JOB_TASK, "instances_per_task": 16, "generalist": "none",
-            "budget": {"max_steps": max_steps}, "gate": {"eval_instances": 8}}  # fmt: skip
+    body = {
+        "task": task,
+        "superni_task": JOB_TASK,
+        "instances_per_task": 16,
+        "generalist": "none",
+        "budget": {"max_steps": max_steps},
+        "gate": {"eval_instances": 8},
+    }
     r = requests.post(f"{server.url}/specialists", json=body, headers=server.admin, timeout=60)
     assert r.status_code == 202, r.text
     return r.json()["job_id"]
@@ -366,8 +457,17 @@ def _healthy(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -
     with requests.Session() as s:
         for task, texts in inputs.items():
             r = predict(s, server.url, task, texts[0], max_new)
-            verdicts[fp.judge(task, r.json()["adapter_version"], texts[0], r.json()["output"]) if r.status_code == 200 else f"http {r.status_code}"] += 1
-    return {"ready": ready, "readyz_s": ready_s, "answers": dict(verdicts), "healthy": ready and set(verdicts) <= {"ok", "drift"}}
+            verdicts[
+                fp.judge(task, r.json()["adapter_version"], texts[0], r.json()["output"])
+                if r.status_code == 200
+                else f"http {r.status_code}"
+            ] += 1
+    return {
+        "ready": ready,
+        "readyz_s": ready_s,
+        "answers": dict(verdicts),
+        "healthy": ready and set(verdicts) <= {"ok", "drift"},
+    }
 
 
 def fault_kill_training(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -> dict:
@@ -383,13 +483,19 @@ def fault_kill_training(server: LiveServer, inputs: dict, fp: Fingerprints, max_
     job = _wait_job(server, job_id, ("failed", "canceled", "rejected", "promoted"), 120)
     time.sleep(1)
     return {
-        "killed_pid": killed, "status": job["status"], "error": job.get("error"), "registry_unchanged": routes_snapshot(server.home) == before,
-        "runners_left": len(job_runners(server.home, job_id)), **_healthy(server, inputs, fp, max_new),
+        "killed_pid": killed,
+        "status": job["status"],
+        "error": job.get("error"),
+        "registry_unchanged": routes_snapshot(server.home) == before,
+        "runners_left": len(job_runners(server.home, job_id)),
+        **_healthy(server, inputs, fp, max_new),
         "passed": bool(killed) and job["status"] == "failed" and routes_snapshot(server.home) == before,
-    }  # fmt: skip
+    }
 
 
-def fault_corrupt_skip_gate(server: LiveServer, made: dict, inputs: dict, fp: Fingerprints, work: Path, max_new: int) -> dict:
+def fault_corrupt_skip_gate(
+    server: LiveServer, made: dict, inputs: dict, fp: Fingerprints, work: Path, max_new: int
+) -> dict:
     """An operator registers a corrupt adapter with --skip-gate (promoted at once) while clients use that task."""
     task = "headline"
     results = {}
@@ -399,8 +505,14 @@ def fault_corrupt_skip_gate(server: LiveServer, made: dict, inputs: dict, fp: Fi
         tasks_inputs = {task: inputs[task]}
         traffic = Traffic(server.url, predict_requests(tasks_inputs, max_new), 4, None, fp, seed=3).start()
         time.sleep(2)
-        cli = subprocess.run([sys.executable, "-m", "cli.main", "registry", "add", str(bad), "--task", task, "--skip-gate"],
-                             cwd=REPO, env=server.env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+        cli = subprocess.run(
+            [sys.executable, "-m", "cli.main", "registry", "add", str(bad), "--task", task, "--skip-gate"],
+            cwd=REPO,
+            env=server.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         added = re.search(r" v(\d+):", cli.stdout)
         deadline, refused = time.time() + 120, None
         while added and time.time() < deadline and not refused:  # the refusal of this version, not an earlier one
@@ -412,16 +524,30 @@ def fault_corrupt_skip_gate(server: LiveServer, made: dict, inputs: dict, fp: Fi
         s = traffic.summary()
         served = {t["task"]: t["version"] for t in requests.get(f"{server.url}/tasks", timeout=60).json()["tasks"]}
         results[defect] = {
-            "registered": cli.returncode == 0, "version": int(added.group(1)) if added else None, "refused": refused, "served_version": served.get(task), "requests": s["requests"],
-            "failed_requests": s["http_errors"] + s["transport_errors"], "wrong_adapter": s["wrong_adapter"], "drift": s["drift"],
+            "registered": cli.returncode == 0,
+            "version": int(added.group(1)) if added else None,
+            "refused": refused,
+            "served_version": served.get(task),
+            "requests": s["requests"],
+            "failed_requests": s["http_errors"] + s["transport_errors"],
+            "wrong_adapter": s["wrong_adapter"],
+            "drift": s["drift"],
             "ready": requests.get(f"{server.url}/readyz", timeout=60).status_code == 200,
-        }  # fmt: skip
+        }
         x = results[defect]
-        x["passed"] = bool(refused) and served.get(task) == 1 and x["failed_requests"] == 0 and x["wrong_adapter"] == 0 and x["ready"]
+        x["passed"] = (
+            bool(refused)
+            and served.get(task) == 1
+            and x["failed_requests"] == 0
+            and x["wrong_adapter"] == 0
+            and x["ready"]
+        )
     return results
 
 
-def fault_kill_restart(server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int) -> dict:
+def fault_kill_restart(
+    server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int
+) -> dict:
     """SIGKILL the whole service while a job trains and clients are sending; start it again on the same port."""
     before = routes_snapshot(server.home)
     served_before = {t["task"]: t["version"] for t in requests.get(f"{server.url}/tasks", timeout=60).json()["tasks"]}
@@ -443,15 +569,26 @@ def fault_kill_restart(server: LiveServer, inputs: dict, fp: Fingerprints, clien
     served_after = {t["task"]: t["version"] for t in tasks_after["tasks"]}
     refused_after = tasks_after["refused"]
     return {
-        "job_status_before": job["status"], "job_status_after": after_job["status"], "job_error_after": after_job.get("error"),
-        "job_runner_outlived_the_crash": runner_survived, "job_runners_left": len(job_runners(server.home, job_id)),
-        "gap_s": round(up - down, 1), "restart_to_ready_s": round(restart_seconds, 1),
-        "routes_intact": routes_snapshot(server.home)["routes"] == before["routes"], "served_before": served_before,
-        "served_after": served_after, "refused_after": refused_after,
-        "requests": s["requests"], "transport_errors": s["transport_errors"], "transport_errors_by_type": s["transport_errors_by_type"],
-        "http_errors": s["http_errors"], "http_error_examples": s["http_error_examples"], "wrong_adapter": s["wrong_adapter"],
-        "drift": s["drift"], "judged": s["judged"],
-    }  # fmt: skip
+        "job_status_before": job["status"],
+        "job_status_after": after_job["status"],
+        "job_error_after": after_job.get("error"),
+        "job_runner_outlived_the_crash": runner_survived,
+        "job_runners_left": len(job_runners(server.home, job_id)),
+        "gap_s": round(up - down, 1),
+        "restart_to_ready_s": round(restart_seconds, 1),
+        "routes_intact": routes_snapshot(server.home)["routes"] == before["routes"],
+        "served_before": served_before,
+        "served_after": served_after,
+        "refused_after": refused_after,
+        "requests": s["requests"],
+        "transport_errors": s["transport_errors"],
+        "transport_errors_by_type": s["transport_errors_by_type"],
+        "http_errors": s["http_errors"],
+        "http_error_examples": s["http_error_examples"],
+        "wrong_adapter": s["wrong_adapter"],
+        "drift": s["drift"],
+        "judged": s["judged"],
+    }
 
 
 def _read_only(path: Path):
@@ -480,7 +617,10 @@ def _read_only(path: Path):
 
     if os.geteuid() != 0:
         return chmod_ro()
-    if shutil.which("mount") and subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True).returncode == 0:
+    if (
+        shutil.which("mount")
+        and subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True).returncode == 0
+    ):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
         return bind_ro()
     return None
@@ -491,10 +631,21 @@ def _cli_add(server: LiveServer, adapter: Path, task: str, fsize: int | None = N
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
-    cli = subprocess.run([sys.executable, "-m", "cli.main", "registry", "add", str(adapter), "--task", task, "--skip-gate"],
-                         cwd=REPO, env=server.env(), capture_output=True, text=True, timeout=300, preexec_fn=limit)  # fmt: skip
+    cli = subprocess.run(
+        [sys.executable, "-m", "cli.main", "registry", "add", str(adapter), "--task", task, "--skip-gate"],
+        cwd=REPO,
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+    )
     err = cli.stderr.strip().splitlines()
-    return {"exit_code": cli.returncode, "stderr_last_line": err[-1][:300] if err else "", "traceback": "Traceback" in cli.stderr}
+    return {
+        "exit_code": cli.returncode,
+        "stderr_last_line": err[-1][:300] if err else "",
+        "traceback": "Traceback" in cli.stderr,
+    }
 
 
 def fault_unwritable_registry(server: LiveServer, made: dict, inputs: dict, fp: Fingerprints, max_new: int) -> dict:
@@ -503,17 +654,28 @@ def fault_unwritable_registry(server: LiveServer, made: dict, inputs: dict, fp: 
     before = routes_snapshot(server.home)
 
     def attempt(label: str) -> dict:
-        r = requests.post(f"{server.url}/admin/promote", json={"task": task, "version": 2}, headers=server.admin, timeout=300)
+        r = requests.post(
+            f"{server.url}/admin/promote", json={"task": task, "version": 2}, headers=server.admin, timeout=300
+        )
         health = _healthy(server, inputs, fp, max_new)
-        return {"promote_status": r.status_code, "promote_message": r.json().get("error", {}).get("message", "")[:300] if r.status_code >= 400 else "",
-                "champion_still_served": health["healthy"], "answers": health["answers"]}  # fmt: skip
+        return {
+            "promote_status": r.status_code,
+            "promote_message": r.json().get("error", {}).get("message", "")[:300] if r.status_code >= 400 else "",
+            "champion_still_served": health["healthy"],
+            "answers": health["answers"],
+        }
 
     ro = _read_only(server.home / "registry")
     if ro is None:
         results["read_only"] = {"measured": False, "why": "root without mount: permissions do not stop root here"}
     else:
         with ro as how:
-            results["read_only"] = {"measured": True, "how": how, **attempt("read-only"), "cli_add": _cli_add(server, made[task][1], task)}
+            results["read_only"] = {
+                "measured": True,
+                "how": how,
+                **attempt("read-only"),
+                "cli_add": _cli_add(server, made[task][1], task),
+            }
     # Disk full: every write past 0 bytes fails (RLIMIT_FSIZE=0 on the service's processes; Python ignores SIGXFSZ,
     # so a write fails with EFBIG as it would with ENOSPC on a full disk).
     procs = server.processes()
@@ -521,8 +683,12 @@ def fault_unwritable_registry(server: LiveServer, made: dict, inputs: dict, fp: 
     try:
         for p in procs:
             p.rlimit(psutil.RLIMIT_FSIZE, (0, old[p.pid][1]))
-        results["disk_full"] = {"measured": True, "how": "RLIMIT_FSIZE=0 on the service's processes", **attempt("disk-full"),
-                                "cli_add": _cli_add(server, made[task][1], task, fsize=0)}  # fmt: skip
+        results["disk_full"] = {
+            "measured": True,
+            "how": "RLIMIT_FSIZE=0 on the service's processes",
+            **attempt("disk-full"),
+            "cli_add": _cli_add(server, made[task][1], task, fsize=0),
+        }
     finally:
         for p in procs:
             try:
@@ -530,7 +696,9 @@ def fault_unwritable_registry(server: LiveServer, made: dict, inputs: dict, fp: 
             except psutil.NoSuchProcess:
                 pass
     results["registry_unchanged"] = routes_snapshot(server.home) == before
-    after = requests.post(f"{server.url}/admin/promote", json={"task": task, "version": 2}, headers=server.admin, timeout=300)
+    after = requests.post(
+        f"{server.url}/admin/promote", json={"task": task, "version": 2}, headers=server.admin, timeout=300
+    )
     results["promote_after_recovery"] = after.status_code
     requests.post(f"{server.url}/admin/promote", json={"task": task, "version": 1}, headers=server.admin, timeout=300)
     results["service_alive"] = server.alive()
@@ -538,6 +706,7 @@ def fault_unwritable_registry(server: LiveServer, made: dict, inputs: dict, fp: 
 
 
 # -- soak -----------------------------------------------------------------------------------------------------
+
 
 def soak_requests(inputs: dict, max_new: int):
     """Mixed traffic: every endpoint family, streaming included, plus a share of bad requests."""
@@ -547,21 +716,70 @@ def soak_requests(inputs: dict, max_new: int):
         task, roll = rng.choice(tasks), rng.random()
         text = rng.choice(inputs[task])
         if roll < 0.35:
-            return "predict", "POST", "/predict", {"task": task, "input": text, "parameters": {"max_new_tokens": max_new}}, (200,), (task, text)
+            return (
+                "predict",
+                "POST",
+                "/predict",
+                {"task": task, "input": text, "parameters": {"max_new_tokens": max_new}},
+                (200,),
+                (task, text),
+            )
         if roll < 0.45:
-            return "chat", "POST", "/v1/chat/completions", {"model": task, "messages": [{"role": "user", "content": text}], "max_tokens": max_new}, (200,), None
+            return (
+                "chat",
+                "POST",
+                "/v1/chat/completions",
+                {"model": task, "messages": [{"role": "user", "content": text}], "max_tokens": max_new},
+                (200,),
+                None,
+            )
         if roll < 0.55:
-            return "completions-stream", "POST", "/v1/completions", {"model": task, "prompt": text, "max_tokens": max_new, "stream": True}, (200,), None
+            return (
+                "completions-stream",
+                "POST",
+                "/v1/completions",
+                {"model": task, "prompt": text, "max_tokens": max_new, "stream": True},
+                (200,),
+                None,
+            )
         if roll < 0.65:
-            return "generate", "POST", "/generate", {"inputs": text, "parameters": {"adapter_id": task, "max_new_tokens": max_new}}, (200,), None
+            return (
+                "generate",
+                "POST",
+                "/generate",
+                {"inputs": text, "parameters": {"adapter_id": task, "max_new_tokens": max_new}},
+                (200,),
+                None,
+            )
         if roll < 0.75:
-            return "generate-stream", "POST", "/generate_stream", {"inputs": text, "parameters": {"adapter_id": task, "max_new_tokens": max_new}}, (200,), None
+            return (
+                "generate-stream",
+                "POST",
+                "/generate_stream",
+                {"inputs": text, "parameters": {"adapter_id": task, "max_new_tokens": max_new}},
+                (200,),
+                None,
+            )
         if roll < 0.85:
-            return "read", "GET", rng.choice(["/tasks", "/v1/models", "/info", "/metrics", "/livez", "/readyz"]), None, (200,), None
+            return (
+                "read",
+                "GET",
+                rng.choice(["/tasks", "/v1/models", "/info", "/metrics", "/livez", "/readyz"]),
+                None,
+                (200,),
+                None,
+            )
         if roll < 0.90:
             return "bad-unknown-task", "POST", "/predict", {"task": "no-such-task", "input": text}, (404,), None
         if roll < 0.95:
-            return "bad-max-new-tokens", "POST", "/predict", {"task": task, "input": text, "parameters": {"max_new_tokens": 0}}, (422,), None
+            return (
+                "bad-max-new-tokens",
+                "POST",
+                "/predict",
+                {"task": task, "input": text, "parameters": {"max_new_tokens": 0}},
+                (422,),
+                None,
+            )
         return "bad-oversize", "POST", "/predict", {"task": task, "input": "word " * 3000}, (413,), None
 
     return make
@@ -574,7 +792,15 @@ def _cancel_unfinished_jobs(server: LiveServer) -> None:
             _wait_job(server, job["job_id"], ("promoted", "rejected", "failed", "canceled"), 120)
 
 
-def run_soak(server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int, sample_every: float = 10) -> dict:
+def run_soak(
+    server: LiveServer,
+    inputs: dict,
+    fp: Fingerprints,
+    clients: int,
+    seconds: float,
+    max_new: int,
+    sample_every: float = 10,
+) -> dict:
     """Mixed traffic for `seconds` with a specialist job training the whole time (restarted if it ends)."""
     _cancel_unfinished_jobs(server)  # the soak's job must not wait behind another scenario's
     jobs = [_submit_job(server, "soak-job-1", max_steps=100_000)]
@@ -605,18 +831,42 @@ def run_soak(server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, s
     start, end = samples[0], samples[-1]
     half = samples[len(samples) // 2]
     return {
-        "seconds": seconds, "clients": clients, "warmup_s": warmup, "requests": s["requests"], "ok": s["ok"],
-        "http_errors": s["http_errors"], "http_error_examples": s["http_error_examples"], "transport_errors": s["transport_errors"],
-        "wrong_adapter": s["wrong_adapter"], "drift": s["drift"], "judged": s["judged"], "p50_s": s["p50_s"], "p99_s": s["p99_s"],
-        "requests_per_s": s["requests_per_s"], "rss_start_mb": start["rss_mb"], "rss_half_mb": half["rss_mb"], "rss_end_mb": end["rss_mb"],
-        "rss_max_mb": max(x["rss_mb"] for x in samples), "rss_growth_pct": round(100 * (end["rss_mb"] / start["rss_mb"] - 1), 1),
+        "seconds": seconds,
+        "clients": clients,
+        "warmup_s": warmup,
+        "requests": s["requests"],
+        "ok": s["ok"],
+        "http_errors": s["http_errors"],
+        "http_error_examples": s["http_error_examples"],
+        "transport_errors": s["transport_errors"],
+        "wrong_adapter": s["wrong_adapter"],
+        "drift": s["drift"],
+        "judged": s["judged"],
+        "p50_s": s["p50_s"],
+        "p99_s": s["p99_s"],
+        "requests_per_s": s["requests_per_s"],
+        "rss_start_mb": start["rss_mb"],
+        "rss_half_mb": half["rss_mb"],
+        "rss_end_mb": end["rss_mb"],
+        "rss_max_mb": max(x["rss_mb"] for x in samples),
+        "rss_growth_pct": round(100 * (end["rss_mb"] / start["rss_mb"] - 1), 1),
         "rss_growth_second_half_mb": round(end["rss_mb"] - half["rss_mb"], 1),
-        "fds_start": start["fds"], "fds_end": end["fds"], "fds_after": after["fds"], "threads_start": start["threads"],
-        "threads_end": end["threads"], "threads_after": after["threads"], "processes_start": start["processes"],
-        "processes_end": end["processes"], "processes_after": after["processes"], "job_runners_during": max(x["job_runners"] for x in samples),
-        "job_runners_after": after["job_runners"], "jobs": len(jobs), "job_final_statuses": dict(Counter(finals)),
-        "job_training_s": job_seconds, "samples": samples,
-    }  # fmt: skip
+        "fds_start": start["fds"],
+        "fds_end": end["fds"],
+        "fds_after": after["fds"],
+        "threads_start": start["threads"],
+        "threads_end": end["threads"],
+        "threads_after": after["threads"],
+        "processes_start": start["processes"],
+        "processes_end": end["processes"],
+        "processes_after": after["processes"],
+        "job_runners_during": max(x["job_runners"] for x in samples),
+        "job_runners_after": after["job_runners"],
+        "jobs": len(jobs),
+        "job_final_statuses": dict(Counter(finals)),
+        "job_training_s": job_seconds,
+        "samples": samples,
+    }
 
 
 def stop_server(server: LiveServer) -> dict:

@@ -29,7 +29,9 @@ TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.excepti
 
 
 def predict(session, url: str, task: str, text: str, max_new: int, timeout: float = 300) -> requests.Response:
-    return session.post(f"{url}/predict", json={"task": task, "input": text, "parameters": {"max_new_tokens": max_new}}, timeout=timeout)
+    return session.post(
+        f"{url}/predict", json={"task": task, "input": text, "parameters": {"max_new_tokens": max_new}}, timeout=timeout
+    )
 
 
 @dataclass
@@ -57,8 +59,17 @@ class Fingerprints:
         return distinct, len(self.answers)
 
 
-def fingerprint(url: str, admin: dict, tasks: dict[str, list[str]], prompts: dict, versions: dict[str, int], max_new: int,
-                fp: Fingerprints | None = None, only: tuple[str, ...] | None = None, workers: int = 16) -> Fingerprints:  # fmt: skip
+def fingerprint(
+    url: str,
+    admin: dict,
+    tasks: dict[str, list[str]],
+    prompts: dict,
+    versions: dict[str, int],
+    max_new: int,
+    fp: Fingerprints | None = None,
+    only: tuple[str, ...] | None = None,
+    workers: int = 16,
+) -> Fingerprints:
     """Record the answers of the currently routed versions (`versions`: task -> routed version), of all
     adapters or `only` those of some tasks.
 
@@ -81,7 +92,10 @@ def fingerprint(url: str, admin: dict, tasks: dict[str, list[str]], prompts: dic
                 r = predict(s, url, task, text, max_new)
                 r.raise_for_status()
                 return job, r.json()["output"], r.json()["adapter_version"]
-            body = {"inputs": prompts[task].render(text), "parameters": {"adapter_id": adapter, "max_new_tokens": max_new}}
+            body = {
+                "inputs": prompts[task].render(text),
+                "parameters": {"adapter_id": adapter, "max_new_tokens": max_new},
+            }
             r = s.post(f"{url}/generate", json=body, timeout=300)
             r.raise_for_status()
             return job, r.json()["generated_text"], versions[adapter]
@@ -110,8 +124,16 @@ class Traffic:
     `make_request` returns (kind, method, path, json_body, expected_statuses, judge) where judge is None or
     (task, input) for a /predict answer to check against the fingerprints."""
 
-    def __init__(self, url: str, make_request, clients: int, seconds: float | None = None, fingerprints: Fingerprints | None = None,
-                 timeout: float = 300, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        make_request,
+        clients: int,
+        seconds: float | None = None,
+        fingerprints: Fingerprints | None = None,
+        timeout: float = 300,
+        seed: int = 0,
+    ):
         self.url, self.make_request, self.clients, self.seconds = url, make_request, clients, seconds
         self.fp, self.timeout, self.seed = fingerprints, timeout, seed
         self.outcomes: list[Outcome] = []
@@ -128,7 +150,9 @@ class Traffic:
             kind, method, path, body, expected, judge = self.make_request(rng)
             started = time.time()
             try:
-                r = session.request(method, f"{self.url}{path}", json=body, timeout=self.timeout, stream=kind.endswith("stream"))
+                r = session.request(
+                    method, f"{self.url}{path}", json=body, timeout=self.timeout, stream=kind.endswith("stream")
+                )
                 content = r.content  # a stream is read to its end
                 outcome = Outcome(started, time.time() - started, kind, r.status_code)
                 if r.status_code not in expected:
@@ -178,7 +202,9 @@ class Traffic:
             "ok": len(ok),
             "http_errors": sum(http_errors.values()),
             "http_errors_by_status": dict(http_errors),
-            "http_error_examples": sorted({f"{o.status} {o.kind}: {o.error}"[:200] for o in outs if o.status is not None and o.error})[:5],
+            "http_error_examples": sorted(
+                {f"{o.status} {o.kind}: {o.error}"[:200] for o in outs if o.status is not None and o.error}
+            )[:5],
             "transport_errors": sum(o.status is None for o in outs),
             "transport_errors_by_type": dict(Counter(o.error for o in outs if o.status is None)),
             "wrong_adapter": verdicts.get("wrong-adapter", 0),

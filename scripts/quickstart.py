@@ -38,7 +38,9 @@ def main() -> int:
     from specialist.superni import load_task, split_instances
 
     if not default_task_data().is_dir():
-        print(f"error: SuperNI task data not found at {default_task_data()} (set SPECIALIST_TASK_DATA)", file=sys.stderr)
+        print(
+            f"error: SuperNI task data not found at {default_task_data()} (set SPECIALIST_TASK_DATA)", file=sys.stderr
+        )
         return 1
     started = time.time()
     home = REPO / "runs" / "quickstart"
@@ -51,8 +53,12 @@ def main() -> int:
     log = open(REPO / "runs" / "quickstart.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--job-threads", "2"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         print(f"[{time.time() - started:5.0f}s] starting the service on {url} (log: runs/quickstart.log)", flush=True)
         deadline = time.time() + 300
@@ -100,10 +106,18 @@ def main() -> int:
         openai = OpenAI(base_url=f"{url}/v1", api_key="unused")
         correct = 0
         for inst in samples:
-            native = httpx.post(f"{url}/predict", json={"task": TASK, "input": inst.input, "parameters": {"max_new_tokens": 4}}, timeout=60).json()
-            chat = openai.chat.completions.create(model=TASK, messages=[{"role": "user", "content": inst.input}], max_tokens=4)
+            native = httpx.post(
+                f"{url}/predict",
+                json={"task": TASK, "input": inst.input, "parameters": {"max_new_tokens": 4}},
+                timeout=60,
+            ).json()
+            chat = openai.chat.completions.create(
+                model=TASK, messages=[{"role": "user", "content": inst.input}], max_tokens=4
+            )
             correct += native["output"] == inst.output[0]
-            print(f"  {inst.input[:60]!r:64} /predict={native['output']!r:6} openai={chat.choices[0].message.content!r:6} reference={inst.output[0]!r}")
+            print(
+                f"  {inst.input[:60]!r:64} /predict={native['output']!r:6} openai={chat.choices[0].message.content!r:6} reference={inst.output[0]!r}"
+            )
         print(f"\n{correct}/{len(samples)} correct. Total time: {time.time() - started:.0f}s.")
         return 0
     finally:

@@ -14,8 +14,8 @@ import argparse
 import json
 import os
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,8 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from eval.benchmarks import superni_benchmark  # noqa: E402
 from eval.runner import run_eval  # noqa: E402
-from specialist.adapters.decision import BASE  # noqa: E402
 from specialist.adapters import read_manifest  # noqa: E402
+from specialist.adapters.decision import BASE  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, resolve_base_model  # noqa: E402
 from specialist.paths import default_generalist_data, default_task_data  # noqa: E402
 
@@ -34,11 +34,26 @@ def _train(args, name: str, ratio: str, length: list[str]) -> Path:
     path = args.out / name
     if not path.exists():  # reuse an adapter from an earlier run of this script
         cmd = [
-            sys.executable, "-m", "cli.main", "train", "--task", args.task,
-            "--task-data", str(default_task_data()), "--generalist-data", str(default_generalist_data()),
-            "--instances-per-task", str(args.instances), "--generalist-ratio", ratio, *length,
-            "--seed", args.seed, "--out", str(path),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "cli.main",
+            "train",
+            "--task",
+            args.task,
+            "--task-data",
+            str(default_task_data()),
+            "--generalist-data",
+            str(default_generalist_data()),
+            "--instances-per-task",
+            str(args.instances),
+            "--generalist-ratio",
+            ratio,
+            *length,
+            "--seed",
+            args.seed,
+            "--out",
+            str(path),
+        ]
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, cwd=REPO)
     return path
@@ -71,7 +86,11 @@ def main() -> int:
     rows = []
     for name in run.models:
         scores = run.scores[name][args.task]
-        row = {"model": "base (no adapter)" if name == BASE else name, "exact_match": scores["exact_match"], "rougeL": scores["rougeL"]}
+        row = {
+            "model": "base (no adapter)" if name == BASE else name,
+            "exact_match": scores["exact_match"],
+            "rougeL": scores["rougeL"],
+        }
         if name in adapters:
             m = read_manifest(adapters[name])
             row.update(
@@ -101,7 +120,9 @@ def main() -> int:
         "|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r.get('generalist_examples', '-')} | {r.get('steps', '-')} | {r['exact_match']:.1f} | {r['rougeL']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r.get('generalist_examples', '-')} | {r.get('steps', '-')} | {r['exact_match']:.1f} | {r['rougeL']:.1f} |"
+        )
     (args.out / "real_data_check.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

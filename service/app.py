@@ -15,10 +15,6 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from specialist.adapters import Registry
-from specialist.base_models import resolve_base_model
-from specialist.paths import specialist_home
-
 from service.api import ROUTERS
 from service.api.specialists import UPLOADS
 from service.backends import Backend, LocalBackend, TGIBackend
@@ -28,6 +24,9 @@ from service.jobs import JobStore, LocalExecutor
 from service.metrics import Metrics
 from service.router import Router
 from service.state import ServingState
+from specialist.adapters import Registry
+from specialist.base_models import resolve_base_model
+from specialist.paths import specialist_home
 
 log = logging.getLogger("specialist.service")
 # Every path that needs the admin token: the prefixes of the routes that declare `require_admin`.
@@ -42,7 +41,9 @@ class ServiceState(ServingState):
         base = resolve_base_model(config.base_model)
         if backend is None:
             if config.backend == "local":
-                backend = LocalBackend(base, config.device, config.max_batch_size, config.max_wait_ms, config.max_resident_adapters)
+                backend = LocalBackend(
+                    base, config.device, config.max_batch_size, config.max_wait_ms, config.max_resident_adapters
+                )
             else:
                 backend = TGIBackend(config.tgi_urls, base)
         metrics = Metrics()
@@ -79,14 +80,21 @@ class ServiceState(ServingState):
 
 def create_app(state: ServingState) -> FastAPI:
     """The app over `state`, which is only read per request (BentoML builds the app before the state exists)."""
-    app = FastAPI(title="Specialist Factory", description="Task specialists (LoRA adapters) behind one API.", version="0.1.0")
+    app = FastAPI(
+        title="Specialist Factory", description="Task specialists (LoRA adapters) behind one API.", version="0.1.0"
+    )
     app.state.serving = state  # what `ServingDep` hands the routes
     for router in ROUTERS:
         _include(app, router)
 
-    app.add_middleware(BodyLimit, limit_for=lambda path: state.config.max_upload_bytes if path == UPLOADS else state.config.max_body_bytes,
-                       timeout_for=lambda: state.config.body_timeout_seconds)  # fmt: skip
-    app.add_middleware(AdminAuth, prefixes=admin_prefixes(app.routes))  # added last = runs first: no admin body is read before the token is checked
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: state.config.max_upload_bytes if path == UPLOADS else state.config.max_body_bytes,
+        timeout_for=lambda: state.config.body_timeout_seconds,
+    )
+    app.add_middleware(
+        AdminAuth, prefixes=admin_prefixes(app.routes)
+    )  # added last = runs first: no admin body is read before the token is checked
     install_error_handlers(app, lambda status: state.metrics.errors.labels(str(status)).inc())
     return app
 
@@ -96,6 +104,13 @@ def _include(app: FastAPI, router: APIRouter) -> None:
     the router instead): `app.routes` stays the flat list of every endpoint that the security tests audit."""
     for route in router.routes:
         assert isinstance(route, APIRoute), route  # the dialects declare endpoints only
-        app.add_api_route(route.path, route.endpoint, methods=sorted(route.methods), status_code=route.status_code,
-                          dependencies=route.dependencies, name=route.name, summary=route.summary,
-                          description=route.description)  # fmt: skip
+        app.add_api_route(
+            route.path,
+            route.endpoint,
+            methods=sorted(route.methods),
+            status_code=route.status_code,
+            dependencies=route.dependencies,
+            name=route.name,
+            summary=route.summary,
+            description=route.description,
+        )

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Protocol
 
 from inference.text_stream import TextStream
+from service.engine import AdapterRefused, Engine, Generation, GenRequest, Sampling
+from service.router import ServedTask
 from specialist.adapters import check_adapter
 from specialist.base_models import BaseModelRef
 from specialist.errors import SpecialistError, error_line
 from specialist.prompt_format import FRAME_STOPS, cut_at_frame
 
-from service.engine import AdapterRefused, Engine, GenRequest, Generation, Sampling
-
 LOAD_TIMEOUT = 300  # seconds to load one adapter before the router gives up (and retries on its next sync)
-from service.router import ServedTask
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,15 @@ class Backend(Protocol):
     def permanent(self, error: Exception) -> bool:
         """Whether a `load` failure means the adapter itself is bad (refused until it changes), not a busy engine."""
         ...
+
     def share_cores(self, job_threads: int, job_running: Callable[[], bool], serve_threads: int | None = None) -> None:
         """Give up `job_threads` of this process's cores while `job_running()` (a training job shares the host)."""
         ...
+
     def report_batches(self, on_batch: Callable[[int, float], None]) -> None:
         """Call `on_batch(rows, seconds)` once per decoding step, for the batch-size metric."""
         ...
+
     async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation: ...
     def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]: ...
     def close(self) -> None: ...
@@ -56,13 +58,26 @@ class Backend(Protocol):
 class LocalBackend:
     """The in-process engine: one base model, all routed adapters resident, dynamic mixed-adapter batches."""
 
-    def __init__(self, base: BaseModelRef, device: str = "auto", max_batch_size: int = 16, max_wait_ms: float = 5.0,
-                 max_resident: int = 64):  # fmt: skip
+    def __init__(
+        self,
+        base: BaseModelRef,
+        device: str = "auto",
+        max_batch_size: int = 16,
+        max_wait_ms: float = 5.0,
+        max_resident: int = 64,
+    ):
         from specialist.base_models import load_model, load_tokenizer, pick_device
 
         torch_device, dtype = pick_device(device)
         self.tokenizer = load_tokenizer(base, padding_side="left")
-        self.engine = Engine(load_model(base, torch_device, dtype), self.tokenizer, base.content_sha256, max_batch_size, max_wait_ms, max_resident)
+        self.engine = Engine(
+            load_model(base, torch_device, dtype),
+            self.tokenizer,
+            base.content_sha256,
+            max_batch_size,
+            max_wait_ms,
+            max_resident,
+        )
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
@@ -112,7 +127,9 @@ class LocalBackend:
         """Text pieces as the engine produces them, then the final Generation."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
-        request = self._request(served, prompt, params, on_text=lambda piece, _: loop.call_soon_threadsafe(pieces.put_nowait, piece))
+        request = self._request(
+            served, prompt, params, on_text=lambda piece, _: loop.call_soon_threadsafe(pieces.put_nowait, piece)
+        )
         future = asyncio.wrap_future(self.engine.submit(request))
         future.add_done_callback(lambda _: pieces.put_nowait(None))
         try:
@@ -146,7 +163,9 @@ class TGIBackend:
         from huggingface_hub import AsyncInferenceClient
 
         if not urls:
-            raise SpecialistError("backend tgi needs at least one engine URL", "set tgi_urls in the serve config or --tgi-url")
+            raise SpecialistError(
+                "backend tgi needs at least one engine URL", "set tgi_urls in the serve config or --tgi-url"
+            )
         self.clients = [AsyncInferenceClient(base_url=url.rstrip("/")) for url in urls]
         self._next = itertools.cycle(range(len(self.clients)))
         self.base_sha256 = base.content_sha256 if base else None

@@ -13,19 +13,21 @@ from service.jobs.schema import FINAL
 from specialist.errors import SpecialistError
 
 
-
-
 class SpecialistClient:
     def __init__(self, server: str, token: str | None, timeout: float = 60):
         if not token:
             raise SpecialistError("no admin token", "pass --token or set SPECIALIST_ADMIN_TOKEN")
-        self.http = httpx.Client(base_url=server.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
+        self.http = httpx.Client(
+            base_url=server.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+        )
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
-            raise SpecialistError(f"cannot reach {self.http.base_url}: {e}", "is `specialist serve` running there?") from None
+            raise SpecialistError(
+                f"cannot reach {self.http.base_url}: {e}", "is `specialist serve` running there?"
+            ) from None
         if response.status_code >= 400:
             try:
                 message = response.json()["error"]["message"]
@@ -46,7 +48,14 @@ class SpecialistClient:
         return self._call("GET", f"/specialists/{job_id}")
 
     def wait(self, job_id: str, progress: bool = True, poll: float = 1.0) -> dict:
-        bar = tqdm(total=100, desc="queued", unit="%", disable=not progress, dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}")
+        bar = tqdm(
+            total=100,
+            desc="queued",
+            unit="%",
+            disable=not progress,
+            dynamic_ncols=True,
+            bar_format="{desc} {percentage:3.0f}%|{bar}|{postfix}",
+        )
         while True:
             job = self.job(job_id)
             info = job.get("progress") or {}
@@ -54,7 +63,9 @@ class SpecialistClient:
             percent = info.get("percent", 100 if job["status"] in FINAL else 0)
             bar.update(max(0, percent - bar.n))
             if job["status"] == "training":
-                bar.set_postfix_str(f"{info.get('candidate')} step {info.get('step')}/{info.get('steps')} loss {info.get('loss', 0):.3f} ETA {info.get('eta_seconds', 0):.0f}s")
+                bar.set_postfix_str(
+                    f"{info.get('candidate')} step {info.get('step')}/{info.get('steps')} loss {info.get('loss', 0):.3f} ETA {info.get('eta_seconds', 0):.0f}s"
+                )
             if job["status"] in FINAL:
                 bar.close()
                 return job

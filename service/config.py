@@ -19,23 +19,36 @@ CONFIG_ENV = "SPECIALIST_SERVE_CONFIG"  # how `specialist serve` hands its confi
 class ServeConfig(StrictModel):
     """`specialist serve`: everything the service reads at start."""
 
-    backend: Literal["local", "tgi"] = Field("local", description="generate in process, or forward to TGI-compatible engines")
+    backend: Literal["local", "tgi"] = Field(
+        "local", description="generate in process, or forward to TGI-compatible engines"
+    )
     base_model: str = Field(DEFAULT_BASE_MODEL, description="base model every routed adapter must have been trained on")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N]")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch")
     tgi_urls: list[str] = Field(default_factory=list, description="engines for backend tgi (round robin)")
     max_batch_size: int = Field(16, ge=1, le=256, description="most requests decoded together (continuous batching)")
-    max_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long an idle server waits for company before its first step (a busy one admits at every step)")
+    max_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="how long an idle server waits for company before its first step (a busy one admits at every step)",
+    )
     max_resident_adapters: int = Field(64, ge=1, le=4096, description="adapters kept loaded (LRU beyond)")
     max_input_tokens: int = Field(1024, ge=16, description="prompt length limit after rendering")
     max_new_tokens_cap: int = Field(512, ge=1, description="largest max_new_tokens a request may ask for")
     default_max_new_tokens: int = Field(64, ge=1, description="when a request does not say")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body")
-    body_timeout_seconds: float = Field(30, gt=0, le=600, description="longest wait for a request body to arrive (then 408)")
+    body_timeout_seconds: float = Field(
+        30, gt=0, le=600, description="longest wait for a request body to arrive (then 408)"
+    )
     poll_seconds: float = Field(0.5, gt=0, le=60, description="how often routes are re-read from the registry")
     task_data: Path = Field(default_factory=default_task_data, description="SuperNI task files that requests may name")
-    generalist_data: str = Field(default_factory=lambda: str(default_generalist_data()), description="generalist set for jobs")
-    job_gate_policy: Path | None = Field(None, description="operator's gate policy for jobs (requests may only tighten it)")
+    generalist_data: str = Field(
+        default_factory=lambda: str(default_generalist_data()), description="generalist set for jobs"
+    )
+    job_gate_policy: Path | None = Field(
+        None, description="operator's gate policy for jobs (requests may only tighten it)"
+    )
     job_threads: int = Field(1, ge=1, le=256, description="torch threads of a training job (the rest serve requests)")
     max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest uploaded data file")
 
@@ -59,6 +72,7 @@ def admin_token() -> str | None:
 
 
 # -- request bodies ----------------------------------------------------------------------------------------
+
 
 def invalid_text(value, where: str = "") -> str | None:
     """Where `value` (parsed JSON) holds text that is not valid Unicode, else None.

@@ -107,8 +107,15 @@ class _Stream:
 
 
 class Engine:
-    def __init__(self, base_model, tokenizer, base_sha256: str, max_batch_size: int = 16, max_wait_ms: float = 5.0,
-                 max_resident: int = 64):  # fmt: skip
+    def __init__(
+        self,
+        base_model,
+        tokenizer,
+        base_sha256: str,
+        max_batch_size: int = 16,
+        max_wait_ms: float = 5.0,
+        max_resident: int = 64,
+    ):
         self.decoder = Decoder(base_model, tokenizer)
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -169,7 +176,9 @@ class Engine:
             except Exception:  # noqa: BLE001 - the loop must survive anything; futures carry errors to callers
                 logging.getLogger("specialist.service").exception("generation engine step failed")
         # Shutting down: nobody waits forever for an answer that will not come.
-        gone = SpecialistError("the generation engine shut down before this request finished", "retry against a running service")
+        gone = SpecialistError(
+            "the generation engine shut down before this request finished", "retry against a running service"
+        )
         while (item := self._next_item(block=False)) is not None:
             if isinstance(item, GenRequest):
                 self._pending.append(item)
@@ -256,8 +265,16 @@ class Engine:
             for r in taken:
                 self.adapters.touch(r.adapter)
                 s = r.sampling
-                generator = torch.Generator(self.decoder.device).manual_seed(s.seed) if s.seed is not None and s.temperature > 0 else None
-                rows.append(DecodeRow(r.prompt_ids, r.max_new_tokens, r.adapter, r.prefix_len, s.temperature, s.top_p, generator))
+                generator = (
+                    torch.Generator(self.decoder.device).manual_seed(s.seed)
+                    if s.seed is not None and s.temperature > 0
+                    else None
+                )
+                rows.append(
+                    DecodeRow(
+                        r.prompt_ids, r.max_new_tokens, r.adapter, r.prefix_len, s.temperature, s.top_p, generator
+                    )
+                )
             self._batch = self.decoder.admit(self._batch, rows, streams)
         except Exception as e:  # noqa: BLE001 - every waiting client gets the error instead of hanging
             self._fail(taken, e)
@@ -268,7 +285,9 @@ class Engine:
         requests = [stream.request for stream in self._batch.keys]
         self.batch_sizes.append(len(requests))
         try:
-            finished, self._batch = self.decoder.step(self._batch, on_token=lambda stream, token: stream.on_token(token))
+            finished, self._batch = self.decoder.step(
+                self._batch, on_token=lambda stream, token: stream.on_token(token)
+            )
         except Exception as e:  # noqa: BLE001 - every client of the batch gets the error instead of hanging
             self._batch = None
             self._fail(requests, e)

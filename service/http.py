@@ -22,10 +22,9 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from specialist.errors import error_line
-
 from service.config import admin_token
 from service.engine import Generation
+from specialist.errors import error_line
 
 log = logging.getLogger("specialist.service")
 
@@ -49,8 +48,12 @@ def sse(payload: dict | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def sse_response(items: AsyncIterator[str | Generation], on_piece: Callable[[str], dict], on_end: Callable[[Generation], dict],
-                 done_marker: bool = True) -> StreamingResponse:  # fmt: skip
+def sse_response(
+    items: AsyncIterator[str | Generation],
+    on_piece: Callable[[str], dict],
+    on_end: Callable[[Generation], dict],
+    done_marker: bool = True,
+) -> StreamingResponse:
     """Text pieces framed by `on_piece`, the final Generation by `on_end`; an error after the headers are sent
     is reported in-band, as OpenAI and TGI do."""
 
@@ -74,7 +77,9 @@ def check_admin_header(header: str) -> None:
     if not token:
         raise ApiError(401, "admin API disabled: set SPECIALIST_ADMIN_TOKEN on the server", "authentication_error")
     if not header.lower().startswith("bearer "):
-        raise ApiError(401, "missing bearer token: send Authorization: Bearer <SPECIALIST_ADMIN_TOKEN>", "authentication_error")
+        raise ApiError(
+            401, "missing bearer token: send Authorization: Bearer <SPECIALIST_ADMIN_TOKEN>", "authentication_error"
+        )
     if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):  # constant time
         raise ApiError(403, "wrong admin token", "permission_error")
 
@@ -102,7 +107,9 @@ def admin_prefixes(routes: Iterable[BaseRoute]) -> tuple[str, ...]:
     prefixes = tuple(sorted({"/" + r.path.split("/")[1] for r in routes if _requires_admin(r)}))
     public = [r.path for r in routes if not _requires_admin(r) and under(r.path, prefixes)]
     if public:
-        raise RuntimeError(f"public routes {public} lie under the admin paths {prefixes}: move them or declare require_admin")
+        raise RuntimeError(
+            f"public routes {public} lie under the admin paths {prefixes}: move them or declare require_admin"
+        )
     return prefixes
 
 
@@ -156,12 +163,16 @@ class BodyLimit:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
             except asyncio.TimeoutError:
-                return await error_response(408, f"request body not received within {timeout:g} s", "invalid_request_error")(scope, receive, send)
+                return await error_response(
+                    408, f"request body not received within {timeout:g} s", "invalid_request_error"
+                )(scope, receive, send)
             if message["type"] == "http.disconnect":
                 # Always answer, even a client that is gone (the server drops it): a wrapper that waits for a
                 # response (BentoML's timeout middleware) would otherwise hold the request for its whole timeout,
                 # and block a graceful shutdown until then.
-                return await error_response(400, "the client disconnected before sending the whole body", "invalid_request_error")(scope, receive, send)
+                return await error_response(
+                    400, "the client disconnected before sending the whole body", "invalid_request_error"
+                )(scope, receive, send)
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)
@@ -200,7 +211,9 @@ def install_error_handlers(app: FastAPI, count_error: Callable[[int], None]) -> 
         if status == 400:  # FastAPI puts the decoder's complaint in ctx and the offset in loc
             detail = (err.get("ctx") or {}).get("error") or err.get("msg")
             return error_response(400, f"malformed JSON at character {where}: {detail}", "invalid_request_error")
-        return error_response(422, f"{where}: {str(err.get('msg')).removeprefix('Value error, ')}", "invalid_request_error")
+        return error_response(
+            422, f"{where}: {str(err.get('msg')).removeprefix('Value error, ')}", "invalid_request_error"
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -217,7 +230,11 @@ def install_error_handlers(app: FastAPI, count_error: Callable[[int], None]) -> 
     async def unexpected(request: Request, exc: Exception):
         # A bug, not bad input: logged with its traceback; the client still gets a JSON message, not bare text.
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, f"internal error ({type(exc).__name__}); the request was not completed, see the server log", "server_error")
+        return error_response(
+            500,
+            f"internal error ({type(exc).__name__}); the request was not completed, see the server log",
+            "server_error",
+        )
 
 
 def _parse_problem(error: BaseException) -> str:
@@ -240,5 +257,9 @@ async def storage_call(what: str, fn, *args, **kwargs):
         return await asyncio.to_thread(fn, *args, **kwargs)
     except (sqlite3.Error, OSError) as e:
         log.error("%s unavailable: %s", what, e)
-        raise ApiError(503, f"the {what} could not be read or written ({e}); check free space and permissions of "
-                            "$SPECIALIST_HOME; the current routes keep serving", "service_unavailable") from None  # fmt: skip
+        raise ApiError(
+            503,
+            f"the {what} could not be read or written ({e}); check free space and permissions of "
+            "$SPECIALIST_HOME; the current routes keep serving",
+            "service_unavailable",
+        ) from None

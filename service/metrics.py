@@ -13,15 +13,25 @@ def _instruments():
     import bentoml
 
     return {
-        "requests": bentoml.metrics.Counter(name="specialist_requests_total", documentation="generation requests", labelnames=["task", "endpoint"]),
-        "errors": bentoml.metrics.Counter(name="specialist_errors_total", documentation="requests answered with an error", labelnames=["status"]),
+        "requests": bentoml.metrics.Counter(
+            name="specialist_requests_total", documentation="generation requests", labelnames=["task", "endpoint"]
+        ),
+        "errors": bentoml.metrics.Counter(
+            name="specialist_errors_total", documentation="requests answered with an error", labelnames=["status"]
+        ),
         "latency": bentoml.metrics.Histogram(
-            name="specialist_request_seconds", documentation="generation latency", labelnames=["task", "endpoint"],
+            name="specialist_request_seconds",
+            documentation="generation latency",
+            labelnames=["task", "endpoint"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
-        ),  # fmt: skip
-        "tokens": bentoml.metrics.Counter(name="specialist_generated_tokens_total", documentation="generated tokens", labelnames=["task"]),
+        ),
+        "tokens": bentoml.metrics.Counter(
+            name="specialist_generated_tokens_total", documentation="generated tokens", labelnames=["task"]
+        ),
         "batch_size": bentoml.metrics.Histogram(
-            name="specialist_batch_size", documentation="requests decoded together per forward step", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+            name="specialist_batch_size",
+            documentation="requests decoded together per forward step",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
         ),
     }
 

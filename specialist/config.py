@@ -24,7 +24,9 @@ class StrictModel(BaseModel):
 class MixtureConfig(StrictModel):
     """Training data: task instances plus optional generalist records."""
 
-    task_data: Path = Field(default_factory=default_task_data, description="folder of SuperNI task files (.json/.json.gz)")
+    task_data: Path = Field(
+        default_factory=default_task_data, description="folder of SuperNI task files (.json/.json.gz)"
+    )
     task: list[str] = Field(default_factory=list, description="SuperNI task name (repeatable)")
     category: list[str] = Field(default_factory=list, description="select every task of this category (repeatable)")
     task_list: Path | None = Field(None, description="file listing task names, one per line (a split list)")
@@ -43,10 +45,15 @@ class MixtureConfig(StrictModel):
         "none", description="'no-facts' drops generalist records whose answers assert dates, numbers or names"
     )
     selection_instances: int = Field(
-        0, ge=0, le=10_000, description="answered instances at the end of each task's training pool kept out of training "
+        0,
+        ge=0,
+        le=10_000,
+        description="answered instances at the end of each task's training pool kept out of training "
         "(the selection set `build` compares candidates on)",
     )
-    num_examples: int = Field(DEFAULT_NUM_EXAMPLES, ge=0, le=8, description="positive examples shown in each task prompt")
+    num_examples: int = Field(
+        DEFAULT_NUM_EXAMPLES, ge=0, le=8, description="positive examples shown in each task prompt"
+    )
     seed: int = Field(1, description="seed for sampling, shuffling, LoRA init and dropout")
 
     @model_validator(mode="after")
@@ -78,7 +85,9 @@ class OptimSettings(StrictModel):
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="fraction of steps with linear warm-up")
     batch_size: int = Field(8, ge=1, description="sequences per micro-batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    max_seq_len: int = Field(1024, ge=16, description="longest prompt+response in tokens; longer examples drop examples, then are skipped")
+    max_seq_len: int = Field(
+        1024, ge=16, description="longest prompt+response in tokens; longer examples drop examples, then are skipped"
+    )
     max_steps: int | None = Field(None, ge=1, description="optimizer steps to run (exclusive with --epochs)")
     epochs: float | None = Field(None, gt=0, description="passes over the mixture (exclusive with --max-steps)")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")

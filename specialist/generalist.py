@@ -12,8 +12,8 @@ import json
 import os
 import re
 import typing
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -95,7 +95,9 @@ def _record(raw: object, where: str) -> GeneralistRecord:
     except ValidationError as e:
         err = e.errors()[0]
         field = ".".join(str(x) for x in err["loc"])
-        raise SpecialistError(f"{where}: field {field!r}: {err['msg']}", "records need instruction and output strings") from None
+        raise SpecialistError(
+            f"{where}: field {field!r}: {err['msg']}", "records need instruction and output strings"
+        ) from None
 
 
 def _load_hub_dataset(dataset_id: str) -> GeneralistSource:
@@ -114,9 +116,10 @@ def _load_hub_dataset(dataset_id: str) -> GeneralistSource:
             "check the id and your network, or pass a local JSON/JSONL file",
         ) from None
     records = tuple(_record(r, f"{dataset_id}, row {i}") for i, r in enumerate(table, 1))
-    fingerprint = getattr(table, "_fingerprint", None) or hashlib.sha256(
-        json.dumps([r.model_dump() for r in records]).encode()
-    ).hexdigest()
+    fingerprint = (
+        getattr(table, "_fingerprint", None)
+        or hashlib.sha256(json.dumps([r.model_dump() for r in records]).encode()).hexdigest()
+    )
     return GeneralistSource(source=f"hf:{dataset_id}", sha256=fingerprint, records=records)
 
 
@@ -165,9 +168,13 @@ class GeneralistSpec(BaseModel):
         try:
             value = float(ratio)
         except ValueError:
-            raise SpecialistError(f"generalist setting {spec!r} is not RATIO or RATIO:FILTER", "e.g. 0,1.0,1.0:no-facts") from None
+            raise SpecialistError(
+                f"generalist setting {spec!r} is not RATIO or RATIO:FILTER", "e.g. 0,1.0,1.0:no-facts"
+            ) from None
         if not 0 <= value <= 100 or kind not in GENERALIST_FILTERS:
-            raise SpecialistError(f"generalist setting {spec!r} is out of range", f"ratios 0-100, filters {', '.join(GENERALIST_FILTERS)}")
+            raise SpecialistError(
+                f"generalist setting {spec!r} is out of range", f"ratios 0-100, filters {', '.join(GENERALIST_FILTERS)}"
+            )
         return cls(ratio=value, filter=kind)
 
     @property

@@ -47,7 +47,9 @@ def default_task_data() -> Path:
 
 def default_generalist_data() -> Path:
     """Generalist records: `$SPECIALIST_GENERALIST_DATA`, else ../shared/data/generalist/alpaca_cleaned.jsonl.gz."""
-    return Path(os.environ.get(GENERALIST_DATA_ENV) or _REPO_ROOT.parent / "shared/data/generalist/alpaca_cleaned.jsonl.gz")
+    return Path(
+        os.environ.get(GENERALIST_DATA_ENV) or _REPO_ROOT.parent / "shared/data/generalist/alpaca_cleaned.jsonl.gz"
+    )
 
 
 def validate_name(name: str, what: str = "name") -> str:

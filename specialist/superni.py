@@ -155,7 +155,9 @@ def _read_json(path: Path):
     except json.JSONDecodeError as e:
         raise SpecialistError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}", "fix or replace the file") from None
     except (RecursionError, ValueError) as e:  # nested too deeply, or an integer with thousands of digits
-        raise SpecialistError(f"{path}: unreadable JSON ({type(e).__name__}: {str(e)[:80]})", "fix or replace the file") from None
+        raise SpecialistError(
+            f"{path}: unreadable JSON ({type(e).__name__}: {str(e)[:80]})", "fix or replace the file"
+        ) from None
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise SpecialistError(f"{path}: cannot read: {e}", "fix or replace the file") from None
 

@@ -44,7 +44,13 @@ def _parity_instances(rng: random.Random, n: int) -> list[dict]:
     rows = []
     for i in range(n):
         digits = [rng.randint(0, 9) for _ in range(rng.randint(1, 6))]
-        rows.append({"id": f"task901-{i}", "input": " ".join(map(str, digits)), "output": ["even" if sum(digits) % 2 == 0 else "odd"]})
+        rows.append(
+            {
+                "id": f"task901-{i}",
+                "input": " ".join(map(str, digits)),
+                "output": ["even" if sum(digits) % 2 == 0 else "odd"],
+            }
+        )
     return rows
 
 
@@ -136,7 +142,11 @@ def tiny_model_dir(tmp_path_factory, task_dir, generalist_file) -> Path:
     )
     bpe.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, unk_token="<|endoftext|>", bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>"
+        tokenizer_object=bpe,
+        unk_token="<|endoftext|>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
     )
 
     torch.manual_seed(0)
@@ -166,19 +176,30 @@ def train_args(tiny_model_dir, task_dir, generalist_file, tmp_path):
     """Flags for a fast `specialist train` on the tiny model; tests add or override."""
     return [
         "train",
-        "--base-model", str(tiny_model_dir),
-        "--task-data", str(task_dir),
-        "--task", TOY_TASK,
-        "--generalist-data", str(generalist_file),
-        "--instances-per-task", "16",
-        "--generalist-count", "8",
-        "--batch-size", "4",
-        "--max-steps", "4",
-        "--learning-rate", "0.003",
-        "--out", str(tmp_path / "adapter"),
+        "--base-model",
+        str(tiny_model_dir),
+        "--task-data",
+        str(task_dir),
+        "--task",
+        TOY_TASK,
+        "--generalist-data",
+        str(generalist_file),
+        "--instances-per-task",
+        "16",
+        "--generalist-count",
+        "8",
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "4",
+        "--learning-rate",
+        "0.003",
+        "--out",
+        str(tmp_path / "adapter"),
         "--no-progress",
-        "--num-threads", "2",
-    ]  # fmt: skip
+        "--num-threads",
+        "2",
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -188,13 +209,35 @@ def tiny_adapters(tmp_path_factory, tiny_model_dir, task_dir, generalist_file) -
 
     root = tmp_path_factory.mktemp("adapters")
     adapters = {}
-    for name, extra in {"alpha": ["--generalist-count", "0", "--seed", "1"], "beta": ["--generalist-count", "8", "--seed", "2"]}.items():
+    for name, extra in {
+        "alpha": ["--generalist-count", "0", "--seed", "1"],
+        "beta": ["--generalist-count", "8", "--seed", "2"],
+    }.items():
         args = [
-            "train", "--base-model", str(tiny_model_dir), "--task-data", str(task_dir), "--task", TOY_TASK,
-            "--generalist-data", str(generalist_file), "--instances-per-task", "16", "--batch-size", "4",
-            "--max-steps", "6", "--learning-rate", "0.02", "--out", str(root / name), "--no-progress", "--num-threads", "2",
+            "train",
+            "--base-model",
+            str(tiny_model_dir),
+            "--task-data",
+            str(task_dir),
+            "--task",
+            TOY_TASK,
+            "--generalist-data",
+            str(generalist_file),
+            "--instances-per-task",
+            "16",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "6",
+            "--learning-rate",
+            "0.02",
+            "--out",
+            str(root / name),
+            "--no-progress",
+            "--num-threads",
+            "2",
             *extra,
-        ]  # fmt: skip
+        ]
         assert main(args) == 0
         adapters[name] = root / name
     return adapters

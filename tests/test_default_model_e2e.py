@@ -21,10 +21,29 @@ pytestmark = [
 def test_specialist_train_on_the_default_model(tmp_path, capsys):
     out = tmp_path / "sst2"
     args = [
-        "train", "--task-data", str(SHARED_TASKS), "--task", SST2, "--generalist-data", str(SHARED_ALPACA),
-        "--instances-per-task", "8", "--generalist-ratio", "0.5", "--max-steps", "3", "--batch-size", "4",
-        "--learning-rate", "1e-3", "--out", str(out), "--no-progress", "--num-threads", "2",
-    ]  # fmt: skip
+        "train",
+        "--task-data",
+        str(SHARED_TASKS),
+        "--task",
+        SST2,
+        "--generalist-data",
+        str(SHARED_ALPACA),
+        "--instances-per-task",
+        "8",
+        "--generalist-ratio",
+        "0.5",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--learning-rate",
+        "1e-3",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--num-threads",
+        "2",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     manifest = read_manifest(out)
     ref = resolve_base_model(DEFAULT_BASE_MODEL)
@@ -52,8 +71,19 @@ def test_the_base_model_is_scored_fairly_under_the_stop_rule(tmp_path, capsys):
     import json
 
     out = tmp_path / "eval"
-    args = ["eval", "--base", "--task", SST2, "--task-data", str(SHARED_TASKS), "--eval-instances", "24", "--out", str(out),
-            "--no-progress"]  # fmt: skip
+    args = [
+        "eval",
+        "--base",
+        "--task",
+        SST2,
+        "--task-data",
+        str(SHARED_TASKS),
+        "--eval-instances",
+        "24",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     scores = json.loads((out / "scores.json").read_text())
     base = scores["models"]["base"]

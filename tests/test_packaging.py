@@ -33,14 +33,41 @@ def test_dockerfile_and_bentofile_agree():
     assert re.search(r"^USER \d+$", docker, re.M), "the container must run as a non-root user"
     assert "/readyz" in docker.split("HEALTHCHECK", 1)[1]
     assert 'CMD ["specialist", "serve"' in docker
-    for package in ("specialist", "inference", "training", "eval", "factory", "service", "cli"):
+    for package in SHIPPED:
         assert f"COPY {package} ./{package}" in docker and f"{package}/**/*.py" in bento["include"]
+
+
+# The top-level packages the service and the CLI run from (tests, benchmarks, reliability and scripts stay home).
+SHIPPED = ("specialist", "inference", "training", "eval", "factory", "service", "cli")
+
+
+def test_every_package_is_installed():
+    """A package folder missing from pyproject's list imports from a checkout but not from a wheel or the image."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for top in SHIPPED
+        for init in (REPO / top).rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert found == listed, (
+        f"missing from pyproject: {sorted(found - listed)}; listed but absent: {sorted(listed - found)}"
+    )
 
 
 @pytest.mark.slow
 def test_bentoml_build_succeeds_offline(tmp_path):
     env = dict(os.environ, BENTOML_HOME=str(tmp_path / "bentoml"), HF_HUB_OFFLINE="1", BENTOML_DO_NOT_TRACK="True")
-    result = subprocess.run([str(BIN / "bentoml"), "build", "--output", "tag"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(BIN / "bentoml"), "build", "--output", "tag"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     name, version = tag.split(":")

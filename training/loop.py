@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +122,14 @@ def train_loop(
         return collate([examples[i] for i in epoch_batches[epoch][offset]], pad_id)
 
     model.train()
-    bar = tqdm(total=plan.total_steps, initial=state.step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=plan.total_steps,
+        initial=state.step,
+        desc="training",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     started = time.perf_counter() - state.elapsed
     with open(log_path, "a") as log_file:
         for step in range(state.step, plan.total_steps):

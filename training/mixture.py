@@ -62,7 +62,9 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
                 + (", or fewer --selection-instances" if cfg.selection_instances else ""),
             )
         if wanted == 0:
-            raise SpecialistError(f"task {name} has no instances with answers left after the held-out set", "pick another task")
+            raise SpecialistError(
+                f"task {name} has no instances with answers left after the held-out set", "pick another task"
+            )
         prompt = task.prompt(cfg.num_examples)
         prompts[name] = prompt
         chosen = rng.sample(trainable, wanted)
@@ -75,13 +77,17 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
         data = load_generalist(cfg.generalist_data)
         records = filter_records(data.records, cfg.generalist_filter)
         if not records:
-            raise SpecialistError(f"the {cfg.generalist_filter} filter left no generalist records", "use --generalist-filter none")
+            raise SpecialistError(
+                f"the {cfg.generalist_filter} filter left no generalist records", "use --generalist-filter none"
+            )
         picks = _upsample(len(records), generalist_n, rng)
         examples += [
             TrainExample(TaskPrompt(definition=r.instruction, num_examples=0), r.input, r.output, GENERALIST)
             for r in (records[i] for i in picks)
         ]
-        sources[GENERALIST] = SourceInfo(source=data.source, sha256=data.sha256, available=len(records), used=generalist_n)
+        sources[GENERALIST] = SourceInfo(
+            source=data.source, sha256=data.sha256, available=len(records), used=generalist_n
+        )
 
     rng.shuffle(examples)
     digest = hashlib.sha256()

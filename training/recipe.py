@@ -33,8 +33,8 @@ from specialist.config import LoraSettings, OptimSettings, TrainConfig
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir
 from training.batching import encode_examples
-from training.lora import attach_lora
 from training.loop import latest_checkpoint, plan_steps, train_loop
+from training.lora import attach_lora
 from training.mixture import build_mixture
 
 RUN_CONFIG = "run_config.json"
@@ -69,14 +69,18 @@ def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
     tokenizer = load_tokenizer(base)
     encoded, skipped = encode_examples(tokenizer, mixture.examples, cfg.max_seq_len)
     if not encoded:
-        raise SpecialistError(f"every example is longer than --max-seq-len {cfg.max_seq_len} tokens", "raise --max-seq-len")
+        raise SpecialistError(
+            f"every example is longer than --max-seq-len {cfg.max_seq_len} tokens", "raise --max-seq-len"
+        )
     record = mixture.record.model_copy(update={"skipped_too_long": skipped})
 
     model = attach_lora(load_model(base, device, dtype), cfg, cfg.seed)
     plan = plan_steps(len(encoded), cfg, cfg.effective_epochs)
     resuming = cfg.resume and latest_checkpoint(work) is not None
     work.mkdir(parents=True, exist_ok=True)
-    (work / RUN_CONFIG).write_text(json.dumps({"fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json")}, indent=2))
+    (work / RUN_CONFIG).write_text(
+        json.dumps({"fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json")}, indent=2)
+    )
     if cfg.progress:
         print(
             f"{'Resuming' if resuming else 'Training'} {', '.join(mixture.record.per_task)}: "
@@ -103,7 +107,9 @@ def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
         base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
         tasks=mixture.task_prompts,
         mixture=record,
-        hyperparameters=cfg.model_dump(mode="json", include=set(LoraSettings.model_fields) | set(OptimSettings.model_fields)),
+        hyperparameters=cfg.model_dump(
+            mode="json", include=set(LoraSettings.model_fields) | set(OptimSettings.model_fields)
+        ),
         seed=cfg.seed,
         training=TrainingRecord(
             steps=state.step,
@@ -138,7 +144,9 @@ def train_or_reuse(cfg: TrainConfig, on_step=None) -> Path:
     out = Path(cfg.out)
     if (out / MANIFEST_NAME).is_file():
         if read_manifest(out).run_fingerprint != cfg.fingerprint():
-            raise SpecialistError(f"{out} holds an adapter trained with other options", "use another --out or delete it")
+            raise SpecialistError(
+                f"{out} holds an adapter trained with other options", "use another --out or delete it"
+            )
         print(f"reusing {out}", flush=True)
         return out
     return train_specialist(cfg.model_copy(update={"resume": True}), on_step).adapter_dir
@@ -151,7 +159,9 @@ def _check_out(out: Path, work: Path, cfg: TrainConfig) -> None:
     if not work.exists():
         return
     if not cfg.resume:
-        raise SpecialistError(f"an interrupted run of --out {out} exists in {work}", "pass --resume to continue it, or delete that folder")
+        raise SpecialistError(
+            f"an interrupted run of --out {out} exists in {work}", "pass --resume to continue it, or delete that folder"
+        )
     try:
         saved = json.loads((work / RUN_CONFIG).read_text())["fingerprint"]
     except (OSError, ValueError, KeyError):

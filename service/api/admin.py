@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from specialist.errors import SpecialistError
-
 from service.config import PromoteRequest, TaskRequest
 from service.http import ApiError, require_admin, storage_call
 from service.state import ServingDep, ServingState
+from specialist.errors import SpecialistError
 
 router = APIRouter(dependencies=[Depends(require_admin)])
 
@@ -41,4 +40,8 @@ async def reload(state: ServingDep):
 
 def _route_report(state: ServingState, task: str) -> dict:
     served = state.router.routes.get(task)
-    return {"task": task, "serving_version": served.version if served else None, "refused": state.router.errors.get(task)}
+    return {
+        "task": task,
+        "serving_version": served.version if served else None,
+        "refused": state.router.errors.get(task),
+    }

@@ -18,7 +18,13 @@ router = APIRouter()
 @router.get("/v1/models")
 async def models(state: ServingDep):
     now = int(time.time())
-    return {"object": "list", "data": [{"id": t, "object": "model", "created": now, "owned_by": "specialist-factory"} for t in sorted(state.router.routes)]}
+    return {
+        "object": "list",
+        "data": [
+            {"id": t, "object": "model", "created": now, "owned_by": "specialist-factory"}
+            for t in sorted(state.router.routes)
+        ],
+    }
 
 
 @router.post("/v1/completions")
@@ -32,12 +38,20 @@ async def completions(body: CompletionRequest, state: ServingDep):
     rid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
     def chunk(text: str, finish: str | None) -> dict:
-        return {"id": rid, "object": "text_completion", "created": created, "model": served.task,
-                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
+        return {
+            "id": rid,
+            "object": "text_completion",
+            "created": created,
+            "model": served.task,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+        }
 
     if body.stream:
-        return sse_response(state.stream(body.model, body.prompt, params, "completions"), lambda piece: chunk(piece, None),
-                            lambda g: chunk("", g.finish_reason))  # fmt: skip
+        return sse_response(
+            state.stream(body.model, body.prompt, params, "completions"),
+            lambda piece: chunk(piece, None),
+            lambda g: chunk("", g.finish_reason),
+        )
     served, result = await state.run(body.model, body.prompt, params, "completions")
     return chunk(result.text, result.finish_reason) | {"usage": _usage(result)}
 
@@ -53,14 +67,21 @@ async def chat(body: ChatRequest, state: ServingDep):
         if not all(isinstance(t, str) for t in texts):
             raise ApiError(422, "messages: a text content part needs a string 'text'")
         content = "".join(texts)
-    params = state.params(body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p, body.stop, body.seed)
+    params = state.params(
+        body.max_completion_tokens or body.max_tokens, body.temperature, body.top_p, body.stop, body.seed
+    )
     content = content or ""
     served, _ = state.prepare(body.model, content)
     rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
     def chunk(delta: dict, finish: str | None) -> dict:
-        return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": served.task,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
+        return {
+            "id": rid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": served.task,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
 
     if body.stream:
         first = [True]
@@ -70,15 +91,30 @@ async def chat(body: ChatRequest, state: ServingDep):
             first[0] = False
             return chunk(delta, None)
 
-        return sse_response(state.stream(body.model, content, params, "chat"), piece_chunk, lambda g: chunk({}, g.finish_reason))
+        return sse_response(
+            state.stream(body.model, content, params, "chat"), piece_chunk, lambda g: chunk({}, g.finish_reason)
+        )
     served, result = await state.run(body.model, content, params, "chat")
     return {
-        "id": rid, "object": "chat.completion", "created": created, "model": served.task,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text.strip()}, "logprobs": None,
-                     "finish_reason": result.finish_reason}],
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": served.task,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text.strip()},
+                "logprobs": None,
+                "finish_reason": result.finish_reason,
+            }
+        ],
         "usage": _usage(result),
-    }  # fmt: skip
+    }
 
 
 def _usage(g: Generation) -> dict:
-    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens, "total_tokens": g.prompt_tokens + g.completion_tokens}
+    return {
+        "prompt_tokens": g.prompt_tokens,
+        "completion_tokens": g.completion_tokens,
+        "total_tokens": g.prompt_tokens + g.completion_tokens,
+    }

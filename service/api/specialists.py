@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from specialist.errors import SpecialistError
-
 from service.http import ApiError, require_admin, storage_call
 from service.jobs import DuplicateJob, RequestRejected, SpecialistRequest, save_upload, validate_request
 from service.state import ServingDep
+from specialist.errors import SpecialistError
 
 UPLOADS = "/uploads"  # its body limit is max_upload_bytes, not max_body_bytes (see create_app)
 router = APIRouter(dependencies=[Depends(require_admin)])
@@ -18,7 +17,9 @@ router = APIRouter(dependencies=[Depends(require_admin)])
 @router.post(UPLOADS, status_code=201)
 async def upload(request: Request, state: ServingDep):
     data = await request.body()
-    upload_id, count = await storage_call("job store", _jobs_call, lambda: save_upload(state.jobs.root.parent, data, state.config.max_upload_bytes))
+    upload_id, count = await storage_call(
+        "job store", _jobs_call, lambda: save_upload(state.jobs.root.parent, data, state.config.max_upload_bytes)
+    )
     return {"upload_id": upload_id, "records": count}
 
 

@@ -45,24 +45,46 @@ async def generate_stream(body: TGIRequest, state: ServingDep):
     counter = iter(range(1, 1_000_000))
 
     def token(piece: str) -> dict:
-        return {"index": next(counter), "token": {"id": 0, "text": piece, "logprob": 0.0, "special": False},
-                "generated_text": None, "details": None}  # fmt: skip
+        return {
+            "index": next(counter),
+            "token": {"id": 0, "text": piece, "logprob": 0.0, "special": False},
+            "generated_text": None,
+            "details": None,
+        }
 
     def final(g: Generation) -> dict:
-        return {"index": next(counter), "token": {"id": 0, "text": "", "logprob": 0.0, "special": True},
-                "generated_text": g.text, "details": _tgi_details(g, stream=True)}  # fmt: skip
+        return {
+            "index": next(counter),
+            "token": {"id": 0, "text": "", "logprob": 0.0, "special": True},
+            "generated_text": g.text,
+            "details": _tgi_details(g, stream=True),
+        }
 
-    return sse_response(state.stream(body.parameters.adapter_id, body.inputs, params, "generate_stream"), token, final, done_marker=False)
+    return sse_response(
+        state.stream(body.parameters.adapter_id, body.inputs, params, "generate_stream"),
+        token,
+        final,
+        done_marker=False,
+    )
 
 
 @router.get("/info")
 async def info(state: ServingDep):
-    return {"model_id": state.base.id, "model_sha": state.base.content_sha256, "router": "specialist-factory",
-            "max_input_tokens": state.config.max_input_tokens, "max_total_tokens": state.config.max_input_tokens + state.config.max_new_tokens_cap}  # fmt: skip
+    return {
+        "model_id": state.base.id,
+        "model_sha": state.base.content_sha256,
+        "router": "specialist-factory",
+        "max_input_tokens": state.config.max_input_tokens,
+        "max_total_tokens": state.config.max_input_tokens + state.config.max_new_tokens_cap,
+    }
 
 
 def _tgi_details(g: Generation, stream: bool = False) -> dict:
-    details = {"finish_reason": "length" if g.finish_reason == "length" else "eos_token", "generated_tokens": g.completion_tokens, "seed": None}
+    details = {
+        "finish_reason": "length" if g.finish_reason == "length" else "eos_token",
+        "generated_tokens": g.completion_tokens,
+        "seed": None,
+    }
     if not stream:
         details |= {"prefill": [], "tokens": []}
     return details

@@ -4,11 +4,31 @@ and inline data)."""
 
 from service.jobs.data import save_upload
 from service.jobs.executor import Executor, LocalExecutor
-from service.jobs.schema import FINAL, RUNNING, DuplicateJob, Job, JobSummary, RequestRejected, SpecialistRequest, Stage, validate_request
+from service.jobs.schema import (
+    FINAL,
+    RUNNING,
+    DuplicateJob,
+    Job,
+    JobSummary,
+    RequestRejected,
+    SpecialistRequest,
+    Stage,
+    validate_request,
+)
 from service.jobs.store import JobStore
 
-
 __all__ = [
-    "FINAL", "RUNNING", "DuplicateJob", "Executor", "Job", "JobStore", "JobSummary", "LocalExecutor",
-    "RequestRejected", "SpecialistRequest", "Stage", "save_upload", "validate_request",
-]  # fmt: skip
+    "FINAL",
+    "RUNNING",
+    "DuplicateJob",
+    "Executor",
+    "Job",
+    "JobStore",
+    "JobSummary",
+    "LocalExecutor",
+    "RequestRejected",
+    "SpecialistRequest",
+    "Stage",
+    "save_upload",
+    "validate_request",
+]

@@ -34,7 +34,11 @@ def save_upload(home: Path, data: bytes, limit: int) -> tuple[str, int]:
         raise RequestRejected(400, "upload is not UTF-8 text") from None
     stripped = text.lstrip()
     try:
-        rows = json.loads(text) if stripped.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = (
+            json.loads(text)
+            if stripped.startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
     except json.JSONDecodeError as e:
         raise RequestRejected(400, f"upload is not valid JSON/JSONL (line {e.lineno}: {e.msg})") from None
     except (RecursionError, ValueError) as e:  # nested too deeply, or an integer beyond Python's digit limit
@@ -45,7 +49,9 @@ def save_upload(home: Path, data: bytes, limit: int) -> tuple[str, int]:
         try:
             instances.append(InlineInstance.model_validate(row))
         except ValidationError as e:
-            raise RequestRejected(422, f"upload record {n}: {e.errors()[0]['msg']} (records need input and output or outputs)") from None
+            raise RequestRejected(
+                422, f"upload record {n}: {e.errors()[0]['msg']} (records need input and output or outputs)"
+            ) from None
     if not instances:
         raise RequestRejected(422, "upload has no records")
     upload_id = uuid.uuid4().hex
@@ -74,7 +80,10 @@ def materialize_task(request: SpecialistRequest, config: ServeConfig, job_dir: P
         _, trainable = training_pool(load_task(config.task_data, request.superni_task))
         return Path(config.task_data), request.superni_task, len(trainable)
     held_out, trainable = split_inline_data(request, job_dir.parent.parent)
-    rows = [{"id": f"{request.task}-{n}", "input": i.input, "output": i.references()} for n, i in enumerate([*held_out, *trainable])]
+    rows = [
+        {"id": f"{request.task}-{n}", "input": i.input, "output": i.references()}
+        for n, i in enumerate([*held_out, *trainable])
+    ]
     raw = {
         "Definition": [request.definition],
         "Positive Examples": [e.model_dump() for e in request.positive_examples],

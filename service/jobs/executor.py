@@ -73,8 +73,11 @@ class LocalExecutor:
         log = open(self.store.job_dir(job_id).with_suffix(".log"), "ab")
         self.current = proc = subprocess.Popen(
             [sys.executable, "-m", RUNNER_MODULE, job_id],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.store.set_pid(job_id, proc.pid)
         started = time.time()
         reason = None
@@ -104,7 +107,9 @@ class LocalExecutor:
         elif reason:
             self.store.update(job_id, status="failed", error=reason)
         elif not self._stop.is_set() and self.store.get(job_id).status not in FINAL:
-            self.store.update(job_id, status="failed", error=f"the job process exited with code {proc.returncode} (see {log.name})")
+            self.store.update(
+                job_id, status="failed", error=f"the job process exited with code {proc.returncode} (see {log.name})"
+            )
 
 
 def is_runner_cmdline(cmdline: bytes) -> bool:

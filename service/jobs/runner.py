@@ -40,15 +40,37 @@ def main(job_id: str) -> int:
         policy_path = job_dir / "gate.yaml"
         policy_path.write_text(json.dumps(job_policy(request, config).model_dump(mode="json")))
         candidates = candidate_settings(request, specialist_n)
-        length = {"max_steps": request.budget.max_steps} if request.budget.max_steps else {"epochs": request.budget.epochs or 2}
-        lora = {k: v for k, v in {"lora_rank": request.lora.rank, "lora_alpha": request.lora.alpha, "lora_dropout": request.lora.dropout,
-                                   "learning_rate": request.lora.learning_rate}.items() if v is not None}  # fmt: skip
+        length = (
+            {"max_steps": request.budget.max_steps}
+            if request.budget.max_steps
+            else {"epochs": request.budget.epochs or 2}
+        )
+        lora = {
+            k: v
+            for k, v in {
+                "lora_rank": request.lora.rank,
+                "lora_alpha": request.lora.alpha,
+                "lora_dropout": request.lora.dropout,
+                "learning_rate": request.lora.learning_rate,
+            }.items()
+            if v is not None
+        }
         cfg = BuildConfig(
-            task=[task_name], task_data=task_dir, generalist_data=config.generalist_data,
-            instances_per_task=request.instances_per_task, candidates=candidates,
-            selection_instances=request.selection_instances, policy=policy_path, base_model=config.base_model,
-            device=config.device, num_threads=config.job_threads, out=job_dir / "build", progress=False, **length, **lora,
-        )  # fmt: skip
+            task=[task_name],
+            task_data=task_dir,
+            generalist_data=config.generalist_data,
+            instances_per_task=request.instances_per_task,
+            candidates=candidates,
+            selection_instances=request.selection_instances,
+            policy=policy_path,
+            base_model=config.base_model,
+            device=config.device,
+            num_threads=config.job_threads,
+            out=job_dir / "build",
+            progress=False,
+            **length,
+            **lora,
+        )
 
         def on_event(stage: str, info: dict) -> None:
             if stage == "training":

@@ -30,6 +30,7 @@ RUNNING: tuple[str, ...] = ("preparing", "training", "evaluating", "gating")
 
 # -- the request ---------------------------------------------------------------------------------------------
 
+
 class _Body(TextBody):  # finite numbers and valid Unicode, as every request body
     model_config = ConfigDict(extra="forbid")
 
@@ -99,10 +100,15 @@ class SpecialistRequest(_Body):
     definition: str | None = Field(None, max_length=20_000)
     positive_examples: list[InlineExample] = Field(default_factory=list, max_length=8)
     upload_id: str | None = Field(None, pattern=r"^[0-9a-f]{32}$")
-    eval_instances: list[InlineInstance] | None = Field(None, max_length=10_000, description="a separate evaluation set")
+    eval_instances: list[InlineInstance] | None = Field(
+        None, max_length=10_000, description="a separate evaluation set"
+    )
     held_out: int = Field(100, ge=1, le=10_000, description="evaluation instances taken from the provided data")
     selection_instances: int = Field(
-        50, ge=1, le=10_000, description="instances kept out of training to choose between candidates (with several candidates)"
+        50,
+        ge=1,
+        le=10_000,
+        description="instances kept out of training to choose between candidates (with several candidates)",
     )
     metric: Metric | None = None
     instances_per_task: int | Literal["all"] = 64
@@ -129,6 +135,7 @@ class SpecialistRequest(_Body):
 
 # -- the job, as the API shows it ----------------------------------------------------------------------------------
 
+
 class JobSummary(BaseModel):
     """One job in GET /specialists (the field order is the API's)."""
 
@@ -146,7 +153,9 @@ class Job(JobSummary):
     """GET /specialists/{id}: the summary plus the outcome and the request. Both stay JSON as stored, so a job
     accepted by an earlier version is still shown as it was accepted."""
 
-    result: dict[str, Any] = Field(description="{decision: a BuildDecision, route: {task, version, adapter} once promoted}")
+    result: dict[str, Any] = Field(
+        description="{decision: a BuildDecision, route: {task, version, adapter} once promoted}"
+    )
     request: dict[str, Any]
 
 
@@ -157,6 +166,7 @@ class DuplicateJob(Exception):
 
 
 # -- accepting a request ---------------------------------------------------------------------------------------
+
 
 class RequestRejected(Exception):
     """A request that must not be queued: `status` is the HTTP code, the message says why and how to fix it."""
@@ -201,16 +211,19 @@ def validate_request(request: SpecialistRequest, config: ServeConfig, home: Path
 
         held_out, trainable = split_inline_data(request, home)
     if not held_out:
-        raise RequestRejected(422, "no evaluation instances: send more instances, lower held_out or give eval_instances")
+        raise RequestRejected(
+            422, "no evaluation instances: send more instances, lower held_out or give eval_instances"
+        )
     # Several candidates are compared on a selection set that none of them trains on (factory.build).
     selection = selection_size(len(candidate_settings(request, len(trainable))), request.selection_instances)
     left = len(trainable) - selection
     if left < 1 or (wanted != "all" and wanted > left):
         reserved = f" and {selection} kept to choose between candidates (selection_instances)" if selection else ""
         raise RequestRejected(
-            422, f"too few instances: {max(0, left)} left for training after {len(held_out)} held out{reserved}, {wanted} requested; "
+            422,
+            f"too few instances: {max(0, left)} left for training after {len(held_out)} held out{reserved}, {wanted} requested; "
             "send more instances or ask for fewer" + (", or lower selection_instances" if selection else ""),
-        )  # fmt: skip
+        )
     job_policy(request, config)  # raises if the overrides loosen the operator's policy
 
 
@@ -223,7 +236,9 @@ def job_policy(request: SpecialistRequest, config: ServeConfig) -> GatePolicy:
     updates: dict = {}
     for metric, value in o.min_score.items():
         if value < base.min_score.get(metric, 0):
-            raise RequestRejected(422, f"gate.min_score.{metric}={value} is below the operator's {base.min_score[metric]}")
+            raise RequestRejected(
+                422, f"gate.min_score.{metric}={value} is below the operator's {base.min_score[metric]}"
+            )
         updates.setdefault("min_score", dict(base.min_score))[metric] = value
     for name in ("min_gain_over_base", "min_gain_over_majority", "min_gain_over_champion", "confidence"):
         value, floor = getattr(o, name), getattr(base, name)
@@ -233,6 +248,8 @@ def job_policy(request: SpecialistRequest, config: ServeConfig) -> GatePolicy:
             updates[name] = value
     if o.eval_instances is not None:
         if base.eval_instances is not None and o.eval_instances < base.eval_instances:
-            raise RequestRejected(422, f"gate.eval_instances={o.eval_instances} is below the operator's {base.eval_instances}")
+            raise RequestRejected(
+                422, f"gate.eval_instances={o.eval_instances} is below the operator's {base.eval_instances}"
+            )
         updates["eval_instances"] = o.eval_instances
     return base.model_copy(update=updates)

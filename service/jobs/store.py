@@ -87,8 +87,14 @@ class JobStore:
             row = db.execute("SELECT request FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return SpecialistRequest.model_validate_json(row["request"])
 
-    def update(self, job_id: str, status: Stage | None = None, progress: dict[str, Any] | None = None,
-               result: dict[str, Any] | None = None, error: str | None = None) -> None:  # fmt: skip
+    def update(
+        self,
+        job_id: str,
+        status: Stage | None = None,
+        progress: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         sets, values = ["updated_at = ?"], [_now()]
         if status is not None:
             sets.append("status = ?")
@@ -108,8 +114,10 @@ class JobStore:
             values.append(error)
         with self._connect() as db:
             # A final status is never overwritten (a late update from a dying process must not revive a job).
-            db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status NOT IN ({','.join('?' * len(FINAL))})",
-                       (*values, job_id, *FINAL))  # fmt: skip
+            db.execute(
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND status NOT IN ({','.join('?' * len(FINAL))})",
+                (*values, job_id, *FINAL),
+            )
 
     def request_cancel(self, job_id: str) -> Stage | None:
         """Cancel a queued job at once, or flag a running one for the executor; returns the status after.
@@ -121,7 +129,10 @@ class JobStore:
                 db.execute("ROLLBACK")
                 return None
             if row["status"] == "queued":
-                db.execute("UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ? WHERE id = ?", (_now(), _now(), job_id))
+                db.execute(
+                    "UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ? WHERE id = ?",
+                    (_now(), _now(), job_id),
+                )
             elif row["status"] in RUNNING and not row["promoting"]:
                 db.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (_now(), job_id))
             db.execute("COMMIT")
@@ -163,14 +174,18 @@ class JobStore:
 
     def next_queued(self) -> str | None:
         with self._connect() as db:
-            row = db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1").fetchone()
+            row = db.execute(
+                "SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1"
+            ).fetchone()
         return row["id"] if row else None
 
     def fail_interrupted(self) -> int:
         """At start: jobs that were running when the service stopped are failed, never left half-done; a job
         process that outlived the service (it runs in its own session) is stopped first."""
         with self._connect() as db:
-            rows = db.execute(f"SELECT pid FROM jobs WHERE pid IS NOT NULL AND status IN ({','.join('?' * len(RUNNING))})", RUNNING).fetchall()
+            rows = db.execute(
+                f"SELECT pid FROM jobs WHERE pid IS NOT NULL AND status IN ({','.join('?' * len(RUNNING))})", RUNNING
+            ).fetchall()
         for row in rows:
             stop_leftover_runner(row["pid"])
         with self._connect() as db:
@@ -184,9 +199,15 @@ class JobStore:
 
 def _summary(row: sqlite3.Row) -> JobSummary:
     return JobSummary(
-        job_id=row["id"], task=row["task"], status=row["status"], progress=json.loads(row["progress"]), error=row["error"],
-        created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
-    )  # fmt: skip
+        job_id=row["id"],
+        task=row["task"],
+        status=row["status"],
+        progress=json.loads(row["progress"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
 
 
 def _job(row: sqlite3.Row) -> Job:

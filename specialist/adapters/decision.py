@@ -69,7 +69,9 @@ class GateDecision(BaseModel):
             return "PASS"
         undecided = [c.name for c in self.failures() if c.undecided]
         failed = [c.name for c in self.failures() if not c.undecided]
-        parts = ([f"failed: {', '.join(failed)}"] if failed else []) + ([f"cannot decide: {', '.join(undecided)}"] if undecided else [])
+        parts = ([f"failed: {', '.join(failed)}"] if failed else []) + (
+            [f"cannot decide: {', '.join(undecided)}"] if undecided else []
+        )
         return "FAIL (" + "; ".join(parts) + ")"
 
 

@@ -93,11 +93,15 @@ def write_manifest(adapter_dir: Path, manifest: AdapterManifest) -> Path:
 def read_manifest(adapter_dir: Path) -> AdapterManifest:
     path = Path(adapter_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise SpecialistError(f"{adapter_dir} has no {MANIFEST_NAME}", "pass an adapter directory made by `specialist train`")
+        raise SpecialistError(
+            f"{adapter_dir} has no {MANIFEST_NAME}", "pass an adapter directory made by `specialist train`"
+        )
     try:
         return AdapterManifest.model_validate_json(path.read_text())
     except ValidationError as e:
-        raise SpecialistError(f"{path} is not a valid manifest: {str(e).splitlines()[1].strip()}", "retrain the adapter") from None
+        raise SpecialistError(
+            f"{path} is not a valid manifest: {str(e).splitlines()[1].strip()}", "retrain the adapter"
+        ) from None
 
 
 def lora_only_problems(adapter_dir: Path) -> list[str]:
@@ -149,7 +153,11 @@ class AdapterCheck:
     @property
     def problems(self) -> list[str]:
         errors = (self.manifest_error, self.prompt_format_error)
-        return [*self.lora_problems, *(e.problem for e in errors if e), *([self.base_mismatch] if self.base_mismatch else [])]
+        return [
+            *self.lora_problems,
+            *(e.problem for e in errors if e),
+            *([self.base_mismatch] if self.base_mismatch else []),
+        ]
 
     @property
     def ok(self) -> bool:
@@ -161,7 +169,10 @@ class AdapterCheck:
         if self.ok:
             return self.manifest
         if self.lora_problems:
-            raise error(f"adapter {self.path} is refused: {'; '.join(self.problems)}", fix or "pass a LoRA adapter made by `specialist train`")
+            raise error(
+                f"adapter {self.path} is refused: {'; '.join(self.problems)}",
+                fix or "pass a LoRA adapter made by `specialist train`",
+            )
         for e in (self.manifest_error, self.prompt_format_error):
             if e:
                 raise error(f"adapter {self.path}: {e.problem}", fix or e.fix)

@@ -26,7 +26,6 @@ from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, sha256_file, specialist_home, validate_name
 from specialist.sqlite import connect, transaction
 
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
     task TEXT NOT NULL, version INTEGER NOT NULL, path TEXT NOT NULL, adapter_sha256 TEXT NOT NULL,
@@ -95,10 +94,17 @@ class Registry:
 
     def _version(self, row: sqlite3.Row) -> Version:
         return Version(
-            task=row["task"], version=row["version"], path=Path(row["path"]), adapter_sha256=row["adapter_sha256"],
-            base_model=row["base_model"], base_sha256=row["base_sha256"], gate_passed=bool(row["gate_passed"]),
-            skip_gate=bool(row["skip_gate"]), scores=json.loads(row["scores"]), created_at=row["created_at"],
-        )  # fmt: skip
+            task=row["task"],
+            version=row["version"],
+            path=Path(row["path"]),
+            adapter_sha256=row["adapter_sha256"],
+            base_model=row["base_model"],
+            base_sha256=row["base_sha256"],
+            gate_passed=bool(row["gate_passed"]),
+            skip_gate=bool(row["skip_gate"]),
+            scores=json.loads(row["scores"]),
+            created_at=row["created_at"],
+        )
 
     def versions(self, task: str | None = None) -> list[Version]:
         with self._connect() as db:
@@ -117,12 +123,16 @@ class Registry:
 
     def history(self, task: str | None = None) -> list[dict]:
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM history WHERE (? IS NULL OR task = ?) ORDER BY id", (task, task)).fetchall()
+            rows = db.execute(
+                "SELECT * FROM history WHERE (? IS NULL OR task = ?) ORDER BY id", (task, task)
+            ).fetchall()
         return [dict(r) for r in rows]
 
     # -- writing -------------------------------------------------------------------------------------------
 
-    def add(self, adapter_dir: Path, task: str, *, skip_gate: bool = False, actor: str = "cli", promote: bool = True) -> Version:
+    def add(
+        self, adapter_dir: Path, task: str, *, skip_gate: bool = False, actor: str = "cli", promote: bool = True
+    ) -> Version:
         """Copy an adapter into the registry as the task's next version (and route to it, by default)."""
         validate_name(task, "task name")
         adapter_dir = Path(adapter_dir)
@@ -132,18 +142,30 @@ class Registry:
         passed = bool(decision and decision.passed)
         if not skip_gate:
             if decision is None:
-                raise SpecialistError(f"{adapter_dir} has no gate decision", f"run `specialist gate --candidate {adapter_dir}` first (operators: --skip-gate)")
+                raise SpecialistError(
+                    f"{adapter_dir} has no gate decision",
+                    f"run `specialist gate --candidate {adapter_dir}` first (operators: --skip-gate)",
+                )
             if not passed:
                 failed = ", ".join(c.name for c in decision.failures())
-                raise SpecialistError(f"{adapter_dir} failed its gate ({failed})", "train a better adapter (operators: --skip-gate)")
+                raise SpecialistError(
+                    f"{adapter_dir} failed its gate ({failed})", "train a better adapter (operators: --skip-gate)"
+                )
             if decision.adapter_sha256 != weights_sha:
-                raise SpecialistError(f"the gate decision in {adapter_dir} is for other weights", "re-run `specialist gate` on this adapter")
+                raise SpecialistError(
+                    f"the gate decision in {adapter_dir} is for other weights",
+                    "re-run `specialist gate` on this adapter",
+                )
             if decision.base_sha256 != manifest.base_model.content_sha256:
-                raise SpecialistError(f"the gate decision in {adapter_dir} is for another base model", "re-run `specialist gate`")
+                raise SpecialistError(
+                    f"the gate decision in {adapter_dir} is for another base model", "re-run `specialist gate`"
+                )
         # The decision scores every model it evaluated (candidate, base, champion, majority): keep the candidate's.
         scores = decision.candidate_scores if decision else {}
         with self._transaction() as db:
-            version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE task = ?", (task,)).fetchone()[0]
+            version = db.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE task = ?", (task,)
+            ).fetchone()[0]
             while (self.root / "adapters" / task / f"v{version}").exists():
                 version += 1  # a copy left by a crash between rename and commit: never reuse its number
             dest = self.root / "adapters" / task / f"v{version}"
@@ -153,9 +175,19 @@ class Registry:
                         shutil.copy2(item, tmp / item.name)
             db.execute(
                 "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (task, version, str(dest), weights_sha, manifest.base_model.id, manifest.base_model.content_sha256,
-                 int(passed), int(skip_gate), json.dumps(scores), _now()),
-            )  # fmt: skip
+                (
+                    task,
+                    version,
+                    str(dest),
+                    weights_sha,
+                    manifest.base_model.id,
+                    manifest.base_model.content_sha256,
+                    int(passed),
+                    int(skip_gate),
+                    json.dumps(scores),
+                    _now(),
+                ),
+            )
             reason = "registered" + (" with --skip-gate" if skip_gate else " (gate passed)")
             self._log(db, task, "add", None, version, actor, reason)
             if promote:

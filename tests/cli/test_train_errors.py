@@ -35,11 +35,15 @@ def test_empty_generalist_file(train_args, tmp_path, capsys):
 
 def test_malformed_generalist_line(train_args, tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text('{"instruction": "a", "output": "b"}\n{not json}\n')
-    _run_fails(_set(train_args, "--generalist-data", str(tmp_path / "bad.jsonl")), capsys, tmp_path, "bad.jsonl, line 2")
+    _run_fails(
+        _set(train_args, "--generalist-data", str(tmp_path / "bad.jsonl")), capsys, tmp_path, "bad.jsonl, line 2"
+    )
 
 
 def test_unknown_task_suggests(train_args, tmp_path, capsys):
-    _run_fails(_set(train_args, "--task", "task900_toy_sentimental"), capsys, tmp_path, "did you mean task900_toy_sentiment")
+    _run_fails(
+        _set(train_args, "--task", "task900_toy_sentimental"), capsys, tmp_path, "did you mean task900_toy_sentiment"
+    )
 
 
 def test_missing_task_dir(train_args, tmp_path, capsys):
@@ -66,7 +70,9 @@ def test_ratio_and_count_together(train_args, tmp_path, capsys):
 
 
 def test_base_model_not_found(train_args, tmp_path, capsys):
-    _run_fails(_set(train_args, "--base-model", "no-such-model"), capsys, tmp_path, "base model 'no-such-model' not found")
+    _run_fails(
+        _set(train_args, "--base-model", "no-such-model"), capsys, tmp_path, "base model 'no-such-model' not found"
+    )
 
 
 def test_base_model_dir_without_config(train_args, tmp_path, capsys):
@@ -87,10 +93,9 @@ def test_config_with_unknown_key(train_args, tmp_path, capsys):
 
 
 def test_config_file_values_and_flag_overrides(train_args, tmp_path):
-    from specialist.config import TrainConfig
-
     from cli.main import build_parser
     from cli.options import model_from_args
+    from specialist.config import TrainConfig
 
     (tmp_path / "train.yaml").write_text("lora_rank: 4\nseed: 7\nlora-alpha: 8\ninstances_per_task: all\n")
     args = build_parser().parse_args(train_args + ["--config", str(tmp_path / "train.yaml"), "--seed", "9"])

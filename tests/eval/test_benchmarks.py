@@ -22,7 +22,9 @@ def test_majority_ties_go_to_the_alphabetically_first_label():
 
 def test_majority_comes_from_training_instances_never_the_evaluation_set(tmp_path):
     # The held-out first 100 are all "POS"; the 40 training instances are mostly "NEG".
-    rows = [{"id": f"m-{i}", "input": f"x{i}", "output": ["POS" if i < 100 or i % 4 == 0 else "NEG"]} for i in range(140)]
+    rows = [
+        {"id": f"m-{i}", "input": f"x{i}", "output": ["POS" if i < 100 or i % 4 == 0 else "NEG"]} for i in range(140)
+    ]
     write_task(tmp_path / "task951_majority.json", "Say POS or NEG.", rows, [], "Sentiment Analysis")
     bench = superni_benchmark(tmp_path, "task951_majority")
     assert bench.metric == "exact_match" and bench.majority.label == "NEG" and bench.majority.of == 40

@@ -9,14 +9,18 @@ from specialist.adapters.decision import BASE, MAJORITY, read_decision
 from specialist.errors import SpecialistError
 
 
-def _run(predictions: dict[str, list[str]], references: list[str], majority: str | None = "NEG", task: str = "t1") -> EvalRun:
+def _run(
+    predictions: dict[str, list[str]], references: list[str], majority: str | None = "NEG", task: str = "t1"
+) -> EvalRun:
     """An evaluation run of one label task from each model's predictions (no model needed)."""
     from eval.benchmarks import BenchInstance, Benchmark, MajorityLabel
     from specialist.prompt_format import TaskPrompt
 
     label = MajorityLabel(label=majority, count=60, of=100) if majority else None
     instances = [BenchInstance(id=str(i), input=str(i), references=[r]) for i, r in enumerate(references)]
-    bench = Benchmark(name=task, metric="exact_match", prompt=TaskPrompt(definition="d"), instances=instances, majority=label)
+    bench = Benchmark(
+        name=task, metric="exact_match", prompt=TaskPrompt(definition="d"), instances=instances, majority=label
+    )
     run = EvalRun(base_model="m", models=list(predictions), benchmarks=[bench])
     for model, preds in predictions.items():
         run.record(model, bench, preds)
@@ -35,11 +39,14 @@ REFERENCES = ["NEG" if i % 5 < 3 else "POS" for i in range(100)]  # 60% NEG: the
 
 
 def test_every_check_is_reported_with_numbers_intervals_and_missing_metrics_fail():
-    run = _run({
-        BASE: _right_on(REFERENCES, set(range(20))),
-        "cand": _right_on(REFERENCES, set(range(90))),
-        "champ": _right_on(REFERENCES, set(range(95))),
-    }, REFERENCES)  # fmt: skip
+    run = _run(
+        {
+            BASE: _right_on(REFERENCES, set(range(20))),
+            "cand": _right_on(REFERENCES, set(range(90))),
+            "champ": _right_on(REFERENCES, set(range(95))),
+        },
+        REFERENCES,
+    )
     policy = GatePolicy(min_score={"score": 41, "rougeL": 95}, min_gain_over_base=5, min_gain_over_champion=-2)
     checks = {c.name: c for c in decide(run, "cand", policy, ["t1"], "champ")}
     floor = checks["mean score >= 41"]
@@ -73,8 +80,12 @@ def test_a_gain_whose_interval_straddles_the_threshold_cannot_be_decided():
     base_right = {i for i in range(100) if rng.random() < 0.5}
     cand_right = set(base_right) | {i for i in range(100) if i not in base_right and rng.random() < 0.12}
     cand_right -= set(sorted(base_right)[:3])  # some wins and some losses: a small, noisy gain
-    run = _run({BASE: _right_on(REFERENCES, base_right), "cand": _right_on(REFERENCES, cand_right)}, REFERENCES, majority=None)
-    check = next(c for c in decide(run, "cand", GatePolicy(min_gain_over_base=0), ["t1"]) if c.name == "beats base model")
+    run = _run(
+        {BASE: _right_on(REFERENCES, base_right), "cand": _right_on(REFERENCES, cand_right)}, REFERENCES, majority=None
+    )
+    check = next(
+        c for c in decide(run, "cand", GatePolicy(min_gain_over_base=0), ["t1"]) if c.name == "beats base model"
+    )
     assert check.value > 0 and check.ci_low <= 0 < check.ci_high
     assert not check.passed and check.undecided
     needed = int(check.detail.split("about ")[1].split(" instances")[0])
@@ -94,7 +105,9 @@ def test_majority_check_does_not_apply_without_label_tasks_and_null_skips():
 
 
 def test_decisions_are_reproducible():
-    run = _run({BASE: _right_on(REFERENCES, set(range(40))), "cand": _right_on(REFERENCES, set(range(10, 60)))}, REFERENCES)
+    run = _run(
+        {BASE: _right_on(REFERENCES, set(range(40))), "cand": _right_on(REFERENCES, set(range(10, 60)))}, REFERENCES
+    )
     first = decide(run, "cand", GatePolicy(), ["t1"])
     assert first == decide(run, "cand", GatePolicy(), ["t1"])  # same data, same seed: the same decision, bounds and all
     other_seed = decide(run, "cand", GatePolicy(bootstrap_seed=1), ["t1"])
@@ -120,7 +133,19 @@ def test_policy_files_are_validated(tmp_path):
 
 
 def _gate(candidate, task_dir, policy, *extra):
-    return main(["gate", "--candidate", str(candidate), "--policy", str(policy), "--task-data", str(task_dir), "--no-progress", *extra])
+    return main(
+        [
+            "gate",
+            "--candidate",
+            str(candidate),
+            "--policy",
+            str(policy),
+            "--task-data",
+            str(task_dir),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def test_gate_cli_exit_codes_and_saved_decision(tiny_adapters, task_dir, tmp_path, capsys):
@@ -130,8 +155,15 @@ def test_gate_cli_exit_codes_and_saved_decision(tiny_adapters, task_dir, tmp_pat
     easy.write_text("min_gain_over_base: -100\nmin_gain_over_champion: -100\neval_instances: 4\n")
     assert _gate(candidate, task_dir, easy, "--champion", str(tiny_adapters["beta"])) == 0
     out = capsys.readouterr().out
-    for name in ("valid LoRA-only PEFT adapter", "same base model", "beats base model", "beats majority label", "beats champion",
-                 "90% interval", "PASS"):  # fmt: skip
+    for name in (
+        "valid LoRA-only PEFT adapter",
+        "same base model",
+        "beats base model",
+        "beats majority label",
+        "beats champion",
+        "90% interval",
+        "PASS",
+    ):
         assert name in out
     decision = read_decision(candidate)
     assert decision.passed and set(decision.scores) == {BASE, "candidate", "champion", MAJORITY}

@@ -16,18 +16,48 @@ def _jsonl(path, rows):
 
 @pytest.fixture
 def files(tmp_path):
-    refs = _jsonl(tmp_path / "refs.jsonl", [
-        {"id": "a1", "references": ["POS"], "task_id": "task_a", "task_category": "Sentiment Analysis", "track": "default"},
-        {"id": "a2", "references": ["NEG", "negative"], "task_id": "task_a", "task_category": "Sentiment Analysis", "track": "default"},
-        {"id": "b1", "references": ["the quick brown fox"], "task_id": "task_b", "task_category": "Title Generation", "track": "default"},
-        {"id": "b2", "references": ["Grüße aus Köln"], "task_id": "task_b", "task_category": "Title Generation", "track": "default"},
-    ])  # fmt: skip
-    preds = _jsonl(tmp_path / "preds.jsonl", [
-        {"id": "a1", "prediction": "pos."},          # EM after normalisation
-        {"id": "a2", "prediction": "Negative!"},     # matches the second reference
-        {"id": "b1", "prediction": "quick brown foxes"},  # ROUGE-L with stemming: lcs 3 / (3, 4) -> F 0.857142...
-        # b2 has no prediction: scored as the empty string
-    ])  # fmt: skip
+    refs = _jsonl(
+        tmp_path / "refs.jsonl",
+        [
+            {
+                "id": "a1",
+                "references": ["POS"],
+                "task_id": "task_a",
+                "task_category": "Sentiment Analysis",
+                "track": "default",
+            },
+            {
+                "id": "a2",
+                "references": ["NEG", "negative"],
+                "task_id": "task_a",
+                "task_category": "Sentiment Analysis",
+                "track": "default",
+            },
+            {
+                "id": "b1",
+                "references": ["the quick brown fox"],
+                "task_id": "task_b",
+                "task_category": "Title Generation",
+                "track": "default",
+            },
+            {
+                "id": "b2",
+                "references": ["Grüße aus Köln"],
+                "task_id": "task_b",
+                "task_category": "Title Generation",
+                "track": "default",
+            },
+        ],
+    )
+    preds = _jsonl(
+        tmp_path / "preds.jsonl",
+        [
+            {"id": "a1", "prediction": "pos."},  # EM after normalisation
+            {"id": "a2", "prediction": "Negative!"},  # matches the second reference
+            {"id": "b1", "prediction": "quick brown foxes"},  # ROUGE-L with stemming: lcs 3 / (3, 4) -> F 0.857142...
+            # b2 has no prediction: scored as the empty string
+        ],
+    )
     return preds, refs
 
 
@@ -46,8 +76,12 @@ def test_hand_computed_official_scores(files):
 
 
 def test_non_ascii_and_punctuation_only(tmp_path):
-    refs = _jsonl(tmp_path / "r.jsonl", [{"id": "1", "references": ["Grüße aus Köln"]}, {"id": "2", "references": ["..."]}])
-    preds = _jsonl(tmp_path / "p.jsonl", [{"id": "1", "prediction": "grüße aus köln"}, {"id": "2", "prediction": "!!!"}])
+    refs = _jsonl(
+        tmp_path / "r.jsonl", [{"id": "1", "references": ["Grüße aus Köln"]}, {"id": "2", "references": ["..."]}]
+    )
+    preds = _jsonl(
+        tmp_path / "p.jsonl", [{"id": "1", "prediction": "grüße aus köln"}, {"id": "2", "prediction": "!!!"}]
+    )
     results, _ = score_files(preds, refs)
     # Exact match normalises case and punctuation only: both rows match ("" == "" for punctuation-only).
     assert results["exact_match"] == 100.0
@@ -57,7 +91,12 @@ def test_non_ascii_and_punctuation_only(tmp_path):
 
 def test_cli_prints_official_keys_and_reports_missing(files, tmp_path, capsys):
     preds, refs = files
-    assert main(["eval", "score", "--predictions", str(preds), "--references", str(refs), "--out", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            ["eval", "score", "--predictions", str(preds), "--references", str(refs), "--out", str(tmp_path / "r.json")]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "No prediction for 1 instances" in captured.err
     assert json.loads(captured.out)["exact_match_for_task_b"] == 0.0

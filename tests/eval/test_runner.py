@@ -5,8 +5,8 @@ import torch
 
 from eval.benchmarks import custom_benchmark, default_metric, superni_benchmark
 from eval.generate import GenerationRequest, generate, load_decoder
-from inference.multi_lora import BASE_ADAPTER
 from eval.runner import run_eval
+from inference.multi_lora import BASE_ADAPTER
 from specialist.adapters.decision import BASE
 from specialist.base_models import load_model, load_tokenizer, resolve_base_model
 from specialist.errors import SpecialistError
@@ -22,11 +22,17 @@ def test_default_metric_rule():
 def test_mixed_adapter_batch_equals_separate_runs(tiny_model_dir, tiny_adapters, task_dir):
     base = resolve_base_model(str(tiny_model_dir))
     tok = load_tokenizer(base, padding_side="left")
-    decoder = load_decoder(load_model(base, torch.device("cpu"), torch.float32), tok, {"a": tiny_adapters["alpha"], "b": tiny_adapters["beta"]})
+    decoder = load_decoder(
+        load_model(base, torch.device("cpu"), torch.float32),
+        tok,
+        {"a": tiny_adapters["alpha"], "b": tiny_adapters["beta"]},
+    )
     bench = superni_benchmark(task_dir, TOY_TASK, limit=6)
     prompts = [bench.prompt.render(i.input) for i in bench.instances]
     names = ["a", "b", BASE_ADAPTER]
-    mixed = generate(decoder, [GenerationRequest(p, names[k % 3]) for k, p in enumerate(prompts)], 6, batch_size=6, progress=False)
+    mixed = generate(
+        decoder, [GenerationRequest(p, names[k % 3]) for k, p in enumerate(prompts)], 6, batch_size=6, progress=False
+    )
     for k, p in enumerate(prompts):
         alone = generate(decoder, [GenerationRequest(p, names[k % 3])], 6, batch_size=1, progress=False)
         assert alone == [mixed[k]]
@@ -36,7 +42,9 @@ def test_mixed_adapter_batch_equals_separate_runs(tiny_model_dir, tiny_adapters,
 
 def test_run_eval_scores_every_model_in_one_pass(tiny_model_dir, tiny_adapters, task_dir):
     base = resolve_base_model(str(tiny_model_dir))
-    run = run_eval(base, tiny_adapters, [superni_benchmark(task_dir, TOY_TASK, limit=8)], include_base=True, progress=False)
+    run = run_eval(
+        base, tiny_adapters, [superni_benchmark(task_dir, TOY_TASK, limit=8)], include_base=True, progress=False
+    )
     assert run.models == [BASE, "alpha", "beta"]
     for name in run.models:
         scores = run.scores[name][TOY_TASK]
@@ -47,12 +55,16 @@ def test_run_eval_scores_every_model_in_one_pass(tiny_model_dir, tiny_adapters, 
 def test_adapter_for_another_base_is_refused(tiny_adapters, task_dir):
     other = resolve_base_model("smollm2-135m-instruct")
     with pytest.raises(SpecialistError, match="was trained for base model"):
-        run_eval(other, {"alpha": tiny_adapters["alpha"]}, [superni_benchmark(task_dir, TOY_TASK, limit=2)], progress=False)
+        run_eval(
+            other, {"alpha": tiny_adapters["alpha"]}, [superni_benchmark(task_dir, TOY_TASK, limit=2)], progress=False
+        )
 
 
 def test_custom_benchmark_file(tmp_path):
     path = tmp_path / "bench.jsonl"
-    path.write_text('{"id": "1", "input": "a", "references": ["x"]}\n{"id": "2", "input": "b", "references": ["y", "z"]}\n')
+    path.write_text(
+        '{"id": "1", "input": "a", "references": ["x"]}\n{"id": "2", "input": "b", "references": ["y", "z"]}\n'
+    )
     bench = custom_benchmark(path, "mine", "Answer x or y.")
     assert bench.metric == "exact_match" and [i.id for i in bench.instances] == ["1", "2"]
     bad = tmp_path / "bad.jsonl"
@@ -68,8 +80,23 @@ def test_eval_cli_writes_scores_predictions_report_and_chart(tiny_adapters, task
     from cli.main import main
 
     out = tmp_path / "eval"
-    args = ["eval", "--adapter", f"a={tiny_adapters['alpha']}", "--adapter", str(tiny_adapters["beta"]), "--base",
-            "--task-data", str(task_dir), "--task", TOY_TASK, "--eval-instances", "6", "--out", str(out), "--no-progress"]  # fmt: skip
+    args = [
+        "eval",
+        "--adapter",
+        f"a={tiny_adapters['alpha']}",
+        "--adapter",
+        str(tiny_adapters["beta"]),
+        "--base",
+        "--task-data",
+        str(task_dir),
+        "--task",
+        TOY_TASK,
+        "--eval-instances",
+        "6",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     scores = json.loads((out / "scores.json").read_text())
     assert set(scores["models"]) == {BASE, "a", "beta"}
@@ -82,7 +109,19 @@ def test_eval_cli_writes_scores_predictions_report_and_chart(tiny_adapters, task
     assert (out / "chart.png").stat().st_size > 5000
     # The official files round-trip through `eval score` to the same numbers.
     capsys.readouterr()
-    assert main(["eval", "score", "--predictions", str(out / "predictions_a.jsonl"), "--references", str(out / "references.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "score",
+                "--predictions",
+                str(out / "predictions_a.jsonl"),
+                "--references",
+                str(out / "references.jsonl"),
+            ]
+        )
+        == 0
+    )
     official = json.loads(capsys.readouterr().out)
     assert official[f"exact_match_for_{TOY_TASK}"] == scores["models"]["a"]["tasks"][TOY_TASK]["exact_match"]
     assert official["rougeL"] == scores["models"]["a"]["tasks"][TOY_TASK]["rougeL"]
@@ -109,7 +148,10 @@ def test_primary_metric_does_not_depend_on_the_instance_limit(tmp_path):
     from tests.conftest import write_task
 
     # First 10 held-out answers are labels, the rest free text: the metric must come from all 100.
-    rows = [{"id": str(i), "input": "q", "output": ["yes" if i < 10 else f"a long free text answer {i}"]} for i in range(120)]
+    rows = [
+        {"id": str(i), "input": "q", "output": ["yes" if i < 10 else f"a long free text answer {i}"]}
+        for i in range(120)
+    ]
     write_task(tmp_path / "task8_mixed.json", "Answer.", rows, [], "Misc.")
     assert superni_benchmark(tmp_path, "task8_mixed").metric == "rougeL"
     assert superni_benchmark(tmp_path, "task8_mixed", limit=10).metric == "rougeL"
@@ -120,7 +162,20 @@ def test_eval_rejects_bad_counts_at_the_command_line(task_dir, tmp_path, capsys)
 
     for flag, value in (("--eval-instances", "-1"), ("--eval-instances", "101"), ("--batch-size", "0")):
         with pytest.raises(SystemExit) as exit_info:
-            main(["eval", "--task-data", str(task_dir), "--task", TOY_TASK, "--base", "--out", str(tmp_path), flag, value])
+            main(
+                [
+                    "eval",
+                    "--task-data",
+                    str(task_dir),
+                    "--task",
+                    TOY_TASK,
+                    "--base",
+                    "--out",
+                    str(tmp_path),
+                    flag,
+                    value,
+                ]
+            )
         assert exit_info.value.code == 2
         assert "out of range" in capsys.readouterr().err
 
@@ -180,4 +235,6 @@ def test_run_eval_scores_the_majority_label_of_label_tasks(tiny_model_dir, tiny_
 def test_a_marker_cut_off_by_the_token_budget_is_not_scored(tiny_model_dir):
     tokenizer = load_tokenizer(resolve_base_model(str(tiny_model_dir)))
     decoder = _ScriptedDecoder(tokenizer, " NEG\n\nInput")  # the budget ran out before the marker's ':'
-    assert generate(decoder, [GenerationRequest("Definition: d\n\nOutput:", BASE_ADAPTER)], 64, progress=False) == ["NEG"]
+    assert generate(decoder, [GenerationRequest("Definition: d\n\nOutput:", BASE_ADAPTER)], 64, progress=False) == [
+        "NEG"
+    ]

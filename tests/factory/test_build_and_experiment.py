@@ -11,18 +11,45 @@ from tests.conftest import TOY_TASK, TOY_TASK_2
 
 def _common(tiny_model_dir, task_dir, generalist_file, out):
     return [
-        "--base-model", str(tiny_model_dir), "--task-data", str(task_dir), "--generalist-data", str(generalist_file),
-        "--batch-size", "4", "--max-steps", "3", "--learning-rate", "0.01", "--out", str(out),
-        "--no-progress", "--num-threads", "2",
-    ]  # fmt: skip
+        "--base-model",
+        str(tiny_model_dir),
+        "--task-data",
+        str(task_dir),
+        "--generalist-data",
+        str(generalist_file),
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "3",
+        "--learning-rate",
+        "0.01",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--num-threads",
+        "2",
+    ]
 
 
-def test_build_selects_on_a_selection_set_and_gates_on_the_held_out_set(tiny_model_dir, task_dir, generalist_file, tmp_path, capsys):
+def test_build_selects_on_a_selection_set_and_gates_on_the_held_out_set(
+    tiny_model_dir, task_dir, generalist_file, tmp_path, capsys
+):
     out = tmp_path / "build"
     policy = tmp_path / "gate.yaml"
     policy.write_text("min_gain_over_base: -100\neval_instances: 8\n")  # tiny model: accept anything, score 8 instances
-    args = ["build", "--task", TOY_TASK, "--instances-per-task", "8", "--candidates", "0,1.0,1:no-facts", "--policy", str(policy),
-            "--selection-instances", "8"]  # fmt: skip
+    args = [
+        "build",
+        "--task",
+        TOY_TASK,
+        "--instances-per-task",
+        "8",
+        "--candidates",
+        "0,1.0,1:no-facts",
+        "--policy",
+        str(policy),
+        "--selection-instances",
+        "8",
+    ]
     assert main(args + _common(tiny_model_dir, task_dir, generalist_file, out)) == 0
     decision = json.loads((out / "decision.json").read_text())
     names = [c["name"] for c in decision["candidates"]]
@@ -51,20 +78,32 @@ def test_near_ties_go_to_less_generalist_data():
     from factory.build import CandidateResult, _select
     from specialist.prompt_format import TaskPrompt
 
-    bench = Benchmark(name="t", metric="exact_match", prompt=TaskPrompt(definition="d"),
-                      instances=[BenchInstance(id=str(i), input=str(i), references=["a"]) for i in range(50)])  # fmt: skip
+    bench = Benchmark(
+        name="t",
+        metric="exact_match",
+        prompt=TaskPrompt(definition="d"),
+        instances=[BenchInstance(id=str(i), input=str(i), references=["a"]) for i in range(50)],
+    )
     options = {"confidence": 0.9, "resamples": 2000, "seed": 0}
 
     def choose(right: dict[str, int]):
         run = EvalRun("m", list(right), [bench])
         for name, k in right.items():
             run.record(name, bench, ["a"] * k + ["b"] * (50 - k))
-        candidates = [CandidateResult(name=n, generalist_ratio=r, generalist_filter="none", generalist_examples=int(8 * r), adapter=n)
-                      for n, r in (("ratio0", 0.0), ("ratio1", 1.0))]  # fmt: skip
+        candidates = [
+            CandidateResult(
+                name=n, generalist_ratio=r, generalist_filter="none", generalist_examples=int(8 * r), adapter=n
+            )
+            for n, r in (("ratio0", 0.0), ("ratio1", 1.0))
+        ]
         return _select(candidates, run, ["t"], options)
 
     chosen, reason = choose({"ratio0": 30, "ratio1": 32})  # 2 points apart on 50 instances: noise
-    assert chosen.name == "ratio0" and "within the 90% interval of the best (ratio1" in reason and "less generalist data" in reason
+    assert (
+        chosen.name == "ratio0"
+        and "within the 90% interval of the best (ratio1" in reason
+        and "less generalist data" in reason
+    )
     chosen, reason = choose({"ratio0": 10, "ratio1": 40})  # clearly better
     assert chosen.name == "ratio1" and reason.startswith("ratio1 has the best selection score")
 
@@ -82,18 +121,43 @@ def test_build_with_an_impossible_gate_chooses_nothing(tiny_model_dir, task_dir,
 
 
 def test_a_selection_set_larger_than_the_pool_is_refused(tiny_model_dir, task_dir, generalist_file, tmp_path, capsys):
-    args = ["build", "--task", TOY_TASK, "--instances-per-task", "8", "--candidates", "0,1", "--selection-instances", "39"]
-    assert main(args + _common(tiny_model_dir, task_dir, generalist_file, tmp_path / "b")) == 1  # a user error: one line, no traceback
+    args = [
+        "build",
+        "--task",
+        TOY_TASK,
+        "--instances-per-task",
+        "8",
+        "--candidates",
+        "0,1",
+        "--selection-instances",
+        "39",
+    ]
+    assert (
+        main(args + _common(tiny_model_dir, task_dir, generalist_file, tmp_path / "b")) == 1
+    )  # a user error: one line, no traceback
     err = capsys.readouterr().err
     assert "has 1 trainable instances" in err and "selection" in err and "Traceback" not in err
 
 
-def test_experiment_writes_csv_json_markdown_and_curve_with_intervals(tiny_model_dir, task_dir, generalist_file, tmp_path):
+def test_experiment_writes_csv_json_markdown_and_curve_with_intervals(
+    tiny_model_dir, task_dir, generalist_file, tmp_path
+):
     out = tmp_path / "exp"
     args = [
-        "experiment", "--task", TOY_TASK, "--task", TOY_TASK_2, "--instances-per-task", "4,8",
-        "--generalist-ratios", "0,1,1:no-facts", "--seeds", "1,2", "--eval-instances", "4",
-    ]  # fmt: skip
+        "experiment",
+        "--task",
+        TOY_TASK,
+        "--task",
+        TOY_TASK_2,
+        "--instances-per-task",
+        "4,8",
+        "--generalist-ratios",
+        "0,1,1:no-facts",
+        "--seeds",
+        "1,2",
+        "--eval-instances",
+        "4",
+    ]
     assert main(args + _common(tiny_model_dir, task_dir, generalist_file, out)) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
     # base rows (one per task) + 2 instances x 3 settings x 2 seeds x 2 tasks
@@ -122,7 +186,9 @@ def test_options_the_recipe_sets_itself_are_refused_not_ignored(tmp_path):
     with pytest.raises(SpecialistError, match="seed is set per cell by the grid: use seeds"):
         validate_config(ExperimentConfig, {"out": tmp_path, "task": ["t"], "seed": 3}, "experiment options")
     with pytest.raises(SpecialistError, match="generalist_filter is set per cell"):
-        validate_config(ExperimentConfig, {"out": tmp_path, "task": ["t"], "generalist_filter": "no-facts"}, "experiment options")
+        validate_config(
+            ExperimentConfig, {"out": tmp_path, "task": ["t"], "generalist_filter": "no-facts"}, "experiment options"
+        )
     with pytest.raises(SpecialistError, match="generalist_ratio is set per candidate: use candidates"):
         validate_config(BuildConfig, {"out": tmp_path, "task": ["t"], "generalist_ratio": 1.0}, "build options")
     with pytest.raises(SpecialistError, match="confidence"):

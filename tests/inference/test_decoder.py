@@ -25,9 +25,14 @@ def test_decoder_matches_peft_generate_row_by_row_with_prefix_cache(base_and_tok
     again = decoder.decode(rows)  # now every prefix comes from the cache
     assert decoder.prefix_cache.hits >= len(rows)
     for row, out, out2 in zip(rows, got, again):
-        ref = peft_model.generate(input_ids=torch.tensor([row.prompt_ids]), max_new_tokens=8, do_sample=False,
-                                  adapter_names=[row.adapter or "__base__"], eos_token_id=tok.eos_token_id,
-                                  pad_token_id=tok.pad_token_id)[0, len(row.prompt_ids):].tolist()  # fmt: skip
+        ref = peft_model.generate(
+            input_ids=torch.tensor([row.prompt_ids]),
+            max_new_tokens=8,
+            do_sample=False,
+            adapter_names=[row.adapter or "__base__"],
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )[0, len(row.prompt_ids) :].tolist()
         ref = ref[: ref.index(tok.eos_token_id)] if tok.eos_token_id in ref else ref
         assert out == ref and out2 == ref
 

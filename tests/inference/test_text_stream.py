@@ -35,7 +35,10 @@ def test_the_local_stream_ends_by_the_frame_rule_and_streams_only_the_answer(tin
     from specialist.base_models import load_tokenizer, resolve_base_model
 
     tokenizer = load_tokenizer(resolve_base_model(str(tiny_model_dir)))
-    for text, budget, expected, reason in ((" NEG\n\nOutput: POS", 64, " NEG", "stop"), (" NEG\n\nInput", None, " NEG", "length")):
+    for text, budget, expected, reason in (
+        (" NEG\n\nOutput: POS", 64, " NEG", "stop"),
+        (" NEG\n\nInput", None, " NEG", "length"),
+    ):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         stream = TextStream(end_markers=FRAME_STOPS, tokenizer=tokenizer)
         pieces = _feed_tokens(stream, ids)

@@ -47,15 +47,26 @@ def make_home(root: Path, tiny_adapters) -> Path:
     return home
 
 
-def make_state(home: Path, tiny_model_dir: Path, task_dir: Path | None = None, generalist: Path | None = None, **overrides):
+def make_state(
+    home: Path, tiny_model_dir: Path, task_dir: Path | None = None, generalist: Path | None = None, **overrides
+):
     from service.app import ServiceState
     from service.config import ServeConfig
 
     extra = {"task_data": task_dir} if task_dir else {}
     if generalist:
         extra["generalist_data"] = str(generalist)
-    settings = {"base_model": str(tiny_model_dir), "max_wait_ms": 5, "poll_seconds": 0.2, "max_new_tokens_cap": CAP,
-                "default_max_new_tokens": 4} | extra | overrides  # fmt: skip
+    settings = (
+        {
+            "base_model": str(tiny_model_dir),
+            "max_wait_ms": 5,
+            "poll_seconds": 0.2,
+            "max_new_tokens_cap": CAP,
+            "default_max_new_tokens": 4,
+        }
+        | extra
+        | overrides
+    )
     config = ServeConfig(**settings)
     return ServiceState(config, home=home)
 
@@ -101,7 +112,17 @@ def rel_service(admin_env, rel_root, tiny_model_dir, tiny_adapters, task_dir, ge
 # -- watching the file system: no request may touch a path outside the configured homes ----------------------
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_WRITE_EVENTS = {"os.mkdir", "os.rename", "os.remove", "os.rmdir", "shutil.rmtree", "os.truncate", "os.chmod", "os.symlink", "os.link"}
+_WRITE_EVENTS = {
+    "os.mkdir",
+    "os.rename",
+    "os.remove",
+    "os.rmdir",
+    "shutil.rmtree",
+    "os.truncate",
+    "os.chmod",
+    "os.symlink",
+    "os.link",
+}
 
 
 class FileWatch:
@@ -169,8 +190,12 @@ def allowed_roots(state, extra: list[Path] = ()) -> tuple[list[Path], list[Path]
     import sysconfig
 
     home = state.jobs.root.parent.resolve()
-    homes = [home, Path(state.base.path).resolve() if hasattr(state.base, "path") else None,
-             Path(state.config.task_data).resolve(), Path(state.config.generalist_data).resolve()]  # fmt: skip
+    homes = [
+        home,
+        Path(state.base.path).resolve() if hasattr(state.base, "path") else None,
+        Path(state.config.task_data).resolve(),
+        Path(state.config.generalist_data).resolve(),
+    ]
     code = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(__file__).resolve().parents[2]}
     code |= {Path(p).resolve() for p in sysconfig.get_paths().values()}
     system = [Path("/dev"), Path("/proc"), Path("/sys"), Path("/etc/localtime"), Path("/usr/share/zoneinfo")]

@@ -59,7 +59,9 @@ def _predict(client, task=TASK, text="the acting was awful"):
     "defect",
     AT_LOAD,
 )
-def test_adapters_that_pass_registration_are_refused_at_load_and_the_champion_keeps_serving(fresh_service, tiny_adapters, tmp_path, defect):
+def test_adapters_that_pass_registration_are_refused_at_load_and_the_champion_keeps_serving(
+    fresh_service, tiny_adapters, tmp_path, defect
+):
     """The fault an operator can cause with --skip-gate: the bad version is refused with its reason, the
     previous champion keeps answering exactly as before, and the service stays ready."""
     registry = fresh_service.state.registry

@@ -36,7 +36,9 @@ class Traffic:
 
     def _loop(self):
         while not self._stop.is_set():
-            r = self.client.post("/predict", json={"task": TASK, "input": "the plot was dull", "parameters": {"max_new_tokens": 4}})
+            r = self.client.post(
+                "/predict", json={"task": TASK, "input": "the plot was dull", "parameters": {"max_new_tokens": 4}}
+            )
             self.answers.append((r.status_code, r.json()))
 
     def __enter__(self):
@@ -51,10 +53,14 @@ class Traffic:
 
 
 @pytest.mark.parametrize("defect", ["other-base-manifest", "wrong-dims"])
-def test_a_corrupt_adapter_promoted_with_skip_gate_is_refused_while_the_champion_keeps_serving(live, tiny_adapters, tmp_path, defect, capsys):
+def test_a_corrupt_adapter_promoted_with_skip_gate_is_refused_while_the_champion_keeps_serving(
+    live, tiny_adapters, tmp_path, defect, capsys
+):
     from cli.main import main
 
-    expected = live.post("/predict", json={"task": TASK, "input": "the plot was dull", "parameters": {"max_new_tokens": 4}}).json()
+    expected = live.post(
+        "/predict", json={"task": TASK, "input": "the plot was dull", "parameters": {"max_new_tokens": 4}}
+    ).json()
     build, _ = badfiles.ADAPTER_DEFECTS[defect]
     bad = build(tiny_adapters["beta"], tmp_path / "bad")
     with Traffic(live) as traffic:
@@ -74,7 +80,9 @@ def test_a_corrupt_adapter_promoted_with_skip_gate_is_refused_while_the_champion
     record("fault", f"skip-gate-corrupt/{defect}", None)
 
 
-def test_a_registry_that_cannot_be_written_is_a_clear_503_and_the_champion_keeps_serving(live, tiny_adapters, tmp_path, monkeypatch):
+def test_a_registry_that_cannot_be_written_is_a_clear_503_and_the_champion_keeps_serving(
+    live, tiny_adapters, tmp_path, monkeypatch
+):
     """Disk full or a read-only home during a promotion (simulated: the registry's write transaction fails as
     SQLite fails then). Before the fix this was a bare 500."""
     from tests.specialist.test_registry import _gated
@@ -89,7 +97,9 @@ def test_a_registry_that_cannot_be_written_is_a_clear_503_and_the_champion_keeps
         monkeypatch.setattr(registry, "_transaction", failing)
         for path, body in (("/admin/promote", {"task": TASK, "version": 2}), ("/admin/rollback", {"task": TASK})):
             r = live.post(path, json=body, headers=ADMIN)
-            record("fault", f"unwritable-registry/{path}/{error}", r.status_code, None if r.status_code == 503 else r.text)
+            record(
+                "fault", f"unwritable-registry/{path}/{error}", r.status_code, None if r.status_code == 503 else r.text
+            )
             assert r.status_code == 503, r.text
             message = r.json()["error"]["message"]
             assert error in message and "$SPECIALIST_HOME" in message and "keep serving" in message
@@ -99,7 +109,9 @@ def test_a_registry_that_cannot_be_written_is_a_clear_503_and_the_champion_keeps
     assert live.post("/admin/promote", json={"task": TASK, "version": 2}, headers=ADMIN).json()["serving_version"] == 2
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions; the live run uses a read-only mount")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="root writes through file permissions; the live run uses a read-only mount"
+)
 def test_a_read_only_registry_home_is_a_clear_503(live, tiny_adapters, tmp_path):
     from tests.specialist.test_registry import _gated
 
@@ -118,7 +130,9 @@ def test_a_read_only_registry_home_is_a_clear_503(live, tiny_adapters, tmp_path)
             p.chmod(mode)
 
 
-def test_after_a_restart_a_refused_champion_leaves_the_previous_one_serving(tmp_path, tiny_model_dir, tiny_adapters, admin_env):
+def test_after_a_restart_a_refused_champion_leaves_the_previous_one_serving(
+    tmp_path, tiny_model_dir, tiny_adapters, admin_env
+):
     """Before the fix, a restart after a bad promotion served the task not at all (404): the previous
     champion was only kept by the process that had it loaded."""
     from fastapi.testclient import TestClient
@@ -139,8 +153,16 @@ def test_after_a_restart_a_refused_champion_leaves_the_previous_one_serving(tmp_
         with TestClient(create_app(restarted)) as client:
             answer = client.post("/predict", json=body)
             tasks = client.get("/tasks").json()
-            record("fault", "restart-after-refused-champion", answer.status_code, None if answer.status_code == 200 else answer.text)
-            assert answer.status_code == 200 and (answer.json()["adapter_version"], answer.json()["output"]) == (1, expected)
+            record(
+                "fault",
+                "restart-after-refused-champion",
+                answer.status_code,
+                None if answer.status_code == 200 else answer.text,
+            )
+            assert answer.status_code == 200 and (answer.json()["adapter_version"], answer.json()["output"]) == (
+                1,
+                expected,
+            )
             assert tasks["refused"][TASK].startswith("v2: adapter") and restarted.ready()
             Registry(home).rollback(TASK)  # the operator rolls back: the refusal no longer concerns the champion
             client.post("/admin/reload", headers=ADMIN)
@@ -166,7 +188,9 @@ def test_readiness_does_not_wait_on_an_unreadable_registry(live, monkeypatch):
     r = live.post("/predict", json={"task": TASK, "input": "x", "parameters": {"max_new_tokens": 2}})
     assert r.status_code == 200
     reload = live.post("/admin/reload", headers=ADMIN)  # an explicit re-read says what is wrong
-    record("fault", "unreadable-registry/reload", reload.status_code, None if reload.status_code == 503 else reload.text)
+    record(
+        "fault", "unreadable-registry/reload", reload.status_code, None if reload.status_code == 503 else reload.text
+    )
     assert reload.status_code == 503 and "unable to open database file" in reload.json()["error"]["message"]
 
 

@@ -87,10 +87,14 @@ def test_fuzzed_requests_never_get_a_server_error(rel_service, file_watch, metho
     file_watch.active = True
     try:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            run = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                           phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))(  # fmt: skip
-                given(case=operation.as_strategy(generation_mode=mode))(check)
-            )
+            run = settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )(given(case=operation.as_strategy(generation_mode=mode))(check))
             try:
                 run()
             except Unsatisfiable:

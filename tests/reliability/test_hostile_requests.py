@@ -28,7 +28,18 @@ def test_hostile_names_never_reach_a_served_adapter(rel_service):
     """A name that merely looks like a served task (trailing space, zero-width, full-width, ../) is a 404."""
     served = rel_service.get("/tasks").json()["tasks"]
     assert {t["task"] for t in served} == {"sentiment", "sentiment-mixed"}
-    assert rel_service.post("/predict", json={"task": TASK, "input": "fine", "parameters": {"max_new_tokens": 2}}).status_code == 200
-    for name in (f"{TASK} ", f"{TASK}\u200b", f"{TASK}/../{TASK}", TASK.upper(), "".join(chr(ord(ch) + 0xFEE0) for ch in TASK)):
+    assert (
+        rel_service.post(
+            "/predict", json={"task": TASK, "input": "fine", "parameters": {"max_new_tokens": 2}}
+        ).status_code
+        == 200
+    )
+    for name in (
+        f"{TASK} ",
+        f"{TASK}\u200b",
+        f"{TASK}/../{TASK}",
+        TASK.upper(),
+        "".join(chr(ord(ch) + 0xFEE0) for ch in TASK),
+    ):
         r = rel_service.post("/predict", json={"task": name, "input": "fine"})
         assert r.status_code == 404 and "served tasks: sentiment, sentiment-mixed" in r.json()["error"]["message"], name

@@ -14,8 +14,21 @@ from reliability.cases import hostile_cases
 from service.app import ADMIN_PATHS, create_app
 from tests.reliability.conftest import ADMIN, TASK, TOKEN, allowed_roots, record
 
-PUBLIC = {"/predict", "/tasks", "/v1/models", "/v1/completions", "/v1/chat/completions", "/generate", "/generate_stream", "/",
-          "/info", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}  # fmt: skip
+PUBLIC = {
+    "/predict",
+    "/tasks",
+    "/v1/models",
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/generate",
+    "/generate_stream",
+    "/",
+    "/info",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+}
 ROUTES = sorted((m, r.path) for r in create_app(object()).routes if isinstance(r, Route) for m in r.methods - {"HEAD"})
 PROTECTED = [(m, p) for m, p in ROUTES if p not in PUBLIC]
 JOB = "0" * 32
@@ -27,7 +40,14 @@ def _url(path: str) -> str:
 
 def test_every_route_is_public_by_intent_or_protected():
     assert PROTECTED and all(any(p == a or p.startswith(a + "/") for a in ADMIN_PATHS) for _, p in PROTECTED), PROTECTED
-    assert {p for _, p in PROTECTED} == {"/admin/promote", "/admin/rollback", "/admin/reload", "/uploads", "/specialists", "/specialists/{job_id}"}
+    assert {p for _, p in PROTECTED} == {
+        "/admin/promote",
+        "/admin/rollback",
+        "/admin/reload",
+        "/uploads",
+        "/specialists",
+        "/specialists/{job_id}",
+    }
 
 
 BAD_HEADERS = {
@@ -56,7 +76,12 @@ def test_admin_routes_refuse_missing_and_wrong_tokens(rel_service, method, path,
     # A body that would be valid and one that is garbage: the token is judged first, either way.
     for body in (b'{"task": "sentiment", "version": 1}', b"{garbage"):
         r = rel_service.request(method, url, content=body, headers={"content-type": "application/json", **headers})
-        record("security", f"auth/{method} {path}/{label}/{body[:3]!r}", r.status_code, None if r.status_code == status else r.text)
+        record(
+            "security",
+            f"auth/{method} {path}/{label}/{body[:3]!r}",
+            r.status_code,
+            None if r.status_code == status else r.text,
+        )
         assert r.status_code == status, (label, r.status_code, r.text)
         assert r.json()["error"]["message"] and TOKEN not in r.text
 
@@ -114,7 +139,9 @@ def test_no_name_taking_endpoint_touches_a_path_outside_the_homes(rel_service, f
     file_watch.active = True
     try:
         for case in cases:
-            assert rel_service.request(case.method, case.path, content=case.body, headers=case.headers).status_code < 500, case.id
+            assert (
+                rel_service.request(case.method, case.path, content=case.body, headers=case.headers).status_code < 500
+            ), case.id
         for body in extra:
             assert rel_service.post("/predict", json=body).status_code == 404
             r = rel_service.post("/specialists", json={"task": "fresh", "superni_task": body["task"]}, headers=ADMIN)
@@ -147,10 +174,13 @@ def test_the_token_never_reaches_a_log_a_response_or_a_job(rel_service, caplog):
     caplog.set_level(logging.DEBUG)
     bodies = []
     for headers in (ADMIN, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN}x"}, {}):
-        for method, path, body in [("POST", "/admin/reload", None), ("GET", "/specialists", None),
-                                   ("POST", "/admin/promote", {"task": "nope", "version": 1}),
-                                   ("POST", "/specialists", {"task": "t", "superni_task": "nope"}),
-                                   ("POST", "/predict", {"task": "nope", "input": "x"})]:  # fmt: skip
+        for method, path, body in [
+            ("POST", "/admin/reload", None),
+            ("GET", "/specialists", None),
+            ("POST", "/admin/promote", {"task": "nope", "version": 1}),
+            ("POST", "/specialists", {"task": "t", "superni_task": "nope"}),
+            ("POST", "/predict", {"task": "nope", "input": "x"}),
+        ]:
             r = rel_service.request(method, path, json=body, headers=headers)
             bodies.append(r.text)
     logged = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)

@@ -40,7 +40,9 @@ def serving(app):
 def server(tmp_path, tiny_model_dir, tiny_adapters, admin_env):
     from service.app import create_app
 
-    state = make_state(make_home(tmp_path, tiny_adapters), tiny_model_dir, max_new_tokens_cap=BUDGET, body_timeout_seconds=1)
+    state = make_state(
+        make_home(tmp_path, tiny_adapters), tiny_model_dir, max_new_tokens_cap=BUDGET, body_timeout_seconds=1
+    )
     with serving(create_app(state)) as (port, _, _):
         yield f"http://127.0.0.1:{port}", state
     state.close()
@@ -62,10 +64,13 @@ def test_a_client_that_disconnects_mid_stream_stops_its_generation(server):
     url, state = server
     # An input whose greedy answer runs to the full budget (no early EOS), so an early stop is measurable.
     text = next(
-        t for t in ("the film was", "fine fine fine", "a b c d", "1 2 3 4 5", "lovely")
-        if httpx.post(f"{url}/predict", json={"task": TASK, "input": t, "parameters": {"max_new_tokens": BUDGET}},
-                      timeout=120).json()["usage"]["completion_tokens"] == BUDGET
-    )  # fmt: skip
+        t
+        for t in ("the film was", "fine fine fine", "a b c d", "1 2 3 4 5", "lovely")
+        if httpx.post(
+            f"{url}/predict", json={"task": TASK, "input": t, "parameters": {"max_new_tokens": BUDGET}}, timeout=120
+        ).json()["usage"]["completion_tokens"]
+        == BUDGET
+    )
     requests = _capture_requests(state.backend.engine)
     body = {"inputs": text, "parameters": {"adapter_id": TASK, "max_new_tokens": BUDGET}}
     with httpx.Client(timeout=60) as client, client.stream("POST", f"{url}/generate_stream", json=body) as r:
@@ -82,10 +87,17 @@ def test_a_client_that_disconnects_mid_stream_stops_its_generation(server):
         generated = 0
     record("hostile", "stream/disconnect-mid-stream", 200, None if generated < BUDGET // 2 else f"{generated} tokens")
     assert generated < BUDGET // 2, f"generated {generated} of {BUDGET} tokens for a client that had gone"
-    assert httpx.post(f"{url}/predict", json={"task": TASK, "input": "fine", "parameters": {"max_new_tokens": 2}}).status_code == 200
+    assert (
+        httpx.post(
+            f"{url}/predict", json={"task": TASK, "input": "fine", "parameters": {"max_new_tokens": 2}}
+        ).status_code
+        == 200
+    )
 
 
-PARTIAL_BODY = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"task\":"
+PARTIAL_BODY = (
+    b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"task":'
+)
 
 
 def _read_response(sock) -> bytes:

@@ -1,6 +1,5 @@
 """A registry with two routed tiny adapters and an in-process service over it."""
 
-
 import pytest
 
 from tests.specialist.test_registry import _gated
@@ -25,7 +24,9 @@ def service(served_home, tiny_model_dir, monkeypatch):
     from service.config import ServeConfig
 
     monkeypatch.setenv("SPECIALIST_ADMIN_TOKEN", "s3cret")
-    state = ServiceState(ServeConfig(base_model=str(tiny_model_dir), max_wait_ms=20, poll_seconds=0.2), home=served_home)
+    state = ServiceState(
+        ServeConfig(base_model=str(tiny_model_dir), max_wait_ms=20, poll_seconds=0.2), home=served_home
+    )
     with TestClient(create_app(state)) as client:
         client.state = state
         yield client

@@ -18,8 +18,13 @@ def _alone(client, task, text, max_new_tokens=6):
     tok = load_tokenizer(state.base)
     model = PeftModel.from_pretrained(load_model(state.base, torch.device("cpu"), torch.float32), served.path).eval()
     ids = tok(served.prompt.render(text), return_tensors="pt")["input_ids"]
-    out = model.generate(input_ids=ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                         eos_token_id=tok.eos_token_id)[0, ids.shape[1]:]  # fmt: skip
+    out = model.generate(
+        input_ids=ids,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )[0, ids.shape[1] :]
     return tok.decode(out, skip_special_tokens=True).strip()
 
 
@@ -29,7 +34,10 @@ def test_concurrent_requests_for_different_adapters_share_batches(service):
 
     def call(i, text):
         task = "sentiment" if i % 2 == 0 else "sentiment-mixed"
-        results[i] = (task, service.post("/predict", json={"task": task, "input": text, "parameters": {"max_new_tokens": 5}}).json())
+        results[i] = (
+            task,
+            service.post("/predict", json={"task": task, "input": text, "parameters": {"max_new_tokens": 5}}).json(),
+        )
 
     threads = [threading.Thread(target=call, args=(i, t)) for i, t in enumerate(inputs)]
     for t in threads:
@@ -52,7 +60,9 @@ def test_more_routed_tasks_than_resident_slots_are_all_served(served_home, tiny_
         with TestClient(create_app(state)) as client:
             for _ in range(2):  # each request evicts the other task's adapter, which is reloaded on demand
                 for task in ("sentiment", "sentiment-mixed"):
-                    r = client.post("/predict", json={"task": task, "input": "fine", "parameters": {"max_new_tokens": 3}})
+                    r = client.post(
+                        "/predict", json={"task": task, "input": "fine", "parameters": {"max_new_tokens": 3}}
+                    )
                     assert r.status_code == 200, r.text
             assert len(state.backend.engine.resident) == 1
     finally:

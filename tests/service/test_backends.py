@@ -77,6 +77,7 @@ def test_tgi_stream_drops_a_marker_the_budget_cut_off():
     backend, _ = _backend([" NEG", "\n", "\n", "Input"])
     assert asyncio.run(backend.generate(SERVED, "prompt", GenParams(4))).text == " NEG"
 
+
 # -- what the app asks of every backend (the Backend Protocol), without knowing which one it has ----------------
 
 

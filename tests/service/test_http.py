@@ -19,7 +19,11 @@ import pytest
 )
 def test_bad_requests_are_4xx_with_a_message(service, body, status):
     json_header = {"content-type": "application/json"}
-    r = service.post("/predict", content=body, headers=json_header) if isinstance(body, str) else service.post("/predict", json=body)
+    r = (
+        service.post("/predict", content=body, headers=json_header)
+        if isinstance(body, str)
+        else service.post("/predict", json=body)
+    )
     assert r.status_code == status, r.text
     assert r.json()["error"]["message"]
 

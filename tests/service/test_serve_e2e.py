@@ -102,7 +102,9 @@ def test_bentoml_serve_end_to_end(served_home, tiny_model_dir, tiny_adapters, tm
             w.start()
         for version in (2, 1, 2):
             started = time.time()
-            r = requests.post(f"{url}/admin/promote", json={"task": "sentiment", "version": version}, headers=ADMIN, timeout=30)
+            r = requests.post(
+                f"{url}/admin/promote", json={"task": "sentiment", "version": version}, headers=ADMIN, timeout=30
+            )
             assert r.json()["serving_version"] == version and time.time() - started < 2
             time.sleep(0.5)
         stop.set()

@@ -20,7 +20,9 @@ def test_config_opens_with_its_command_and_validates(path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# specialist ") and f"configs/{path.name}" in first
     if first.startswith("# specialist train"):
-        cfg = validate_config(TrainConfig, {"out": "runs/x", **load_yaml_config(path)})  # --out is given on the command line
+        cfg = validate_config(
+            TrainConfig, {"out": "runs/x", **load_yaml_config(path)}
+        )  # --out is given on the command line
         assert cfg.task or cfg.category or cfg.task_list
     elif first.startswith("# specialist gate"):
         from eval.gate import load_policy

@@ -8,7 +8,10 @@ from specialist.generalist import load_generalist
 
 
 def test_reads_jsonl_json_and_gzip(tmp_path):
-    rows = [{"instruction": "Say hi.", "input": "", "output": "hi"}, {"instruction": "Add.", "input": "1 1", "output": "2"}]
+    rows = [
+        {"instruction": "Say hi.", "input": "", "output": "hi"},
+        {"instruction": "Add.", "input": "1 1", "output": "2"},
+    ]
     (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "b.json").write_text(json.dumps(rows))
     with gzip.open(tmp_path / "c.jsonl.gz", "wt") as f:

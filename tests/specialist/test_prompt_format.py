@@ -7,7 +7,11 @@ from specialist.prompt_format import Example, TaskPrompt, check_supported, fit_p
 def test_tk_instruct_layout_is_exact():
     prompt = TaskPrompt(
         definition="Classify the review. ",
-        examples=(Example(input="good film", output="POS"), Example(input="bad film", output="NEG"), Example(input="x", output="y")),
+        examples=(
+            Example(input="good film", output="POS"),
+            Example(input="bad film", output="NEG"),
+            Example(input="x", output="y"),
+        ),
         num_examples=2,
     )
     assert prompt.render("so-so film") == (
@@ -25,7 +29,9 @@ def test_generalist_record_has_no_examples_and_may_omit_input():
 
 
 def test_fit_prompt_drops_demonstrations_before_giving_up():
-    prompt = TaskPrompt(definition="d", examples=(Example(input="a " * 50, output="b"), Example(input="c", output="d")), num_examples=2)
+    prompt = TaskPrompt(
+        definition="d", examples=(Example(input="a " * 50, output="b"), Example(input="c", output="d")), num_examples=2
+    )
     count_words = lambda s: len(s.split())  # noqa: E731
     full = prompt.render("x")
     assert fit_prompt(prompt, "x", count_words, 10_000) == full

@@ -12,13 +12,15 @@ from specialist.errors import SpecialistError
 def _gated(src, dest, passed=True):
     """A copy of a tiny adapter with a gate decision bound to its weights."""
     from eval.gate import GatePolicy, make_decision
+    from specialist.adapters import read_manifest
     from specialist.adapters.decision import Check, save_decision
     from specialist.base_models import resolve_base_model
-    from specialist.adapters import read_manifest
 
     shutil.copytree(src, dest)
     base = resolve_base_model(read_manifest(dest).base_model.id)
-    decision = make_decision(dest, [Check(name="beats base model", passed=passed, value=1.0)], base, GatePolicy(), {"candidate": {}})
+    decision = make_decision(
+        dest, [Check(name="beats base model", passed=passed, value=1.0)], base, GatePolicy(), {"candidate": {}}
+    )
     save_decision(dest, decision)
     return dest
 
@@ -41,7 +43,14 @@ def test_add_promote_rollback_remove_and_restart(registry, tiny_adapters, tmp_pa
     # A restart (a new Registry over the same home) reads back exactly the same routes and history.
     again = Registry(registry.root.parent)
     assert {t: v.version for t, v in again.routes().items()} == {"sentiment": 2}
-    assert [h["action"] for h in again.history("sentiment")] == ["add", "promote", "add", "promote", "rollback", "promote"]
+    assert [h["action"] for h in again.history("sentiment")] == [
+        "add",
+        "promote",
+        "add",
+        "promote",
+        "rollback",
+        "promote",
+    ]
     # The registered copy is immutable and complete, independent of the source folder.
     shutil.rmtree(a)
     assert (again.version("sentiment", 1).path / "adapter_model.safetensors").is_file()
@@ -119,8 +128,8 @@ def test_registry_cli(tiny_adapters, tmp_path, monkeypatch, capsys):
 
 def test_registered_versions_keep_the_candidates_gate_scores(registry, tiny_adapters, tmp_path):
     from eval.gate import GatePolicy, make_decision
-    from specialist.adapters.decision import CANDIDATE, save_decision
     from specialist.adapters import read_manifest
+    from specialist.adapters.decision import CANDIDATE, save_decision
     from specialist.base_models import resolve_base_model
 
     a = tmp_path / "a"

@@ -14,7 +14,9 @@ def test_encoding_matches_serving_boundaries_and_ends_with_eos(tiny_model_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    ex = TrainExample(TaskPrompt(definition="Classify.", examples=(Example(input="a", output="b"),)), "lovely film", "POS", "t")
+    ex = TrainExample(
+        TaskPrompt(definition="Classify.", examples=(Example(input="a", output="b"),)), "lovely film", "POS", "t"
+    )
     [enc], skipped = encode_examples(tok, [ex], max_seq_len=512)
     prompt_ids = tok(ex.prompt.render(ex.input))["input_ids"]  # what serving encodes
     assert skipped == 0 and enc.input_ids[: enc.prompt_len] == prompt_ids

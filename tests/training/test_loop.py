@@ -5,8 +5,8 @@ from specialist.base_models import BaseModelRef, load_model, load_tokenizer
 from specialist.config import LoraSettings, OptimSettings
 from specialist.prompt_format import TaskPrompt
 from training.batching import collate, encode_examples
-from training.lora import attach_lora
 from training.loop import plan_steps, token_loss_sum, train_loop
+from training.lora import attach_lora
 from training.mixture import TrainExample
 
 
@@ -15,7 +15,12 @@ def tiny(tiny_model_dir):
     ref = BaseModelRef(id="tiny", path=tiny_model_dir, content_sha256="x")
     tok = load_tokenizer(ref)
     model = attach_lora(load_model(ref, torch.device("cpu"), torch.float32), LoraSettings(lora_dropout=0.0), seed=0)
-    texts = [("lovely film", "POS"), ("a really dull and boring story", "NEG"), ("fine", "POS"), ("the acting was awful", "NEG")]
+    texts = [
+        ("lovely film", "POS"),
+        ("a really dull and boring story", "NEG"),
+        ("fine", "POS"),
+        ("the acting was awful", "NEG"),
+    ]
     examples = [TrainExample(TaskPrompt(definition="Classify."), i, o, "t") for i, o in texts]
     encoded, _ = encode_examples(tok, examples, 256)
     return model, tok, encoded
@@ -56,9 +61,18 @@ def test_training_changes_lora_weights_only(tiny, tmp_path):
     assert lora_before and all("lora_" in n for n in lora_before)
     opt = OptimSettings(batch_size=2, max_steps=3, learning_rate=1e-2)
     state = train_loop(
-        model, encoded, opt, plan_steps(len(encoded), opt, None), seed=0, pad_id=tok.pad_token_id,
-        device=torch.device("cpu"), work_dir=tmp_path, checkpoint_every=100, resume=False, progress=False,
-    )  # fmt: skip
+        model,
+        encoded,
+        opt,
+        plan_steps(len(encoded), opt, None),
+        seed=0,
+        pad_id=tok.pad_token_id,
+        device=torch.device("cpu"),
+        work_dir=tmp_path,
+        checkpoint_every=100,
+        resume=False,
+        progress=False,
+    )
     assert state.step == 3 and len(state.losses) == 3 and state.tokens > 0
     for n, p in model.named_parameters():
         if n in base_before:

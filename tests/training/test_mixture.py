@@ -16,7 +16,9 @@ def test_held_out_instances_are_never_trained_on(task_dir, generalist_file):
     mix = build_mixture(_cfg(task_dir, generalist_file, task=[TOY_TASK, TOY_TASK_2], instances_per_task="all"))
     for name in (TOY_TASK, TOY_TASK_2):
         task = load_task(task_dir, name)
-        held_out = {i.input for i in task.instances[:HELD_OUT_INSTANCES]} - {i.input for i in task.instances[HELD_OUT_INSTANCES:]}
+        held_out = {i.input for i in task.instances[:HELD_OUT_INSTANCES]} - {
+            i.input for i in task.instances[HELD_OUT_INSTANCES:]
+        }
         trained = {ex.input for ex in mix.examples if ex.source == name}
         assert trained and not trained & held_out
         assert mix.record.per_task[name] == len(task.instances) - HELD_OUT_INSTANCES
@@ -44,7 +46,9 @@ def test_mixture_is_deterministic_in_the_seed(task_dir, generalist_file):
 
 
 def test_too_many_instances_names_task_and_available_count(task_dir, generalist_file):
-    with pytest.raises(SpecialistError, match=r"task900_toy_sentiment has 40 trainable instances.*--instances-per-task 40"):
+    with pytest.raises(
+        SpecialistError, match=r"task900_toy_sentiment has 40 trainable instances.*--instances-per-task 40"
+    ):
         build_mixture(_cfg(task_dir, generalist_file, instances_per_task=41))
 
 
@@ -59,7 +63,11 @@ def test_instances_without_answers_are_not_trained_on_but_stay_held_out(tmp_path
 
     rows = [{"id": f"x{i}", "input": f"in {i}", "output": [] if i % 10 == 0 else [f"out {i}"]} for i in range(120)]
     write_task(tmp_path / "task7_gaps.json", "Copy.", rows, [], "Misc.")
-    mix = build_mixture(MixtureConfig(task_data=tmp_path, task=["task7_gaps"], generalist_data=str(generalist_file), instances_per_task="all"))
+    mix = build_mixture(
+        MixtureConfig(
+            task_data=tmp_path, task=["task7_gaps"], generalist_data=str(generalist_file), instances_per_task="all"
+        )
+    )
     assert mix.record.per_task["task7_gaps"] == 18  # 20 trainable, 2 without answers
     bench = superni_benchmark(tmp_path, "task7_gaps")
     assert len(bench.instances) == 100 and bench.instances[0].references == [""]
@@ -85,8 +93,13 @@ def test_selection_instances_are_never_trained_on(tmp_path, generalist_file):
     # Unique inputs, so "trained on" can be told by the text alone.
     rows = [{"id": f"u-{i}", "input": f"item number {i}", "output": ["yes" if i % 2 else "no"]} for i in range(160)]
     write_task(tmp_path / "task950_unique.json", "Answer yes or no.", rows, [], "Misc.")
-    cfg = MixtureConfig(task_data=tmp_path, task=["task950_unique"], generalist_data=str(generalist_file),
-                        instances_per_task="all", selection_instances=20)  # fmt: skip
+    cfg = MixtureConfig(
+        task_data=tmp_path,
+        task=["task950_unique"],
+        generalist_data=str(generalist_file),
+        instances_per_task="all",
+        selection_instances=20,
+    )
     trained = {ex.input for ex in build_mixture(cfg).examples}
     selection, _ = training_pool(load_task(tmp_path, "task950_unique"), 20)
     assert len(trained) == 160 - HELD_OUT_INSTANCES - 20

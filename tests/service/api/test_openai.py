@@ -15,10 +15,16 @@ def test_openai_client_works_unchanged(service):
     assert completion.choices[0].text.strip() == _alone(service, "sentiment", text)  # raw continuation, as OpenAI
     chat = client.chat.completions.create(model="sentiment", messages=[{"role": "user", "content": text}], max_tokens=6)
     assert chat.choices[0].message.content == _alone(service, "sentiment", text).strip()
-    pieces = [c.choices[0].text for c in client.completions.create(model="sentiment", prompt=text, max_tokens=6, stream=True)]
+    pieces = [
+        c.choices[0].text for c in client.completions.create(model="sentiment", prompt=text, max_tokens=6, stream=True)
+    ]
     assert "".join(pieces) == completion.choices[0].text
-    chat_pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        model="sentiment", messages=[{"role": "user", "content": text}], max_tokens=6, stream=True)]  # fmt: skip
+    chat_pieces = [
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model="sentiment", messages=[{"role": "user", "content": text}], max_tokens=6, stream=True
+        )
+    ]
     assert "".join(chat_pieces).strip() == chat.choices[0].message.content
     from openai import NotFoundError
 
@@ -41,7 +47,9 @@ def test_streamed_text_never_shows_part_of_a_stop_string(service):
     from specialist.prompt_format import stop_prefix_len
 
     assert stop_prefix_len("Hello\nInp", ("\nInput:",)) == 4 and stop_prefix_len("Hello", ("\nInput:",)) == 0
-    full = service.post("/v1/completions", json={"model": "sentiment", "prompt": "fine", "max_tokens": 8}).json()["choices"][0]["text"]
+    full = service.post("/v1/completions", json={"model": "sentiment", "prompt": "fine", "max_tokens": 8}).json()[
+        "choices"
+    ][0]["text"]
     stop = full[3:6] if len(full) > 6 else "zzz"
     body = {"model": "sentiment", "prompt": "fine", "max_tokens": 8, "stop": [stop], "stream": True}
     with service.stream("POST", "/v1/completions", json=body) as r:

@@ -19,8 +19,14 @@ def job_service(tmp_path, tiny_model_dir, task_dir, generalist_file, monkeypatch
     monkeypatch.setenv("SPECIALIST_ADMIN_TOKEN", "s3cret")
     policy = tmp_path / "operator-gate.yaml"
     policy.write_text("min_gain_over_base: -100  # the tiny model cannot beat anything\n")
-    config = ServeConfig(base_model=str(tiny_model_dir), task_data=task_dir, generalist_data=str(generalist_file),
-                         poll_seconds=0.2, max_wait_ms=5, job_gate_policy=policy)  # fmt: skip
+    config = ServeConfig(
+        base_model=str(tiny_model_dir),
+        task_data=task_dir,
+        generalist_data=str(generalist_file),
+        poll_seconds=0.2,
+        max_wait_ms=5,
+        job_gate_policy=policy,
+    )
     state = ServiceState(config, home=tmp_path / "home")
     with TestClient(create_app(state)) as client:
         client.state = state
@@ -29,8 +35,14 @@ def job_service(tmp_path, tiny_model_dir, task_dir, generalist_file, monkeypatch
 
 
 def job_request(**overrides):
-    body = {"task": "toy", "superni_task": TOY_TASK, "instances_per_task": 8, "generalist": "none",
-            "budget": {"max_steps": 3}, "gate": {"eval_instances": 8}}  # fmt: skip
+    body = {
+        "task": "toy",
+        "superni_task": TOY_TASK,
+        "instances_per_task": 8,
+        "generalist": "none",
+        "budget": {"max_steps": 3},
+        "gate": {"eval_instances": 8},
+    }
     return body | overrides
 
 

@@ -9,7 +9,10 @@ def test_cancel_stops_training_and_promotes_nothing(job_service):
     r = job_service.post("/specialists", json=job_request(budget={"max_steps": 5000}), headers=ADMIN)
     job_id = r.json()["job_id"]
     deadline = time.time() + 120
-    while job_service.get(f"/specialists/{job_id}", headers=ADMIN).json()["status"] != "training" and time.time() < deadline:
+    while (
+        job_service.get(f"/specialists/{job_id}", headers=ADMIN).json()["status"] != "training"
+        and time.time() < deadline
+    ):
         time.sleep(0.2)
     assert job_service.delete(f"/specialists/{job_id}", headers=ADMIN).status_code == 200
     job, _ = wait_for_job(job_service, job_id, timeout=60)

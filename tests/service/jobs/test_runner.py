@@ -31,7 +31,9 @@ def test_submit_poll_promote_serve(job_service):
 
 
 def test_rejected_job_is_not_routed_and_says_why(job_service):
-    r = job_service.post("/specialists", json=job_request(gate={"min_score": {"score": 100}, "eval_instances": 8}), headers=ADMIN)
+    r = job_service.post(
+        "/specialists", json=job_request(gate={"min_score": {"score": 100}, "eval_instances": 8}), headers=ADMIN
+    )
     job, _ = wait_for_job(job_service, r.json()["job_id"])
     assert job["status"] == "rejected" and "was not promoted" in job["error"]
     failed = [c["name"] for c in job["result"]["decision"]["gate"]["checks"] if not c["passed"]]

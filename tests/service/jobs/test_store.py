@@ -6,7 +6,9 @@ from tests.service.jobs.conftest import ADMIN, job_request
 def test_jobs_need_the_admin_token_and_duplicates_conflict(job_service):
     assert job_service.post("/specialists", json=job_request()).status_code == 401
     assert job_service.get("/specialists").status_code == 401
-    assert job_service.post("/specialists", json=job_request(budget={"max_steps": 5000}), headers=ADMIN).status_code == 202
+    assert (
+        job_service.post("/specialists", json=job_request(budget={"max_steps": 5000}), headers=ADMIN).status_code == 202
+    )
     r = job_service.post("/specialists", json=job_request(), headers=ADMIN)
     assert r.status_code == 409 and "already queued or running" in r.json()["error"]["message"]
     assert job_service.get("/specialists/ffff", headers=ADMIN).status_code == 404
@@ -56,6 +58,10 @@ def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path):
     job, [brief] = store.get(job_id), store.list()
     assert isinstance(job, Job) and isinstance(brief, JobSummary) and not isinstance(brief, Job)
     summary_keys = ["job_id", "task", "status", "progress", "error", "created_at", "started_at", "finished_at"]
-    assert list(jsonable_encoder(brief)) == summary_keys and list(jsonable_encoder(job)) == [*summary_keys, "result", "request"]
+    assert list(jsonable_encoder(brief)) == summary_keys and list(jsonable_encoder(job)) == [
+        *summary_keys,
+        "result",
+        "request",
+    ]
     assert job.status == "queued" and job.result == {} and job.request == request.model_dump(mode="json")
     assert store.request_cancel(job_id) == "canceled" and store.request_cancel("ffff") is None
