@@ -28,8 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from reliability import suite  # noqa: E402
-from reliability.live import REPO, LiveServer  # noqa: E402
 from reliability.report import render  # noqa: E402
+from service.live import REPO, LiveServer  # noqa: E402
 
 PARTS = ("quick", "bad-input", "security", "load", "faults", "soak")
 
@@ -111,7 +111,9 @@ def main(argv=None) -> int:
             serve_args = ["--num-threads", str(args.threads)] if args.threads else []
             serve_args += ["--job-gate-policy", str(_permissive_policy(work))]
             token = secrets.token_urlsafe(24)
-            server = LiveServer(work / "home", work, token, serve_args)
+            # Offline, quiet and untracked: the server sees only 127.0.0.1 and the files here.
+            offline = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "BENTOML_DO_NOT_TRACK": "True"}
+            server = LiveServer(work / "home", token, serve_args, env=offline, log_dir=work)
             start_s = step("start the service", server.start)
             inputs = suite.task_inputs(args.fingerprint_inputs)
             prompts = suite.served_prompts(work / "home")

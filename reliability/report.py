@@ -272,7 +272,7 @@ DEFECTS = [
 
 def _shown(path) -> str:
     """A path as the report shows it: relative to the checkout when inside it (the report is committed)."""
-    from reliability.live import REPO
+    from service.live import REPO
 
     try:
         return str(Path(path).resolve().relative_to(REPO))

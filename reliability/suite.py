@@ -26,8 +26,8 @@ import requests
 
 from reliability.badfiles import ADAPTER_DEFECTS
 from reliability.cases import check_response, hostile_cases
-from reliability.live import REPO, LiveServer, job_runners
 from reliability.traffic import Fingerprints, Traffic, fingerprint, predict
+from service.live import REPO, LiveServer, job_runners
 
 # The routed tasks (served name -> SuperNI task): four task shapes, from a one-word label to a headline.
 TASKS = {

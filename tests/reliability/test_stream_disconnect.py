@@ -13,7 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
-from benchmarks.common import free_port
+from service.live import free_port
 from tests.reliability.conftest import TASK, make_home, make_state, record
 
 BUDGET = 400  # tokens the abandoned request asks for (the tiny model needs ~1-2 s for them)

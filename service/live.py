@@ -1,8 +1,12 @@
-"""A real `specialist serve` on 127.0.0.1 for the long part: start, stop, crash, restart, and look inside.
+"""A real `specialist serve` on 127.0.0.1, for the tools that need one: start, wait until ready, stop, crash.
 
-The server runs in its own session (so SIGKILL to its process group is a crash of the whole service, and a
-training job, which runs in a session of its own, outlives it exactly as it would in production). Its output
-goes to a log file; an unread pipe would fill up and block it.
+The one launcher of the end-to-end test, the benchmarks, the quickstart and the reliability suite. The server
+runs in its own session (so SIGKILL to its processes is a crash of the whole service, and a training job, which
+runs in a session of its own, outlives it exactly as it would in production). Its output goes to a log file or
+nowhere; an unread pipe would fill up and block it.
+
+    with LiveServer(home, token, ["--num-threads", "2"], log_dir=work) as server:
+        httpx.post(f"{server.url}/admin/reload", headers=server.admin)
 """
 
 from __future__ import annotations
@@ -13,21 +17,72 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
 
-from benchmarks.common import free_port, wait_ready
 from service.jobs.executor import is_runner_cmdline
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(
+    url: str, proc: subprocess.Popen, path: str = "/readyz", timeout: float = 300, log: Path | None = None
+) -> None:
+    """Poll `url + path` until it answers 200; fail early if the server process exits. Errors end with the tail
+    of the server's `log`, when there is one."""
+    import httpx
+
+    tail = lambda: f": {log.read_text()[-3000:]}" if log is not None and log.exists() else ""  # noqa: E731
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}{tail()}")
+        try:
+            if httpx.get(url + path, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout}s{tail()}")
+
+
 class LiveServer:
-    def __init__(self, home: Path, log_dir: Path, token: str, serve_args: list[str] = ()):
-        self.home, self.log_dir, self.token = Path(home), Path(log_dir), token
+    """`specialist serve --host 127.0.0.1 --port PORT *serve_args` with SPECIALIST_HOME=`home` and the admin
+    `token`, from the checkout (cwd `REPO`), environment `env` over this process's.
+
+    Output goes to `log` (one file, rewritten at each start), or to `log_dir`/serve-N.log (one per start: a
+    restart keeps the earlier log), or nowhere when neither is given."""
+
+    def __init__(
+        self,
+        home: Path,
+        token: str,
+        serve_args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        log: Path | None = None,
+        log_dir: Path | None = None,
+        port: int | None = None,
+        ready_timeout: float = 600,
+        stop_timeout: float = 60,
+    ):
+        if log is not None and log_dir is not None:
+            raise ValueError("give log or log_dir, not both")
+        self.home, self.token = Path(home), token
         self.serve_args = list(serve_args)
-        self.port = free_port()
+        self.extra_env = dict(env or {})
+        self.log = Path(log) if log is not None else None
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.ready_timeout, self.stop_timeout = ready_timeout, stop_timeout
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -38,23 +93,18 @@ class LiveServer:
         return {"Authorization": f"Bearer {self.token}"}
 
     def env(self) -> dict[str, str]:
-        env = dict(
-            os.environ,
-            SPECIALIST_HOME=str(self.home),
-            SPECIALIST_ADMIN_TOKEN=self.token,
-            HF_HUB_OFFLINE="1",
-            TOKENIZERS_PARALLELISM="false",
-            BENTOML_DO_NOT_TRACK="True",
-        )
-        return env
+        """The server's environment (also right for a CLI command on the same home)."""
+        return dict(os.environ, SPECIALIST_HOME=str(self.home), SPECIALIST_ADMIN_TOKEN=self.token, **self.extra_env)
 
-    def start(self, timeout: float = 600) -> float:
-        """Start and wait until /readyz answers 200; returns the seconds it took."""
+    def start(self, timeout: float | None = None) -> float:
+        """Start and wait until /readyz answers 200 (`timeout` seconds at most, default `ready_timeout`);
+        returns the seconds it took."""
         if _port_open(self.port):  # an old server still answering would pass for this one
             raise RuntimeError(f"port {self.port} is still in use: a previous server is still running")
         self.starts += 1
-        log = self.log_dir / f"serve-{self.starts}.log"
-        self.logs.append(log)
+        log = self.log or (self.log_dir / f"serve-{self.starts}.log" if self.log_dir is not None else None)
+        if log is not None:
+            self.logs.append(log)
         cmd = [
             sys.executable,
             "-m",
@@ -67,12 +117,27 @@ class LiveServer:
             *self.serve_args,
         ]
         started = time.perf_counter()
-        with open(log, "w") as out:
+        out = open(log, "w") if log is not None else subprocess.DEVNULL
+        try:
             self.proc = subprocess.Popen(
                 cmd, cwd=REPO, env=self.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        wait_ready(self.url, self.proc, timeout=timeout, log=log)
+        finally:
+            if log is not None:
+                out.close()  # the server holds its own copy of the file
+        wait_ready(self.url, self.proc, timeout=self.ready_timeout if timeout is None else timeout, log=log)
         return time.perf_counter() - started
+
+    def __enter__(self) -> LiveServer:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # a server that never became ready is stopped all the same
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -106,15 +171,16 @@ class LiveServer:
             "job_runners": len(job_runners(self.home)),
         }
 
-    def stop(self, timeout: float = 60) -> int | None:
-        """SIGTERM through the main PID (as an operator would); SIGKILL to every process left if it hangs."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM through the main PID (as an operator would) and wait; SIGKILL to every process left if it
+        hangs past `timeout` seconds (default `stop_timeout`)."""
         if self.proc is None:
             return None
         procs = self.processes()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=timeout)
+                self.proc.wait(timeout=self.stop_timeout if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 self._kill(procs)
                 self.proc.wait()
