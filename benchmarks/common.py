@@ -2,37 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from pathlib import Path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(
-    url: str, proc: subprocess.Popen, path: str = "/readyz", timeout: float = 300, log: Path | None = None
-) -> None:
-    """Poll `url + path` until it answers 200; fail early if the server process exits. Errors end with the tail
-    of the server's `log`, when there is one."""
-    import requests
-
-    tail = lambda: f": {log.read_text()[-3000:]}" if log is not None and log.exists() else ""  # noqa: E731
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}{tail()}")
-        try:
-            if requests.get(url + path, timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready after {timeout}s{tail()}")
 
 
 def random_adapters(root: Path, tasks: list[str], scale: float = 1.0) -> list[Path]:

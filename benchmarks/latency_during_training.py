@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,8 +61,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latency_during_training.json")
     args = parser.parse_args()
 
-    from benchmarks.common import free_port, random_adapters, wait_ready
+    from benchmarks.common import random_adapters
     from eval.benchmarks import superni_benchmark
+    from service.live import LiveServer
     from specialist.adapters import Registry
     from specialist.paths import default_task_data
 
@@ -73,26 +72,10 @@ def main() -> int:
         home = Path(tmp) / "home"
         adapter = random_adapters(Path(tmp) / "adapters", [TASK], scale=0.01)[0]
         Registry(home).add(adapter, "served", skip_gate=True, actor="benchmark")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN=TOKEN)
-        cmd = [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--num-threads",
-            str(args.serve_threads),
-            "--job-threads",
-            str(args.job_threads),
-        ]
-        server = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            wait_ready(url, server)
+        serve_args = ["--num-threads", str(args.serve_threads), "--job-threads", str(args.job_threads)]
+        # Its output goes nowhere; SIGTERM and a wait at the end.
+        with LiveServer(home, TOKEN, serve_args, ready_timeout=300) as server:
+            url = server.url
             _latencies(url, inputs, 3)  # warm-up
             idle = _latencies(url, inputs, args.requests)
             body = {
@@ -109,9 +92,6 @@ def main() -> int:
             busy = _latencies(url, inputs, args.requests)
             status = httpx.get(f"{url}/specialists/{job_id}", headers=HEADERS).json()
             httpx.delete(f"{url}/specialists/{job_id}", headers=HEADERS)
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
 
     report = {
         "idle": _summary(idle),

@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import requests  # noqa: E402
 
-from benchmarks.common import free_port, wait_ready  # noqa: E402
+from service.live import LiveServer, free_port, wait_ready  # noqa: E402
 
 TASK = "task363_sst2_polarity_classification"
 ADMIN_TOKEN = "bench-token"
@@ -187,27 +187,11 @@ def main() -> int:
             registry.add(path, f"t{i}", skip_gate=True, actor="benchmark")
         prompts = prompts_per_adapter(8, args.task)
 
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, SPECIALIST_HOME=str(root / "home"), SPECIALIST_ADMIN_TOKEN=ADMIN_TOKEN)
         batch = str(max(args.clients))  # room for every client: C, not a server setting, bounds the batch
-        cmd = [
-            sys.executable,
-            "-m",
-            "cli.main",
-            "serve",
-            "--port",
-            str(port),
-            "--num-threads",
-            str(args.threads),
-            "--max-batch-size",
-            batch,
-        ]
-        ours = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            wait_ready(url, ours)
+        serve_args = ["--num-threads", str(args.threads), "--max-batch-size", batch]
+        # Its output goes nowhere; SIGTERM and a wait at the end.
+        with LiveServer(root / "home", ADMIN_TOKEN, serve_args, ready_timeout=300) as ours:
+            url = ours.url
             closed_loop(url, ["t0"], prompts, 2, 5, args.max_new_tokens)  # warm-up
             for c in args.clients:
                 for k in (1, 4, 8):
@@ -228,9 +212,6 @@ def main() -> int:
             report["hot_load_seconds"] = round(time.perf_counter() - started, 3)
             assert r.json()["serving_version"] == 2, r.text
             print(f"hot load: {report['hot_load_seconds']} s", flush=True)
-        finally:
-            ours.send_signal(signal.SIGTERM)
-            ours.wait(timeout=60)
 
         port = free_port()
         naive_url = f"http://127.0.0.1:{port}"

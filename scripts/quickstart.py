@@ -12,11 +12,8 @@ github.com/allenai/natural-instructions).
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,8 +23,8 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
-from benchmarks.common import free_port  # noqa: E402
 from service.client import SpecialistClient  # noqa: E402
+from service.live import LiveServer  # noqa: E402
 
 TASK = "sst2"
 SUPERNI_TASK = "task363_sst2_polarity_classification"
@@ -46,35 +43,19 @@ def main() -> int:
     home = REPO / "runs" / "quickstart"
     shutil.rmtree(home, ignore_errors=True)  # our own scratch registry: every quickstart starts fresh
     token = secrets.token_hex(16)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN=token)
     (REPO / "runs").mkdir(exist_ok=True)  # a fresh checkout has no runs/ yet
-    log = open(REPO / "runs" / "quickstart.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--job-threads", "2"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    server = LiveServer(home, token, ["--job-threads", "2"], log=REPO / "runs" / "quickstart.log")
+    url = server.url
     try:
         print(f"[{time.time() - started:5.0f}s] starting the service on {url} (log: runs/quickstart.log)", flush=True)
-        deadline = time.time() + 300
-        while True:
-            if server.poll() is not None:
-                print("error: the service exited; see runs/quickstart.log", file=sys.stderr)
-                return 1
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
+        try:
+            server.start(timeout=300)
+        except RuntimeError:  # our own one-line messages; the log has the rest
+            if server.alive():
                 print("error: the service did not become ready in 5 minutes", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+            else:
+                print("error: the service exited; see runs/quickstart.log", file=sys.stderr)
+            return 1
         print(f"[{time.time() - started:5.0f}s] ready; requesting a specialist for {SUPERNI_TASK}", flush=True)
 
         client = SpecialistClient(url, token)
@@ -121,12 +102,7 @@ def main() -> int:
         print(f"\n{correct}/{len(samples)} correct. Total time: {time.time() - started:.0f}s.")
         return 0
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+        server.stop(timeout=60)
 
 
 if __name__ == "__main__":

@@ -2,54 +2,33 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
-from benchmarks.common import free_port
+from service.live import LiveServer, free_port
 
 ADMIN = {"Authorization": "Bearer s3cret"}
 pytestmark = pytest.mark.slow
 
 
-@contextmanager
-def serving(home, *args, timeout=180):
+def serving(home, *args, timeout=180) -> LiveServer:
+    """The server on `home` with `args`; its log beside the home (every request is logged)."""
     port = free_port()
-    env = dict(os.environ, SPECIALIST_HOME=str(home), SPECIALIST_ADMIN_TOKEN="s3cret")
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *args]
-    # The server logs every request: to a file, since an unread pipe fills up and blocks the server.
-    log_path = Path(home).parent / f"serve-{port}.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("server did not become ready")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)  # stop bentoml serve through its main PID
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    return LiveServer(
+        home,
+        "s3cret",
+        args,
+        log=Path(home).parent / f"serve-{port}.log",
+        port=port,
+        ready_timeout=timeout,
+        stop_timeout=30,
+    )
 
 
 def _predict(url, task, text, **params):
@@ -61,7 +40,8 @@ def test_bentoml_serve_end_to_end(served_home, tiny_model_dir, tiny_adapters, tm
     from tests.specialist.test_registry import _gated
 
     base = ["--base-model", str(tiny_model_dir), "--num-threads", "1", "--poll-seconds", "0.2"]
-    with serving(served_home, *base) as url:
+    with serving(served_home, *base) as server:
+        url = server.url
         assert requests.get(f"{url}/livez", timeout=30).status_code == 200
         tasks = requests.get(f"{url}/tasks", timeout=30).json()["tasks"]
         assert [t["task"] for t in tasks] == ["sentiment", "sentiment-mixed"]
@@ -84,7 +64,9 @@ def test_bentoml_serve_end_to_end(served_home, tiny_model_dir, tiny_adapters, tm
         assert plain.strip() == expected and streamed == plain
 
         # Remote backend: a second service forwards to this one through the TGI protocol.
-        with serving(served_home, "--backend", "tgi", "--tgi-urls", url, "--base-model", str(tiny_model_dir)) as router:
+        remote = ["--backend", "tgi", "--tgi-urls", url, "--base-model", str(tiny_model_dir)]
+        with serving(served_home, *remote) as router_server:
+            router = router_server.url
             via_router = _predict(router, "sentiment", "a lovely film", max_new_tokens=6)
             assert via_router.status_code == 200 and via_router.json()["output"] == expected
             assert _predict(router, "nope", "x").status_code == 404  # validated before forwarding
@@ -115,6 +97,7 @@ def test_bentoml_serve_end_to_end(served_home, tiny_model_dir, tiny_adapters, tm
         assert "specialist_requests_total" in metrics and "specialist_batch_size" in metrics
 
     # A restart restores exactly the same routes.
-    with serving(served_home, *base) as url:
+    with serving(served_home, *base) as server:
+        url = server.url
         served = {t["task"]: t["version"] for t in requests.get(f"{url}/tasks", timeout=30).json()["tasks"]}
         assert served == {"sentiment": 2, "sentiment-mixed": 1}
