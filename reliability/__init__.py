@@ -5,9 +5,10 @@ Two parts share the pieces in this package:
 - quick (runs in CI under `make test`): tests/reliability/ -- the OpenAPI schema fuzzed with schemathesis, the
   hand-written hostile-request table (`cases`), bad files (`badfiles`), security checks and one fault, all
   in process on the tiny test model;
-- long (`make reliability`, `python -m reliability`): a real `specialist serve` on 127.0.0.1 with the default
-  model and 4 routed tasks -- load, the fault matrix, security checks against the live server, a soak -- and
-  RELIABILITY.md with the figures (`report`).
+- long (`make reliability`, `python -m reliability`): a real `specialist serve` on 127.0.0.1 (`service.live`)
+  with the default model and 4 routed tasks (`home`) -- bad input and security checks against the live server
+  (`bad_input`), the fault matrix (`faults`), load and a soak (`load`) -- and RELIABILITY.md with the figures
+  (`report`).
 
 Traffic goes only to 127.0.0.1, bounded in count and time; every run stops itself.
 """

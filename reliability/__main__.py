@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from reliability import suite  # noqa: E402
+from reliability import bad_input, faults, home, load  # noqa: E402
 from reliability.report import render  # noqa: E402
 from service.live import REPO, LiveServer  # noqa: E402
 
@@ -105,9 +105,11 @@ def main(argv=None) -> int:
 
     try:
         if "quick" in parts:
-            figures["quick"] = step("quick part (pytest tests/reliability)", suite.run_quick, work, args.fuzz_examples)
+            figures["quick"] = step(
+                "quick part (pytest tests/reliability)", bad_input.run_quick, work, args.fuzz_examples
+            )
         if parts - {"quick"}:
-            made = step("adapters and registry", suite.build_home, work, args.adapter_scale)
+            made = step("adapters and registry", home.build_home, work, args.adapter_scale)
             serve_args = ["--num-threads", str(args.threads)] if args.threads else []
             serve_args += ["--job-gate-policy", str(_permissive_policy(work))]
             token = secrets.token_urlsafe(24)
@@ -115,12 +117,12 @@ def main(argv=None) -> int:
             offline = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "BENTOML_DO_NOT_TRACK": "True"}
             server = LiveServer(work / "home", token, serve_args, env=offline, log_dir=work)
             start_s = step("start the service", server.start)
-            inputs = suite.task_inputs(args.fingerprint_inputs)
-            prompts = suite.served_prompts(work / "home")
-            fp = step("fingerprints", suite.make_fingerprints, server, inputs, prompts, args.max_new_tokens)
+            inputs = home.task_inputs(args.fingerprint_inputs)
+            prompts = home.served_prompts(work / "home")
+            fp = step("fingerprints", home.make_fingerprints, server, inputs, prompts, args.max_new_tokens)
             distinct, total = fp.distinguishable()
             figures["setup"] = {
-                "tasks": suite.TASKS,
+                "tasks": home.TASKS,
                 "serve_args": serve_args,
                 "start_s": round(start_s, 1) if isinstance(start_s, float) else start_s,
                 "fingerprint_prompts": total,
@@ -128,13 +130,13 @@ def main(argv=None) -> int:
                 "base_model": "SmolLM2-135M-Instruct",
             }
             if "bad-input" in parts:
-                figures["bad_input_live"] = step("bad input, live", suite.run_bad_input_live, server)
+                figures["bad_input_live"] = step("bad input, live", bad_input.run_bad_input_live, server)
             if "security" in parts:
-                figures["security_live"] = step("security, live", suite.run_security_live, server)
+                figures["security_live"] = step("security, live", bad_input.run_security_live, server)
             if "load" in parts:
                 figures["load"] = step(
                     "load",
-                    suite.run_load,
+                    load.run_load,
                     server,
                     inputs,
                     fp,
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
                 f = figures["faults"] = {}
                 f["promotion_during_load"] = step(
                     "fault: promotion + rollback under load",
-                    suite.fault_promotion_during_load,
+                    faults.fault_promotion_during_load,
                     server,
                     inputs,
                     fp,
@@ -157,7 +159,7 @@ def main(argv=None) -> int:
                 )
                 f["kill_training"] = step(
                     "fault: kill the training process",
-                    suite.fault_kill_training,
+                    faults.fault_kill_training,
                     server,
                     inputs,
                     fp,
@@ -165,7 +167,7 @@ def main(argv=None) -> int:
                 )
                 f["corrupt_skip_gate"] = step(
                     "fault: corrupt adapter with --skip-gate",
-                    suite.fault_corrupt_skip_gate,
+                    faults.fault_corrupt_skip_gate,
                     server,
                     made,
                     inputs,
@@ -175,7 +177,7 @@ def main(argv=None) -> int:
                 )
                 f["kill_restart"] = step(
                     "fault: kill + restart the service",
-                    suite.fault_kill_restart,
+                    faults.fault_kill_restart,
                     server,
                     inputs,
                     fp,
@@ -185,7 +187,7 @@ def main(argv=None) -> int:
                 )
                 f["unwritable_registry"] = step(
                     "fault: read-only / full registry home",
-                    suite.fault_unwritable_registry,
+                    faults.fault_unwritable_registry,
                     server,
                     made,
                     inputs,
@@ -195,7 +197,7 @@ def main(argv=None) -> int:
             if "soak" in parts:
                 figures["soak"] = step(
                     "soak",
-                    suite.run_soak,
+                    load.run_soak,
                     server,
                     inputs,
                     fp,
@@ -205,7 +207,7 @@ def main(argv=None) -> int:
                 )
     finally:
         if server is not None:
-            figures["shutdown"] = step("stop the service", suite.stop_server, server)
+            figures["shutdown"] = step("stop the service", load.stop_server, server)
         figures["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"args": shown, **figures}, indent=2, default=str) + "\n")
