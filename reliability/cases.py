@@ -1,5 +1,7 @@
 """The hand-written hostile-request table, shared by the in-process tests and the live run.
 
+One file (~700 lines) on purpose: it is one data table, `hostile_cases`, read and extended top to bottom.
+
 Every case is one HTTP request with bytes that are sent as they are (so malformed JSON and invalid UTF-8 stay
 malformed) and what a correct service answers: a 4xx status and a message naming the problem. Some cases
 accept several statuses (e.g. an empty input may be answered, or refused with a reason); none accepts a 5xx.

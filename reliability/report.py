@@ -1,5 +1,7 @@
 """RELIABILITY.md from the figures: the goals of the issue, each with what was measured and whether it was met.
 
+One file (~440 lines) on purpose: one renderer of one document, its goals, defects and sections side by side.
+
 A goal that was not met is marked NOT MET with its figures; its cause comes from `notes` (goal id ->
 explanation, passed with --notes after investigating) or, where the harness knows it, from the run itself
 (e.g. a smoke run with shortened durations).
