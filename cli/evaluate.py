@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from pydantic import Field
+
 from cli.options import add_model_flags, count, model_from_args
+from specialist.config import StrictModel
 from specialist.errors import SpecialistError
 
 
@@ -85,6 +88,17 @@ def _add_eval_parsers(sub) -> None:
     sc.set_defaults(handler=_eval_score)
 
 
+class GateOptions(StrictModel):
+    candidate: Path = Field(description="adapter directory to judge")
+    policy: Path | None = Field(
+        None, description="gate policy YAML (default: must beat the base model, the majority label and the champion)"
+    )
+    champion: Path | None = Field(None, description="the task's current champion adapter")
+    base_model: str | None = Field(None, description="base model (default: the candidate manifest's)")
+    task_data: Path | None = Field(None, description="folder of SuperNI task files")
+    progress: bool = Field(True, description="show progress bars")
+
+
 def _add_gate_parser(sub) -> None:
     gate = sub.add_parser(
         "gate",
@@ -93,16 +107,7 @@ def _add_gate_parser(sub) -> None:
         "the policy, print them as a table and save gate_decision.json beside the adapter.",
         epilog="example: specialist gate --candidate runs/sst2 --policy configs/gate.yaml",
     )
-    gate.add_argument("--candidate", type=Path, required=True, help="adapter directory to judge")
-    gate.add_argument(
-        "--policy",
-        type=Path,
-        help="gate policy YAML (default: must beat the base model, the majority label and the champion)",
-    )
-    gate.add_argument("--champion", type=Path, help="the task's current champion adapter")
-    gate.add_argument("--base-model", default=None, help="base model (default: the candidate manifest's)")
-    gate.add_argument("--task-data", type=Path, default=None, help="folder of SuperNI task files")
-    gate.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    add_model_flags(gate, GateOptions, required=("candidate",), config_file=False)
     gate.set_defaults(handler=_gate)
 
 
@@ -253,6 +258,7 @@ def _gate(args: argparse.Namespace) -> int:
 
     # Exit codes are part of the contract: 0 pass, 1 fail, 2 anything the user must fix first.
     try:
+        args = model_from_args(GateOptions, args, "gate options")
         policy = load_policy(args.policy)
         candidate = Path(args.candidate)
         if not candidate.is_dir():

@@ -22,8 +22,10 @@ def add_model_flags(
     model: type[BaseModel],
     required: tuple[str, ...] = (),
     exclude: tuple[str, ...] = (),
+    config_file: bool = True,
 ) -> None:
-    """One flag per field; a model composed of several config models gets one help group per part."""
+    """One flag per field (an argument for a POSITIONAL field); a model composed of several config models gets one
+    help group per part. `config_file` adds `--config YAML`, the same options from a file."""
     parts = [
         b
         for b in reversed(model.__mro__)
@@ -40,13 +42,22 @@ def add_model_flags(
         fields = {n: f for n, f in model.model_fields.items() if n in part.model_fields and n not in seen}
         seen.update(fields)
         if fields:
-            title = part.__doc__.strip().splitlines()[0].rstrip(".").lower()
-            _add_fields(parser.add_argument_group(title), fields, required)
-    parser.add_argument("--config", type=Path, metavar="YAML", help="read options from a YAML file; flags override it")
+            title = (part.__doc__ or "").strip().splitlines()[0].rstrip(".").lower() if part.__doc__ else None
+            _add_fields(parser.add_argument_group(title) if title else parser, fields, required)
+    if config_file:
+        parser.add_argument(
+            "--config", type=Path, metavar="YAML", help="read options from a YAML file; flags override it"
+        )
+
+
+POSITIONAL = {"positional": True}  # Field(json_schema_extra=POSITIONAL): an argument, not a --flag
 
 
 def _add_fields(parser, fields: dict, required: tuple[str, ...]) -> None:
     for name, field in fields.items():
+        if (field.json_schema_extra or {}).get("positional"):
+            parser.add_argument(name, metavar=name.upper(), help=field.description or "")
+            continue
         flag = "--" + name.replace("_", "-")
         help_text = field.description or ""
         if field.default is not PydanticUndefined and field.default is not None:
@@ -101,7 +112,3 @@ def count(low: int, high: int | None = None):
         return value
 
     return parse
-
-
-def count_or_all(text: str):
-    return "all" if text == "all" else count(1)(text)

@@ -6,8 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
-from cli.options import add_model_flags, count, count_or_all, model_from_args
+from pydantic import Field, field_validator, model_validator
+
+from cli.options import POSITIONAL, add_model_flags, count, model_from_args
+from specialist.config import StrictModel
 from specialist.errors import SpecialistError
 
 
@@ -15,6 +19,28 @@ def add_parsers(sub) -> None:
     _add_registry_parser(sub)
     _add_serve_parsers(sub)
     _add_request_parser(sub)
+
+
+class RegistryAdd(StrictModel):
+    adapter: Path = Field(
+        description="adapter directory (with manifest.json and gate_decision.json)", json_schema_extra=POSITIONAL
+    )
+    task: str = Field(description="name to serve it under (letters, digits, '.', '_', '-')")
+    skip_gate: bool = Field(False, description="operators only: register without a passing gate decision (recorded)")
+    promote: bool = Field(True, description="route to it (--no-promote: register only)")
+
+
+class RegistryList(StrictModel):
+    history: bool = Field(False, description="also print the promotion history")
+
+
+class RegistryPromote(StrictModel):
+    task: str = Field(description="served task name", json_schema_extra=POSITIONAL)
+    version: int = Field(ge=1, description="version number to route to", json_schema_extra=POSITIONAL)
+
+
+class RegistryTask(StrictModel):
+    task: str = Field(description="served task name", json_schema_extra=POSITIONAL)
 
 
 def _add_registry_parser(sub) -> None:
@@ -25,30 +51,22 @@ def _add_registry_parser(sub) -> None:
         "(task -> champion version) and the promotion history. Only adapters with a passing gate decision can be routed.",
     )
     reg_sub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
-    add = reg_sub.add_parser("add", help="register an adapter as the task's next version and route to it")
-    add.add_argument("adapter", type=Path, help="adapter directory (with manifest.json and gate_decision.json)")
-    add.add_argument("--task", required=True, help="name to serve it under (letters, digits, '.', '_', '-')")
-    add.add_argument(
-        "--skip-gate", action="store_true", help="operators only: register without a passing gate decision (recorded)"
+    actions = (
+        ("add", RegistryAdd, "register an adapter as the task's next version and route to it", _registry_add),
+        ("list", RegistryList, "tasks, versions, champions and the promotion history", _registry_list),
+        ("promote", RegistryPromote, "route a task to one of its versions", _registry_promote),
+        ("rollback", RegistryTask, "route a task back to its previous champion", _registry_rollback),
+        ("remove", RegistryTask, "stop routing a task (its versions stay on disk)", _registry_remove),
     )
-    add.add_argument("--no-promote", dest="promote", action="store_false", help="register without routing to it")
-    add.set_defaults(handler=_registry_add)
-    lst = reg_sub.add_parser("list", help="tasks, versions, champions and the promotion history")
-    lst.add_argument("--history", action="store_true", help="also print the promotion history")
-    lst.set_defaults(handler=_registry_list)
-    promote = reg_sub.add_parser("promote", help="route a task to one of its versions")
-    promote.add_argument("task")
-    promote.add_argument("version", type=count(1))
-    promote.set_defaults(handler=_registry_promote)
-    rollback = reg_sub.add_parser("rollback", help="route a task back to its previous champion")
-    rollback.add_argument("task")
-    rollback.set_defaults(handler=_registry_rollback)
-    remove = reg_sub.add_parser("remove", help="stop routing a task (its versions stay on disk)")
-    remove.add_argument("task")
-    remove.set_defaults(handler=_registry_remove)
+    for name, options, help_text, handler in actions:
+        action = reg_sub.add_parser(name, help=help_text)
+        add_model_flags(action, options, required=("task",), config_file=False)
+        action.set_defaults(
+            handler=lambda args, options=options, handler=handler: handler(model_from_args(options, args))
+        )
 
 
-def _registry_add(args: argparse.Namespace) -> int:
+def _registry_add(args: RegistryAdd) -> int:
     from specialist.adapters import Registry
 
     v = Registry().add(args.adapter, args.task, skip_gate=args.skip_gate, promote=args.promote)
@@ -58,7 +76,7 @@ def _registry_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_list(args: argparse.Namespace) -> int:
+def _registry_list(args: RegistryList) -> int:
     from specialist.adapters import Registry
 
     registry = Registry()
@@ -78,7 +96,7 @@ def _registry_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_promote(args: argparse.Namespace) -> int:
+def _registry_promote(args: RegistryPromote) -> int:
     from specialist.adapters import Registry
 
     v = Registry().promote(args.task, args.version)
@@ -86,7 +104,7 @@ def _registry_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_rollback(args: argparse.Namespace) -> int:
+def _registry_rollback(args: RegistryTask) -> int:
     from specialist.adapters import Registry
 
     v = Registry().rollback(args.task)
@@ -94,7 +112,7 @@ def _registry_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _registry_remove(args: argparse.Namespace) -> int:
+def _registry_remove(args: RegistryTask) -> int:
     from specialist.adapters import Registry
 
     Registry().remove(args.task)
@@ -180,6 +198,51 @@ def _tgi_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class RequestOptions(StrictModel):
+    server: str = Field(description="service URL, e.g. http://127.0.0.1:3000")
+    task: str = Field(description="name to serve the specialist under")
+    superni_task: str | None = Field(None, description="a task file in the server's task-data directory")
+    data: Path | None = Field(None, description="JSON or JSONL file of {input, output|outputs} records (uploaded)")
+    definition: str | None = Field(None, description="the task instruction (required with --data)")
+    held_out: int = Field(100, ge=1, description="evaluation instances taken from --data")
+    instances_per_task: int | Literal["all"] = Field(64, description="training instances, or 'all'")
+    generalist: str = Field("auto", description="auto (decide by evidence), none, or a ratio like 1.0")
+    max_steps: int | None = Field(None, ge=1, description="training steps per candidate (exclusive with --epochs)")
+    epochs: float | None = Field(None, gt=0, description="epochs per candidate")
+    eval_instances: int | None = Field(None, ge=1, description="score candidates on the first N held-out instances")
+    token: str | None = Field(None, description="admin token (default: $SPECIALIST_ADMIN_TOKEN)")
+    wait: bool = Field(False, description="follow the job until it ends")
+
+    @field_validator("instances_per_task")
+    @classmethod
+    def _at_least_one(cls, value):
+        if value != "all" and value < 1:
+            raise ValueError(f"{value} is not a count of instances (>= 1) or 'all'")
+        return value
+
+    @field_validator("generalist")
+    @classmethod
+    def _generalist(cls, value: str) -> str:
+        if value not in ("auto", "none"):
+            try:
+                ratio = float(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not auto, none or a ratio like 1.0") from None
+            if not 0 <= ratio <= 100:
+                raise ValueError(f"ratio {ratio:g} is out of range 0..100")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source_one_length(self):
+        if (self.superni_task is None) == (self.data is None):
+            raise ValueError("give exactly one of --superni-task and --data")
+        if self.data is not None and not self.definition:
+            raise ValueError("--data needs --definition (the task instruction the prompts will use)")
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("give --max-steps or --epochs, not both")
+        return self
+
+
 def _add_request_parser(sub) -> None:
     req = sub.add_parser(
         "request",
@@ -189,46 +252,11 @@ def _add_request_parser(sub) -> None:
         epilog="example: specialist request --server http://127.0.0.1:3000 --task sst2 "
         "--superni-task task363_sst2_polarity_classification --instances-per-task 32 --max-steps 40 --wait",
     )
-    req.add_argument("--server", required=True, help="service URL, e.g. http://127.0.0.1:3000")
-    req.add_argument("--task", required=True, help="name to serve the specialist under")
-    source = req.add_mutually_exclusive_group(required=True)
-    source.add_argument("--superni-task", help="a task file in the server's task-data directory")
-    source.add_argument("--data", type=Path, help="JSON or JSONL file of {input, output|outputs} records (uploaded)")
-    req.add_argument("--definition", help="the task instruction (required with --data)")
-    req.add_argument(
-        "--held-out", type=count(1), default=100, help="evaluation instances taken from --data (default 100)"
-    )
-    req.add_argument(
-        "--instances-per-task", type=count_or_all, default=64, help="training instances, or 'all' (default 64)"
-    )
-    req.add_argument(
-        "--generalist",
-        type=_generalist_choice,
-        default="auto",
-        help="auto (decide by evidence), none, or a ratio like 1.0",
-    )
-    length = req.add_mutually_exclusive_group()
-    length.add_argument("--max-steps", type=count(1), help="training steps per candidate")
-    length.add_argument("--epochs", type=float, help="epochs per candidate")
-    req.add_argument("--eval-instances", type=count(1), help="score candidates on the first N held-out instances")
-    req.add_argument("--token", help="admin token (default: $SPECIALIST_ADMIN_TOKEN)")
-    req.add_argument("--wait", action="store_true", help="follow the job until it ends")
-    req.set_defaults(handler=_request)
+    add_model_flags(req, RequestOptions, required=("server", "task"))
+    req.set_defaults(handler=lambda args: _request(model_from_args(RequestOptions, args, "request options")))
 
 
-def _generalist_choice(text: str):
-    if text in ("auto", "none"):
-        return text
-    try:
-        ratio = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not auto, none or a ratio like 1.0") from None
-    if not 0 <= ratio <= 100:
-        raise argparse.ArgumentTypeError(f"ratio {ratio} is out of range 0..100")
-    return {"ratio": ratio}
-
-
-def _request(args: argparse.Namespace) -> int:
+def _request(args: RequestOptions) -> int:
     from service.client import SpecialistClient
 
     client = SpecialistClient(args.server, args.token or os.environ.get("SPECIALIST_ADMIN_TOKEN"))
@@ -236,10 +264,8 @@ def _request(args: argparse.Namespace) -> int:
     if args.superni_task:
         body["superni_task"] = args.superni_task
     else:
-        if not args.definition:
-            raise SpecialistError("--data needs --definition", "pass the task instruction the prompts will use")
         body |= {"upload_id": client.upload(args.data), "definition": args.definition, "held_out": args.held_out}
-    body["generalist"] = args.generalist
+    body["generalist"] = args.generalist if args.generalist in ("auto", "none") else {"ratio": float(args.generalist)}
     body["budget"] = (
         {"max_steps": args.max_steps} if args.max_steps else ({"epochs": args.epochs} if args.epochs else {})
     )
