@@ -49,6 +49,18 @@ class BuildSettings(StrictModel):
         return parse_specs(AUTO_CANDIDATES if self.generalist_policy == "auto" else self.candidates)
 
 
+def generalist_candidates(generalist: str | float | int, *, as_count: bool = False, examples: int = 1) -> list[str]:
+    """The candidates (`RATIO[:FILTER]`) a generalist choice stands for: "auto" (decide by evidence), "none", a
+    ratio, or (`as_count`) a number of generalist records, turned into a ratio of the specialist examples."""
+    if generalist == "auto":
+        return list(AUTO_CANDIDATES)
+    if generalist == "none":
+        return ["0"]
+    if as_count:
+        return [f"{float(generalist) / max(1, examples):g}"]
+    return [f"{float(generalist):g}"]
+
+
 def selection_size(candidates: int, requested: int) -> int:
     """Instances per task kept out of training to choose between candidates: none when there is one candidate."""
     return requested if candidates > 1 else 0
@@ -115,3 +127,20 @@ class ExperimentConfig(GridSettings, TrainConfig):
         if given:
             raise ValueError(f"{given[0]} is set per cell by the grid: use {owned[given[0]]}")
         return self
+
+
+def build_config_for_job(
+    *,
+    candidates: list[str],
+    max_steps: int | None,
+    epochs: float | None,
+    lora: dict[str, float | int | None],
+    **options,
+) -> BuildConfig:
+    """The recipe's options for a specialist job: its candidates, its length (steps, else epochs, default 2) and
+    the LoRA settings it overrides (`rank`, `alpha`, `dropout`, `learning_rate`; None keeps the default); every
+    other option passes through as a BuildConfig field."""
+    length = {"max_steps": max_steps} if max_steps else {"epochs": epochs or 2}
+    names = {"rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "learning_rate": "learning_rate"}
+    overrides = {names[k]: v for k, v in lora.items() if v is not None}
+    return BuildConfig(candidates=candidates, progress=False, **length, **overrides, **options)

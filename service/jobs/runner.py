@@ -23,7 +23,8 @@ from specialist.paths import specialist_home  # noqa: E402
 
 
 def main(job_id: str) -> int:
-    from factory.build import BuildConfig, build_specialist
+    from factory.build import build_specialist
+    from factory.config import build_config_for_job
     from service.config import load_config
     from service.jobs.data import materialize_task
     from service.jobs.schema import candidate_settings, job_policy
@@ -39,37 +40,21 @@ def main(job_id: str) -> int:
         task_dir, task_name, specialist_n = materialize_task(request, config, job_dir)
         policy_path = job_dir / "gate.yaml"
         policy_path.write_text(json.dumps(job_policy(request, config).model_dump(mode="json")))
-        candidates = candidate_settings(request, specialist_n)
-        length = (
-            {"max_steps": request.budget.max_steps}
-            if request.budget.max_steps
-            else {"epochs": request.budget.epochs or 2}
-        )
-        lora = {
-            k: v
-            for k, v in {
-                "lora_rank": request.lora.rank,
-                "lora_alpha": request.lora.alpha,
-                "lora_dropout": request.lora.dropout,
-                "learning_rate": request.lora.learning_rate,
-            }.items()
-            if v is not None
-        }
-        cfg = BuildConfig(
+        cfg = build_config_for_job(
+            candidates=candidate_settings(request, specialist_n),
+            max_steps=request.budget.max_steps,
+            epochs=request.budget.epochs,
+            lora=request.lora.model_dump(),
             task=[task_name],
             task_data=task_dir,
             generalist_data=config.generalist_data,
             instances_per_task=request.instances_per_task,
-            candidates=candidates,
             selection_instances=request.selection_instances,
             policy=policy_path,
             base_model=config.base_model,
             device=config.device,
             num_threads=config.job_threads,
             out=job_dir / "build",
-            progress=False,
-            **length,
-            **lora,
         )
 
         def on_event(stage: str, info: dict) -> None:

@@ -177,19 +177,16 @@ class RequestRejected(Exception):
 
 
 def candidate_settings(request: SpecialistRequest, pool_size: int) -> list[str]:
-    """The generalist settings (`RATIO[:FILTER]`) a request's job trains as candidates."""
-    from factory.config import AUTO_CANDIDATES
+    """The generalist settings (`RATIO[:FILTER]`) a request's job trains as candidates (the recipe's rule)."""
+    from factory.config import generalist_candidates
 
     generalist = request.generalist
-    if generalist == "auto":
-        return list(AUTO_CANDIDATES)
-    if generalist == "none":
-        return ["0"]
     if isinstance(generalist, Ratio):
-        return [f"{generalist.ratio:g}"]
-    # A count of generalist records, as a ratio of the specialist examples (one candidate: no selection set).
-    examples = pool_size if request.instances_per_task == "all" else request.instances_per_task
-    return [f"{generalist.count / max(1, examples):g}"]
+        return generalist_candidates(generalist.ratio)
+    if isinstance(generalist, Count):
+        examples = pool_size if request.instances_per_task == "all" else request.instances_per_task
+        return generalist_candidates(generalist.count, as_count=True, examples=examples)
+    return generalist_candidates(generalist)
 
 
 def validate_request(request: SpecialistRequest, config: ServeConfig, home: Path) -> None:
