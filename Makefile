@@ -46,7 +46,7 @@ reliability: model
 
 # The paper's experiment, its three targets (configs/experiment_*.yaml: narrow, broad, knowledge), 3 seeds each.
 # The full grid (8/32/128 instances per task) takes hours on a CPU: run it on a GPU. `experiment-small` runs the
-# same targets with fewer instance counts in under an hour on 2 cores.
+# same targets with fewer instance counts (estimated under an hour on 2 cores; not yet timed as a whole).
 EXPERIMENT_TARGETS := narrow broad knowledge
 experiment: model
 	for target in $(EXPERIMENT_TARGETS); do \
