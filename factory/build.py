@@ -24,7 +24,7 @@ from pathlib import Path
 from eval.benchmarks import generalist_benchmark, selection_benchmark
 from eval.gate import gate_adapter, load_policy, structural_checks
 from eval.runner import run_eval
-from factory.config import AUTO_CANDIDATES, BuildConfig, selection_size  # noqa: F401  (the recipe's options)
+from factory.config import BuildConfig, selection_size
 from factory.decision import BuildDecision, CandidateResult, SelectionSet
 from specialist.adapters import DECISION_NAME, read_manifest
 from specialist.base_models import resolve_base_model

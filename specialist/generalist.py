@@ -6,7 +6,6 @@ when the hub is reachable.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -18,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from specialist.errors import SpecialistError
-from specialist.jsonl import read_jsonl
+from specialist.jsonl import read_jsonl, read_text
 from specialist.paths import sha256_file
 
 
@@ -70,14 +69,8 @@ def _load_file(path: Path) -> GeneralistSource:
 
 
 def _read_json_array(path: Path) -> list[tuple[int, object]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise SpecialistError(f"{path}: cannot read: {e}", "fix or replace the file") from None
-    try:
-        data = json.loads(text)
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise SpecialistError(f"{path}, line {e.lineno}: malformed JSON ({e.msg})", "fix the file") from None
     except (RecursionError, ValueError) as e:  # nested too deeply, or a huge integer

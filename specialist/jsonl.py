@@ -24,6 +24,17 @@ def parse_line(line: str, where: str) -> object:
         raise SpecialistError(f"{where}: unreadable JSON ({str(e)[:80]})", "fix or remove that line") from None
 
 
+def read_text(path: Path) -> str:
+    """The whole file as text (`.gz` read transparently); unreadable files are one-line errors."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            return f.read()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise SpecialistError(f"{path}: cannot read: {e}", "fix or replace the file") from None
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of the non-blank lines; unreadable files (bad gzip, not UTF-8) are one-line errors."""
     path = Path(path)

@@ -75,7 +75,8 @@ def test_build_selects_on_a_selection_set_and_gates_on_the_held_out_set(
 def test_near_ties_go_to_less_generalist_data():
     from eval.benchmarks import BenchInstance, Benchmark
     from eval.runner import EvalRun
-    from factory.build import CandidateResult, _select
+    from factory.build import _select
+    from factory.decision import CandidateResult
     from specialist.prompt_format import TaskPrompt
 
     bench = Benchmark(
