@@ -11,7 +11,7 @@ def random_adapters(root: Path, tasks: list[str], scale: float = 1.0) -> list[Pa
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from eval.benchmarks import superni_benchmark
+    from eval.benchmarks import task_benchmark
     from specialist.adapters import AdapterManifest, BaseModelInfo, MixtureRecord, TrainingRecord, write_manifest
     from specialist.base_models import DEFAULT_BASE_MODEL, load_model, resolve_base_model
     from specialist.paths import default_task_data
@@ -34,7 +34,7 @@ def random_adapters(root: Path, tasks: list[str], scale: float = 1.0) -> list[Pa
             path,
             AdapterManifest(
                 base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
-                tasks={task: superni_benchmark(default_task_data(), task, limit=1).prompt},
+                tasks={task: task_benchmark(default_task_data(), task, limit=1).prompt},
                 mixture=MixtureRecord(
                     spec={}, specialist_examples=0, generalist_examples=0, per_task={}, sources={}, content_sha256=""
                 ),

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from eval.benchmarks import superni_benchmark  # noqa: E402
+from eval.benchmarks import task_benchmark  # noqa: E402
 from eval.runner import max_new_tokens_for, run_eval  # noqa: E402
 from specialist.adapters.decision import BASE  # noqa: E402
 from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model  # noqa: E402
@@ -101,7 +101,7 @@ def main() -> int:
 
     hf_logging.set_verbosity_error()
     base = resolve_base_model(DEFAULT_BASE_MODEL)
-    bench = superni_benchmark(default_task_data(), TASK, limit=args.instances)
+    bench = task_benchmark(default_task_data(), TASK, limit=args.instances)
     with tempfile.TemporaryDirectory() as tmp:
         adapters = {p.name: p for p in args.adapter} if args.adapter else two_random_adapters(Path(tmp))
         max_new = max_new_tokens_for(load_tokenizer(base), bench)

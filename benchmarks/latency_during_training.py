@@ -62,12 +62,12 @@ def main() -> int:
     args = parser.parse_args()
 
     from benchmarks.common import random_adapters
-    from eval.benchmarks import superni_benchmark
+    from eval.benchmarks import task_benchmark
     from service.live import LiveServer
     from specialist.adapters import Registry
     from specialist.paths import default_task_data
 
-    inputs = [i.input for i in superni_benchmark(default_task_data(), TASK, limit=20).instances]
+    inputs = [i.input for i in task_benchmark(default_task_data(), TASK, limit=20).instances]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         adapter = random_adapters(Path(tmp) / "adapters", [TASK], scale=0.01)[0]

@@ -50,10 +50,10 @@ def make_adapters(root: Path, n: int, task: str) -> list[Path]:
 
 def prompts_per_adapter(n: int, task: str, per: int = 40) -> dict[str, list[str]]:
     """The same held-out inputs for every adapter."""
-    from eval.benchmarks import superni_benchmark
+    from eval.benchmarks import task_benchmark
     from specialist.paths import default_task_data
 
-    inputs = [i.input for i in superni_benchmark(default_task_data(), task, limit=per).instances]
+    inputs = [i.input for i in task_benchmark(default_task_data(), task, limit=per).instances]
     return {f"t{i}": inputs for i in range(n)}
 
 

@@ -184,7 +184,7 @@ def _base_for(spec: str | None, adapters: dict[str, Path]):
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from eval.benchmarks import custom_benchmark, superni_benchmark
+    from eval.benchmarks import custom_benchmark, task_benchmark
     from eval.report import write_report
     from eval.runner import run_eval
     from specialist.paths import default_task_data
@@ -205,7 +205,7 @@ def _eval(args: argparse.Namespace) -> int:
         )
     if args.task or args.category or args.task_list or not benchmarks:
         names = select_tasks(task_dir, args.task, args.category, args.task_list)
-        benchmarks += [superni_benchmark(task_dir, n, args.metric, limit=args.eval_instances) for n in names]
+        benchmarks += [task_benchmark(task_dir, n, args.metric, limit=args.eval_instances) for n in names]
     run = run_eval(
         _base_for(args.base_model, adapters),
         adapters,

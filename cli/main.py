@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train one LoRA specialist on SuperNI task data (+ optional generalist data)",
-        description="Train a LoRA adapter on task instances (after the held-out first 100 of each task) mixed with "
+        description="Train a LoRA adapter on task instances (outside each task's evaluation set: for SuperNI, its first 100) mixed with "
         "generalist records. Writes a PEFT adapter directory with manifest.json to --out.",
         epilog="example: specialist train --task task363_sst2_polarity_classification --instances-per-task 64 "
         "--generalist-ratio 1.0 --epochs 2 --out runs/sst2",

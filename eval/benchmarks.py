@@ -1,7 +1,7 @@
 """Task benchmarks: held-out instances + a metric + how to prompt for them.
 
-- SuperNI: a task's first 100 instances (the held-out rule of `specialist.superni`), its definition and
-  positive examples.
+- A task (SuperNI, or an inline task file): its evaluation instances (for SuperNI the first 100, the
+  held-out rule of `specialist.superni`), its definition and positive examples.
 - Custom: JSONL `{id, input, references}` with a definition and a metric.
 The primary metric defaults to exact match for label-like references and ROUGE-L otherwise; both are always
 computed and reported. A SuperNI label task (exact match) also carries its **majority label**: the most common
@@ -22,7 +22,8 @@ from eval.metrics import normalize_answer
 from specialist.errors import SpecialistError
 from specialist.jsonl import iter_lines
 from specialist.prompt_format import DEFAULT_NUM_EXAMPLES, TaskPrompt
-from specialist.superni import Instance, load_task, split_instances, training_pool
+from specialist.superni import load_task
+from specialist.tasks import Instance, training_pool
 
 Metric = Literal["exact_match", "rougeL"]
 METRICS: tuple[str, ...] = ("exact_match", "rougeL")
@@ -85,7 +86,7 @@ def default_metric(references: list[list[str]]) -> Metric:
     return "exact_match" if short and len(distinct) <= LABEL_MAX_DISTINCT else "rougeL"
 
 
-def superni_benchmark(
+def task_benchmark(
     task_dir: Path,
     name: str,
     metric: Metric | None = None,
@@ -93,7 +94,7 @@ def superni_benchmark(
     limit: int | None = None,
 ) -> Benchmark:
     task = load_task(task_dir, name)
-    held_out, _ = split_instances(task)
+    held_out = task.evaluation
     if not held_out:
         raise SpecialistError(f"task {name} has no instances to evaluate on", "pick a task with instances")
     # An instance without references is scored against "" (as the official script would score a missing one).
@@ -117,8 +118,8 @@ def superni_benchmark(
 def selection_benchmark(
     task_dir: Path, name: str, size: int, metric: Metric | None = None, num_examples: int = DEFAULT_NUM_EXAMPLES
 ) -> Benchmark:
-    """The selection set of a task (see `specialist.superni.training_pool`), scored with the task's own metric."""
-    held_out = superni_benchmark(task_dir, name, metric, num_examples)
+    """The selection set of a task (see `specialist.tasks.training_pool`), scored with the task's own metric."""
+    held_out = task_benchmark(task_dir, name, metric, num_examples)
     selection, _ = training_pool(load_task(task_dir, name), size)
     instances = [BenchInstance(id=i.id, input=i.input, references=list(i.output)) for i in selection]
     return held_out.model_copy(update={"instances": instances, "majority": None})

@@ -25,7 +25,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from eval.benchmarks import GENERALIST_TASK, Benchmark, GateMetric, Metric, generalist_benchmark, superni_benchmark
+from eval.benchmarks import GENERALIST_TASK, Benchmark, GateMetric, Metric, generalist_benchmark, task_benchmark
 from eval.intervals import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, instances_needed
 from eval.runner import EvalRun, run_eval
 from specialist.adapters import ADAPTER_WEIGHTS, check_adapter, read_manifest
@@ -154,7 +154,7 @@ def structural_checks(candidate: Path, base: BaseModelRef) -> list[Check]:
 def benchmarks_for(candidate: Path, task_dir: Path, policy: GatePolicy) -> list[Benchmark]:
     manifest = read_manifest(candidate)
     return [
-        superni_benchmark(task_dir, task, policy.metric_overrides.get(task), limit=policy.eval_instances)
+        task_benchmark(task_dir, task, policy.metric_overrides.get(task), limit=policy.eval_instances)
         for task in manifest.tasks
     ]
 

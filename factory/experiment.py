@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from eval.benchmarks import superni_benchmark
+from eval.benchmarks import task_benchmark
 from eval.intervals import DEFAULT_RESAMPLES, Interval, bootstrap
 from eval.runner import EvalRun, run_eval
 from factory.config import ExperimentConfig
@@ -102,7 +102,7 @@ def run_experiment(cfg: ExperimentConfig) -> ExperimentResult:
         )
 
     base = resolve_base_model(cfg.base_model)
-    benchmarks = [superni_benchmark(cfg.task_data, t, limit=cfg.eval_instances) for t in tasks]
+    benchmarks = [task_benchmark(cfg.task_data, t, limit=cfg.eval_instances) for t in tasks]
     started = time.perf_counter()
     run = run_eval(base, adapters, benchmarks, include_base=True, device=cfg.device, progress=cfg.progress)
     result = summarize(run, cfg, specs, tasks, adapters, time.perf_counter() - started)

@@ -245,10 +245,7 @@ def bad_task_files() -> dict[str, bytes]:
         "task998_corrupt_gzip.json.gz": gzip.compress(good)[:40],
         "task999_invalid_utf8.json": b'{"Definition": ["\xff\xfe"], "Instances": []}',
         "task989_deep_nesting.json": b"[" * 100_000 + b"]" * 100_000,
-        "task988_huge_integer.json": b'{"Definition": ["x"], "Instances": [], "Held Out Instances": '
-        + b"9" * 5000
-        + b"}",
-        "task987_held_out_word.json": json.dumps(_task() | {"Held Out Instances": "ten"}).encode(),
+        "task988_huge_integer.json": b'{"Definition": ["x"], "Instances": [], "Count": ' + b"9" * 5000 + b"}",
     }
 
 

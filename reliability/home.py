@@ -42,12 +42,11 @@ def build_home(work: Path, scale: float) -> dict:
 
 
 def task_inputs(per_task: int) -> dict[str, list[str]]:
-    from eval.benchmarks import superni_benchmark
+    from eval.benchmarks import task_benchmark
     from specialist.paths import default_task_data
 
     return {
-        t: [i.input for i in superni_benchmark(default_task_data(), s, limit=per_task).instances]
-        for t, s in TASKS.items()
+        t: [i.input for i in task_benchmark(default_task_data(), s, limit=per_task).instances] for t, s in TASKS.items()
     }
 
 

@@ -32,7 +32,7 @@ SUPERNI_TASK = "task363_sst2_polarity_classification"
 
 def main() -> int:
     from specialist.paths import default_task_data
-    from specialist.superni import load_task, split_instances
+    from specialist.superni import load_task
 
     if not default_task_data().is_dir():
         print(
@@ -79,7 +79,7 @@ def main() -> int:
         deadline = time.time() + 10  # the route is picked up from the registry within poll_seconds
         while TASK not in [t["task"] for t in httpx.get(f"{url}/tasks").json()["tasks"]] and time.time() < deadline:
             time.sleep(0.2)
-        held_out, _ = split_instances(load_task(default_task_data(), SUPERNI_TASK))
+        held_out = load_task(default_task_data(), SUPERNI_TASK).evaluation
         samples = held_out[:6]  # held out: never trained on, nor used to choose the candidate
         print(f"\n[{time.time() - started:5.0f}s] real held-out inputs through /predict and the OpenAI endpoint:")
         from openai import OpenAI

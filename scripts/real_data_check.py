@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from eval.benchmarks import superni_benchmark  # noqa: E402
+from eval.benchmarks import task_benchmark  # noqa: E402
 from eval.runner import run_eval  # noqa: E402
 from specialist.adapters import read_manifest  # noqa: E402
 from specialist.adapters.decision import BASE  # noqa: E402
@@ -80,7 +80,7 @@ def main() -> int:
 
     base = resolve_base_model(DEFAULT_BASE_MODEL)
     started = time.time()
-    run = run_eval(base, adapters, [superni_benchmark(default_task_data(), args.task)])
+    run = run_eval(base, adapters, [task_benchmark(default_task_data(), args.task)])
     eval_seconds = round(time.time() - started, 1)
 
     rows = []

@@ -25,13 +25,15 @@ class MixtureConfig(StrictModel):
     """Training data: task instances plus optional generalist records."""
 
     task_data: Path = Field(
-        default_factory=default_task_data, description="folder of SuperNI task files (.json/.json.gz)"
+        default_factory=default_task_data,
+        description="folder of SuperNI task files (.json/.json.gz), or an inline task file (specialist.tasks.InlineTask)",
     )
     task: list[str] = Field(default_factory=list, description="SuperNI task name (repeatable)")
     category: list[str] = Field(default_factory=list, description="select every task of this category (repeatable)")
     task_list: Path | None = Field(None, description="file listing task names, one per line (a split list)")
     instances_per_task: int | Literal["all"] = Field(
-        64, description="training instances per task, drawn after the held-out first 100; or 'all'"
+        64,
+        description="training instances per task, drawn outside the evaluation set (SuperNI: the first 100); or 'all'",
     )
     generalist_data: str = Field(
         default_factory=lambda: str(default_generalist_data()),

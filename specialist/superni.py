@@ -1,13 +1,11 @@
-"""Super-NaturalInstructions task files (upstream JSON format, optionally gzipped) and the held-out rule.
+"""Task sources: Super-NaturalInstructions folders (upstream JSON, optionally gzipped) and inline task files.
 
-The held-out rule lives here and only here: the first `HELD_OUT_INSTANCES` instances of every task are its
-evaluation set and are never trained on (`split_instances`). Training and evaluation both call it. A task file
-may set `"Held Out Instances": N` (an extension of the upstream format, used for data sent to the service) to
-hold out its first N instead.
+`load_task(source, name)` and `select_tasks(source, ...)` are how every stage reads task data. A source is
+a folder of SuperNI task files, or an inline task file (`specialist.tasks.InlineTask`, one task with its
+evaluation set listed apart). Both give a `specialist.tasks.Task`.
 
-The selection rule lives here too: when candidates are compared (`specialist build`), the last answered
-instances of the training pool form a *selection set* that no candidate trains on (`training_pool`), so the
-choice is made on data disjoint from both training and the held-out evaluation set.
+The SuperNI held-out rule lives here and only here: the first `HELD_OUT_INSTANCES` instances of every
+SuperNI task are its evaluation set and are never trained on (`_split`, applied when the file is read).
 """
 
 from __future__ import annotations
@@ -18,70 +16,27 @@ import gzip
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from specialist.errors import SpecialistError
 from specialist.paths import sha256_file, specialist_home
-from specialist.prompt_format import Example, TaskPrompt
+from specialist.prompt_format import Example
+from specialist.tasks import Instance, Task, read_inline_task
 
 HELD_OUT_INSTANCES = 100
-HELD_OUT_KEY = "Held Out Instances"
 TASK_SUFFIXES = (".json.gz", ".json")
 
 
-class Instance(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    id: str
-    input: str
-    output: list[str] = Field(description="references; a few upstream instances have none or only ''")
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self.output) and bool(self.output[0].strip())
-
-
-class SuperNITask(BaseModel):
-    """One task file, reduced to what the factory uses."""
-
-    model_config = ConfigDict(frozen=True)
-    name: str
-    path: Path
-    sha256: str
-    definition: str
-    positive_examples: tuple[Example, ...]
-    categories: tuple[str, ...]
-    instances: tuple[Instance, ...]
-    held_out: int = HELD_OUT_INSTANCES
-
-    def prompt(self, num_examples: int) -> TaskPrompt:
-        return TaskPrompt(definition=self.definition, examples=self.positive_examples, num_examples=num_examples)
-
-
-def split_instances(task: SuperNITask) -> tuple[tuple[Instance, ...], tuple[Instance, ...]]:
-    """(held-out evaluation instances, trainable instances). The only place the held-out rule is applied."""
-    return task.instances[: task.held_out], task.instances[task.held_out :]
-
-
-def training_pool(task: SuperNITask, selection: int = 0) -> tuple[tuple[Instance, ...], tuple[Instance, ...]]:
-    """(selection instances, instances training may draw from), both with answers and after the held-out set.
-
-    The selection set is the last `selection` answered instances of the pool: fixed by the task file alone (not
-    by a seed), so every candidate and every seed is compared on the same instances and none trains on them."""
-    _, trainable = split_instances(task)
-    answered = tuple(i for i in trainable if i.has_output)  # nothing to learn from (or score against) an empty answer
-    if selection > len(answered):
-        raise SpecialistError(
-            f"task {task.name} has {len(answered)} answered instances after the {task.held_out} held out, "
-            f"fewer than the {selection} asked for its selection set",
-            "ask for a smaller selection set (selection_instances), or compare a single candidate (no selection set)",
-        )
-    cut = len(answered) - selection
-    return answered[cut:], answered[:cut]
+def _split(instances: tuple[Instance, ...]) -> tuple[tuple[Instance, ...], tuple[Instance, ...]]:
+    """(held-out evaluation instances, trainable instances) of a SuperNI task. The only place the rule is applied."""
+    return instances[:HELD_OUT_INSTANCES], instances[HELD_OUT_INSTANCES:]
 
 
 def task_files(task_dir: Path) -> dict[str, Path]:
     """Task name -> file, for every `<name>.json[.gz]` in `task_dir`."""
     task_dir = Path(task_dir)
+    if task_dir.is_file():  # an inline task file holds one task
+        return {_load_inline(task_dir).name: task_dir}
     if not task_dir.is_dir():
         raise SpecialistError(
             f"task data directory {task_dir} does not exist",
@@ -104,24 +59,41 @@ def resolve_task_file(task_dir: Path, name: str) -> Path:
     near = difflib.get_close_matches(name, files, n=3, cutoff=0.6)
     # Task names start with 'taskNNN_': let the number alone find the task.
     near += [n for n in files if n.split("_", 1)[0] == name.split("_", 1)[0] and n not in near][:3]
-    hint = f"did you mean {', '.join(near)}?" if near else f"see the {len(files)} files in {task_dir}"
+    if Path(task_dir).is_file():
+        hint = f"the inline task file {task_dir} holds one task: {next(iter(files))}"
+    else:
+        hint = f"did you mean {', '.join(near)}?" if near else f"see the {len(files)} files in {task_dir}"
     raise SpecialistError(f"unknown task {name!r} in {task_dir}", hint)
 
 
-def load_task(task_dir: Path, name: str) -> SuperNITask:
-    path = resolve_task_file(task_dir, name)
+def load_task(source: Path, name: str) -> Task:
+    """Task `name` from a source: a folder of SuperNI task files, or an inline task file."""
+    path = resolve_task_file(source, name)
+    if Path(source).is_file():
+        return _load_inline(path)
     stat = path.stat()
     return _load_task_file(path, stat.st_mtime_ns, stat.st_size)
 
 
+def _load_inline(path: Path) -> Task:
+    stat = path.stat()
+    return _cached_inline(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_inline(path: Path, _mtime_ns: int, _size: int) -> Task:
+    return read_inline_task(path)
+
+
 @functools.lru_cache(maxsize=64)
-def _load_task_file(path: Path, _mtime_ns: int, _size: int) -> SuperNITask:
+def _load_task_file(path: Path, _mtime_ns: int, _size: int) -> Task:
     raw = _read_json(path)
     name = path.name.removesuffix(".gz").removesuffix(".json")
     try:
         definition = raw["Definition"]
         instances = raw["Instances"]
-        return SuperNITask(
+        evaluation, trainable = _split(tuple(Instance(**i) for i in instances))
+        return Task(
             name=name,
             path=path,
             sha256=sha256_file(path),
@@ -130,8 +102,8 @@ def _load_task_file(path: Path, _mtime_ns: int, _size: int) -> SuperNITask:
                 Example(input=e["input"], output=e["output"]) for e in raw.get("Positive Examples", [])
             ),
             categories=tuple(raw.get("Categories", [])),
-            instances=tuple(Instance(**i) for i in instances),
-            held_out=int(raw.get(HELD_OUT_KEY, HELD_OUT_INSTANCES)),
+            evaluation=evaluation,
+            trainable=trainable,
         )
     except (KeyError, TypeError, IndexError, AttributeError, ValueError, ValidationError) as e:
         if isinstance(e, KeyError):
@@ -176,6 +148,8 @@ def read_task_list(path: Path) -> list[str]:
 def task_categories(task_dir: Path) -> dict[str, tuple[str, ...]]:
     """Task name -> categories, read from the files and cached by (name, size, mtime)."""
     files = task_files(task_dir)
+    if Path(task_dir).is_file():
+        return {name: _load_inline(path).categories for name, path in files.items()}
     cache_path = specialist_home() / "cache" / "superni-categories.json"
     try:
         cache = json.loads(cache_path.read_text())

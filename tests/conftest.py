@@ -128,7 +128,7 @@ def tiny_model_dir(tmp_path_factory, task_dir, generalist_file) -> Path:
     corpus = []
     for name in (TOY_TASK, TOY_TASK_2):
         task = load_task(task_dir, name)
-        corpus += [task.definition] + [i.input + " " + i.output[0] for i in task.instances]
+        corpus += [task.definition] + [i.input + " " + i.output[0] for i in (*task.evaluation, *task.trainable)]
     corpus += generalist_file.read_text().splitlines()
     corpus += ["Definition: Positive Example Now complete the following example - Input: Output:"] * 5
 

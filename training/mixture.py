@@ -16,7 +16,8 @@ from specialist.config import MixtureConfig
 from specialist.errors import SpecialistError
 from specialist.generalist import filter_records, load_generalist
 from specialist.prompt_format import TaskPrompt, render_response
-from specialist.superni import load_task, select_tasks, training_pool
+from specialist.superni import load_task, select_tasks
+from specialist.tasks import training_pool
 
 GENERALIST = "generalist"
 
@@ -56,7 +57,7 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
         if wanted > len(trainable):
             reserved = f" and {cfg.selection_instances} reserved for selection" if cfg.selection_instances else ""
             raise SpecialistError(
-                f"task {name} has {len(trainable)} trainable instances (after the first {task.held_out} held out "
+                f"task {name} has {len(trainable)} trainable instances (after the {len(task.evaluation)} held out "
                 f"for evaluation{reserved}), but {wanted} were requested",
                 f"use --instances-per-task {len(trainable)} or fewer, or 'all'"
                 + (", or fewer --selection-instances" if cfg.selection_instances else ""),

@@ -1,4 +1,4 @@
-"""A job's data: uploads stored as JSONL, and inline or uploaded instances turned into a task file for the build."""
+"""A job's data: uploads stored as JSONL, and inline or uploaded instances turned into an inline task for the build."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import uuid
 from pathlib import Path
 
 from service.config import ServeConfig
-from service.jobs.schema import InlineInstance, RequestRejected, SpecialistRequest
+from service.jobs.schema import NO_EVALUATION, InlineInstance, RequestRejected, SpecialistRequest
 from specialist.errors import error_line
+from specialist.prompt_format import Example
+from specialist.tasks import InlineTask, Instance, write_inline_task
 
 
 def uploads_dir(home: Path) -> Path:
@@ -63,37 +65,30 @@ def save_upload(home: Path, data: bytes, limit: int) -> tuple[str, int]:
     return upload_id, len(instances)
 
 
-def split_inline_data(request: SpecialistRequest, home: Path) -> tuple[list[InlineInstance], list[InlineInstance]]:
-    """(evaluation instances, training instances) of inline or uploaded data."""
+def inline_task(request: SpecialistRequest, home: Path) -> InlineTask:
+    """Inline or uploaded data as a task, split as the request says: its eval_instances, else the first held_out."""
     data = request.instances if request.instances is not None else read_upload(home, request.upload_id)
     if request.eval_instances is not None:
-        return request.eval_instances, data
-    return data[: request.held_out], data[request.held_out :]
+        evaluation, training = request.eval_instances, data
+    else:
+        evaluation, training = data[: request.held_out], data[request.held_out :]
+
+    if not evaluation:
+        raise RequestRejected(422, NO_EVALUATION)
+    # Ids number the data as it was sent: evaluation first, then training.
+    ids = (f"{request.task}-{n}" for n in range(len(evaluation) + len(training)))
+    return InlineTask(
+        name=request.task,
+        definition=request.definition,
+        positive_examples=tuple(Example(**e.model_dump()) for e in request.positive_examples),
+        evaluation=tuple(Instance(id=next(ids), input=i.input, output=i.references()) for i in evaluation),
+        training=tuple(Instance(id=next(ids), input=i.input, output=i.references()) for i in training),
+    )
 
 
-def materialize_task(request: SpecialistRequest, config: ServeConfig, job_dir: Path) -> tuple[Path, str, int]:
-    """(task-data folder, task name, answered training instances): SuperNI tasks are used in place; inline and
-    uploaded data become a task file in the upstream format whose first instances are the evaluation set."""
-    from specialist.superni import HELD_OUT_KEY, load_task, training_pool
-
+def task_source(request: SpecialistRequest, config: ServeConfig, job_dir: Path) -> tuple[Path, str]:
+    """(task source, task name) the job's build reads: the server's SuperNI folder, or the request's data
+    written as an inline task file (its evaluation set listed apart)."""
     if request.superni_task is not None:
-        _, trainable = training_pool(load_task(config.task_data, request.superni_task))
-        return Path(config.task_data), request.superni_task, len(trainable)
-    held_out, trainable = split_inline_data(request, job_dir.parent.parent)
-    rows = [
-        {"id": f"{request.task}-{n}", "input": i.input, "output": i.references()}
-        for n, i in enumerate([*held_out, *trainable])
-    ]
-    raw = {
-        "Definition": [request.definition],
-        "Positive Examples": [e.model_dump() for e in request.positive_examples],
-        "Negative Examples": [],
-        "Categories": ["Custom"],
-        "Instances": rows,
-        HELD_OUT_KEY: len(held_out),
-        "Source": ["specialist request"],
-    }
-    task_dir = job_dir / "tasks"
-    task_dir.mkdir(parents=True, exist_ok=True)
-    (task_dir / f"{request.task}.json").write_text(json.dumps(raw, ensure_ascii=False))
-    return task_dir, request.task, len(trainable)
+        return Path(config.task_data), request.superni_task
+    return write_inline_task(job_dir / "task.json", inline_task(request, job_dir.parent.parent)), request.task

@@ -26,9 +26,11 @@ def main(job_id: str) -> int:
     from factory.build import build_specialist
     from factory.config import build_config_for_job
     from service.config import load_config
-    from service.jobs.data import materialize_task
+    from service.jobs.data import task_source
     from service.jobs.schema import candidate_settings, job_policy
     from service.jobs.store import JobStore
+    from specialist.superni import load_task
+    from specialist.tasks import training_pool
 
     home = specialist_home()
     store = JobStore(home)
@@ -37,16 +39,17 @@ def main(job_id: str) -> int:
     job_dir = store.job_dir(job_id)
     job_dir.mkdir(parents=True, exist_ok=True)
     try:
-        task_dir, task_name, specialist_n = materialize_task(request, config, job_dir)
+        source, task_name = task_source(request, config, job_dir)
+        _, pool = training_pool(load_task(source, task_name))
         policy_path = job_dir / "gate.yaml"
         policy_path.write_text(json.dumps(job_policy(request, config).model_dump(mode="json")))
         cfg = build_config_for_job(
-            candidates=candidate_settings(request, specialist_n),
+            candidates=candidate_settings(request, len(pool)),
             max_steps=request.budget.max_steps,
             epochs=request.budget.epochs,
             lora=request.lora.model_dump(),
             task=[task_name],
-            task_data=task_dir,
+            task_data=source,
             generalist_data=config.generalist_data,
             instances_per_task=request.instances_per_task,
             selection_instances=request.selection_instances,

@@ -168,6 +168,9 @@ class DuplicateJob(Exception):
 # -- accepting a request ---------------------------------------------------------------------------------------
 
 
+NO_EVALUATION = "no evaluation instances: send more instances, lower held_out or give eval_instances"
+
+
 class RequestRejected(Exception):
     """A request that must not be queued: `status` is the HTTP code, the message says why and how to fix it."""
 
@@ -192,7 +195,8 @@ def candidate_settings(request: SpecialistRequest, pool_size: int) -> list[str]:
 def validate_request(request: SpecialistRequest, config: ServeConfig, home: Path) -> None:
     """Everything checkable before queueing: the data exists and is large enough, the gate is only tightened."""
     from factory.config import selection_size
-    from specialist.superni import load_task, resolve_task_file, split_instances, training_pool
+    from specialist.superni import load_task, resolve_task_file
+    from specialist.tasks import training_pool
 
     wanted = request.instances_per_task
     if request.superni_task is not None:
@@ -201,16 +205,14 @@ def validate_request(request: SpecialistRequest, config: ServeConfig, home: Path
         except SpecialistError as e:
             raise RequestRejected(404, str(e)) from None
         task = load_task(config.task_data, request.superni_task)  # a malformed file: SpecialistError, a 422
-        held_out, _ = split_instances(task)
-        _, trainable = training_pool(task)
     else:
-        from service.jobs.data import split_inline_data  # here: data.py reads these models
+        from service.jobs.data import inline_task  # here: data.py reads these models
 
-        held_out, trainable = split_inline_data(request, home)
-    if not held_out:
-        raise RequestRejected(
-            422, "no evaluation instances: send more instances, lower held_out or give eval_instances"
-        )
+        task = inline_task(request, home).as_task()
+    if not task.evaluation:
+        raise RequestRejected(422, NO_EVALUATION)
+    held_out = task.evaluation
+    _, trainable = training_pool(task)
     # Several candidates are compared on a selection set that none of them trains on (factory.build).
     selection = selection_size(len(candidate_settings(request, len(trainable))), request.selection_instances)
     left = len(trainable) - selection

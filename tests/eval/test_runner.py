@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from eval.benchmarks import custom_benchmark, default_metric, superni_benchmark
+from eval.benchmarks import custom_benchmark, default_metric, task_benchmark
 from eval.generate import GenerationRequest, generate, load_decoder
 from eval.runner import run_eval
 from inference.multi_lora import BASE_ADAPTER
@@ -27,7 +27,7 @@ def test_mixed_adapter_batch_equals_separate_runs(tiny_model_dir, tiny_adapters,
         tok,
         {"a": tiny_adapters["alpha"], "b": tiny_adapters["beta"]},
     )
-    bench = superni_benchmark(task_dir, TOY_TASK, limit=6)
+    bench = task_benchmark(task_dir, TOY_TASK, limit=6)
     prompts = [bench.prompt.render(i.input) for i in bench.instances]
     names = ["a", "b", BASE_ADAPTER]
     mixed = generate(
@@ -43,7 +43,7 @@ def test_mixed_adapter_batch_equals_separate_runs(tiny_model_dir, tiny_adapters,
 def test_run_eval_scores_every_model_in_one_pass(tiny_model_dir, tiny_adapters, task_dir):
     base = resolve_base_model(str(tiny_model_dir))
     run = run_eval(
-        base, tiny_adapters, [superni_benchmark(task_dir, TOY_TASK, limit=8)], include_base=True, progress=False
+        base, tiny_adapters, [task_benchmark(task_dir, TOY_TASK, limit=8)], include_base=True, progress=False
     )
     assert run.models == [BASE, "alpha", "beta"]
     for name in run.models:
@@ -56,7 +56,7 @@ def test_adapter_for_another_base_is_refused(tiny_adapters, task_dir):
     other = resolve_base_model("smollm2-135m-instruct")
     with pytest.raises(SpecialistError, match="was trained for base model"):
         run_eval(
-            other, {"alpha": tiny_adapters["alpha"]}, [superni_benchmark(task_dir, TOY_TASK, limit=2)], progress=False
+            other, {"alpha": tiny_adapters["alpha"]}, [task_benchmark(task_dir, TOY_TASK, limit=2)], progress=False
         )
 
 
@@ -153,8 +153,8 @@ def test_primary_metric_does_not_depend_on_the_instance_limit(tmp_path):
         for i in range(120)
     ]
     write_task(tmp_path / "task8_mixed.json", "Answer.", rows, [], "Misc.")
-    assert superni_benchmark(tmp_path, "task8_mixed").metric == "rougeL"
-    assert superni_benchmark(tmp_path, "task8_mixed", limit=10).metric == "rougeL"
+    assert task_benchmark(tmp_path, "task8_mixed").metric == "rougeL"
+    assert task_benchmark(tmp_path, "task8_mixed", limit=10).metric == "rougeL"
 
 
 def test_eval_rejects_bad_counts_at_the_command_line(task_dir, tmp_path, capsys):
@@ -221,7 +221,7 @@ def test_run_eval_scores_the_majority_label_of_label_tasks(tiny_model_dir, tiny_
     from specialist.adapters.decision import MAJORITY
 
     base = resolve_base_model(str(tiny_model_dir))
-    bench = superni_benchmark(task_dir, TOY_TASK, limit=8)
+    bench = task_benchmark(task_dir, TOY_TASK, limit=8)
     run = run_eval(base, {"alpha": tiny_adapters["alpha"]}, [bench], include_base=True, progress=False)
     assert MAJORITY not in run.models and run.label_tasks == [TOY_TASK]
     assert run.predictions[MAJORITY][TOY_TASK] == [bench.majority.label] * 8

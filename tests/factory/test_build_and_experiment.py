@@ -58,7 +58,7 @@ def test_build_selects_on_a_selection_set_and_gates_on_the_held_out_set(
     # The selection set: the last 8 answered instances of the pool, disjoint from the held-out first 100.
     task = load_task(task_dir, TOY_TASK)
     ids = decision["selection"]["instance_ids"][TOY_TASK]
-    assert ids == [i.id for i in task.instances[-8:]] and not set(ids) & {i.id for i in task.instances[:100]}
+    assert ids == [i.id for i in task.trainable[-8:]] and not set(ids) & {i.id for i in task.evaluation}
     for cand in decision["candidates"]:
         score = cand["selection_score"]
         assert score["instances"] == 8 and score["low"] <= score["value"] <= score["high"]

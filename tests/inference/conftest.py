@@ -15,7 +15,7 @@ def base_and_tok(tiny_model_dir):
 
 def toy_prompts(task_dir, n=6) -> list[str]:
     """The toy task's first `n` held-out instances, rendered with its prompt."""
-    from eval.benchmarks import superni_benchmark
+    from eval.benchmarks import task_benchmark
 
-    bench = superni_benchmark(task_dir, TOY_TASK, limit=n)
+    bench = task_benchmark(task_dir, TOY_TASK, limit=n)
     return [bench.prompt.render(i.input) for i in bench.instances]

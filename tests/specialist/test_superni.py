@@ -3,22 +3,27 @@ import gzip
 import pytest
 
 from specialist.errors import SpecialistError
-from specialist.superni import HELD_OUT_INSTANCES, load_task, select_tasks, split_instances
+from specialist.superni import HELD_OUT_INSTANCES, load_task, select_tasks
 from tests.conftest import TOY_INSTANCES, TOY_TASK, TOY_TASK_2
 
 
 def test_loads_gzipped_and_plain_task_files(task_dir):
     a, b = load_task(task_dir, TOY_TASK), load_task(task_dir, TOY_TASK_2)
     assert a.path.name.endswith(".json.gz") and b.path.name.endswith(".json")
-    assert len(a.instances) == TOY_INSTANCES and a.definition.startswith("Classify")
+    assert len(a.evaluation) + len(a.trainable) == TOY_INSTANCES and a.definition.startswith("Classify")
     assert [e.output for e in a.positive_examples] == ["POS", "NEG"]
     assert a.categories == ("Sentiment Analysis",)
 
 
 def test_first_100_instances_are_held_out(task_dir):
+    import json
+
     task = load_task(task_dir, TOY_TASK)
-    held_out, trainable = split_instances(task)
-    assert [i.id for i in held_out] == [i.id for i in task.instances[:HELD_OUT_INSTANCES]]
+    held_out, trainable = task.evaluation, task.trainable
+    with gzip.open(task.path, "rt") as f:
+        in_file = [i["id"] for i in json.load(f)["Instances"]]
+    assert [i.id for i in held_out] == in_file[:HELD_OUT_INSTANCES]
+    assert [i.id for i in trainable] == in_file[HELD_OUT_INSTANCES:]
     assert len(trainable) == TOY_INSTANCES - HELD_OUT_INSTANCES
     assert not {i.id for i in held_out} & {i.id for i in trainable}
 
@@ -62,14 +67,14 @@ def test_missing_directory(tmp_path):
 
 
 def test_the_selection_set_is_the_end_of_the_training_pool(task_dir):
-    from specialist.superni import training_pool
+    from specialist.tasks import training_pool
 
     task = load_task(task_dir, TOY_TASK)
     selection, pool = training_pool(task, 10)
-    held_out = {i.id for i in split_instances(task)[0]}
-    assert [i.id for i in selection] == [i.id for i in task.instances[-10:]]
+    held_out = {i.id for i in task.evaluation}
+    assert [i.id for i in selection] == [i.id for i in task.trainable[-10:]]
     assert len(pool) == TOY_INSTANCES - HELD_OUT_INSTANCES - 10
     assert not {i.id for i in selection} & {i.id for i in pool} and not {i.id for i in (*selection, *pool)} & held_out
-    assert training_pool(task, 0) == ((), split_instances(task)[1])
+    assert training_pool(task, 0) == ((), task.trainable)
     with pytest.raises(SpecialistError, match="fewer than the 41 asked for its selection set"):
         training_pool(task, 41)

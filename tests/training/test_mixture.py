@@ -16,12 +16,11 @@ def test_held_out_instances_are_never_trained_on(task_dir, generalist_file):
     mix = build_mixture(_cfg(task_dir, generalist_file, task=[TOY_TASK, TOY_TASK_2], instances_per_task="all"))
     for name in (TOY_TASK, TOY_TASK_2):
         task = load_task(task_dir, name)
-        held_out = {i.input for i in task.instances[:HELD_OUT_INSTANCES]} - {
-            i.input for i in task.instances[HELD_OUT_INSTANCES:]
-        }
+        held_out = {i.input for i in task.evaluation} - {i.input for i in task.trainable}
         trained = {ex.input for ex in mix.examples if ex.source == name}
         assert trained and not trained & held_out
-        assert mix.record.per_task[name] == len(task.instances) - HELD_OUT_INSTANCES
+        assert len(task.evaluation) == HELD_OUT_INSTANCES
+        assert mix.record.per_task[name] == len(task.trainable)
 
 
 def test_ratio_and_count_give_recorded_counts(task_dir, generalist_file):
@@ -58,7 +57,7 @@ def test_both_generalist_amounts_is_an_error(task_dir, generalist_file):
 
 
 def test_instances_without_answers_are_not_trained_on_but_stay_held_out(tmp_path, generalist_file):
-    from eval.benchmarks import superni_benchmark
+    from eval.benchmarks import task_benchmark
     from tests.conftest import write_task
 
     rows = [{"id": f"x{i}", "input": f"in {i}", "output": [] if i % 10 == 0 else [f"out {i}"]} for i in range(120)]
@@ -69,7 +68,7 @@ def test_instances_without_answers_are_not_trained_on_but_stay_held_out(tmp_path
         )
     )
     assert mix.record.per_task["task7_gaps"] == 18  # 20 trainable, 2 without answers
-    bench = superni_benchmark(tmp_path, "task7_gaps")
+    bench = task_benchmark(tmp_path, "task7_gaps")
     assert len(bench.instances) == 100 and bench.instances[0].references == [""]
 
 
@@ -87,7 +86,7 @@ def test_train_or_reuse_refuses_an_adapter_made_with_other_options(train_args, t
 
 
 def test_selection_instances_are_never_trained_on(tmp_path, generalist_file):
-    from specialist.superni import training_pool
+    from specialist.tasks import training_pool
     from tests.conftest import write_task
 
     # Unique inputs, so "trained on" can be told by the text alone.
