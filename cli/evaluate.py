@@ -8,9 +8,12 @@ from pathlib import Path
 
 from pydantic import Field
 
-from cli.options import add_model_flags, count, model_from_args
-from specialist.config import StrictModel
+from cli.options import add_model_flags, model_from_args
+from eval.benchmarks import Metric
+from specialist.adapters.decision import DEFAULT_CONFIDENCE
+from specialist.config import MixtureConfig, StrictModel
 from specialist.errors import SpecialistError
+from specialist.superni import HELD_OUT_INSTANCES
 
 
 def add_parsers(sub) -> None:
@@ -19,72 +22,69 @@ def add_parsers(sub) -> None:
     _add_factory_parsers(sub)
 
 
-def _add_eval_parsers(sub) -> None:
-    from eval.benchmarks import METRICS
-    from eval.intervals import DEFAULT_CONFIDENCE
-    from specialist.superni import HELD_OUT_INSTANCES
+def _task_field(name: str, **kwargs):
+    """The task-selection options mean what they mean for `train`: one flag name and one help text per idea."""
+    return Field(description=MixtureConfig.model_fields[name].description, **kwargs)
 
+
+class EvalOptions(StrictModel):
+    """`specialist eval`: which models, on which benchmarks, and how the scores are reported."""
+
+    adapter: list[str] = Field(
+        default_factory=list, description="adapter to score, [NAME=]DIR (repeatable); name defaults to the folder name"
+    )
+    base: bool = Field(False, description="also score the bare base model")
+    base_model: str | None = Field(
+        None, description="base model (default: the one in the first adapter's manifest, else the packaged default)"
+    )
+    task_data: Path | None = _task_field("task_data", default=None)
+    task: list[str] = _task_field("task", default_factory=list)
+    category: list[str] = _task_field("category", default_factory=list)
+    task_list: Path | None = _task_field("task_list", default=None)
+    benchmark: Path | None = Field(None, description="custom JSONL benchmark of {id, input, references}")
+    benchmark_name: str | None = Field(None, description="task name of the custom benchmark (default: the file's stem)")
+    definition: str | None = Field(None, description="instruction for the custom benchmark's prompts")
+    metric: Metric | None = Field(
+        None, description="primary metric (default: exact match for label tasks, else ROUGE-L)"
+    )
+    eval_instances: int | None = Field(
+        None, ge=1, le=HELD_OUT_INSTANCES, description="score only the first N of each task's evaluation instances"
+    )
+    batch_size: int = Field(16, ge=1, le=1024, description="generation batch size")
+    confidence: float = Field(DEFAULT_CONFIDENCE, gt=0, lt=1, description="confidence of the reported intervals")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N]")
+    out: Path | None = Field(None, description="output folder (required unless `eval score`)")
+    progress: bool = Field(True, description="show progress bars")
+
+
+class ScoreOptions(StrictModel):
+    """`specialist eval score`: the official scorer over prediction and reference files."""
+
+    predictions: Path = Field(description="JSONL of {id, prediction}")
+    references: Path = Field(description="JSONL of {id, references, task_id, task_category, track}")
+    out: Path | None = Field(None, description="also write the results as JSON here")
+
+
+def _add_eval_parsers(sub) -> None:
     ev = sub.add_parser(
         "eval",
         help="score adapters and the base model on held-out task instances (or `eval score` prediction files)",
-        description="Evaluate adapters (and the bare base model) on SuperNI held-out instances or a custom JSONL "
+        description="Evaluate adapters (and the bare base model) on held-out task instances or a custom JSONL "
         "benchmark, all in one pass with mixed-adapter batches. Writes scores.json, predictions.jsonl (+ official "
         "predictions_<model>.jsonl and references.jsonl), report.md and chart.png to --out.",
         epilog="examples: specialist eval --adapter runs/sst2 --base --task task363_sst2_polarity_classification --out runs/eval | "
         "specialist eval score --predictions P.jsonl --references R.jsonl",
     )
-    ev.add_argument(
-        "--adapter",
-        action="append",
-        default=[],
-        metavar="[NAME=]DIR",
-        help="adapter to score (repeatable); name defaults to the folder name",
-    )
-    ev.add_argument("--base", action="store_true", help="also score the bare base model")
-    ev.add_argument(
-        "--base-model",
-        default=None,
-        help="base model (default: the one in the first adapter's manifest, else the packaged default)",
-    )
-    ev.add_argument(
-        "--task-data",
-        type=Path,
-        default=None,
-        help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)",
-    )
-    ev.add_argument("--task", action="append", default=[], help="SuperNI task (repeatable)")
-    ev.add_argument("--category", action="append", default=[], help="every task of this category (repeatable)")
-    ev.add_argument("--task-list", type=Path, help="file of task names, one per line")
-    ev.add_argument("--benchmark", type=Path, help="custom JSONL benchmark of {id, input, references}")
-    ev.add_argument("--benchmark-name", help="task name of the custom benchmark (default: the file's stem)")
-    ev.add_argument("--definition", help="instruction for the custom benchmark's prompts")
-    ev.add_argument(
-        "--metric", choices=METRICS, help="primary metric (default: exact match for label tasks, else ROUGE-L)"
-    )
-    ev.add_argument(
-        "--eval-instances",
-        type=count(1, HELD_OUT_INSTANCES),
-        default=None,
-        help=f"use only the first N of each task's {HELD_OUT_INSTANCES} held-out instances",
-    )
-    ev.add_argument("--batch-size", type=count(1, 1024), default=16, help="generation batch size (default: 16)")
-    ev.add_argument(
-        "--confidence",
-        type=_confidence,
-        default=DEFAULT_CONFIDENCE,
-        help=f"confidence of the reported intervals, in (0, 1) (default: {DEFAULT_CONFIDENCE})",
-    )
-    ev.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    ev.add_argument("--out", type=Path, help="output folder (required unless `score`)")
-    ev.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    add_model_flags(ev, EvalOptions, config_file=False)
     ev.set_defaults(handler=_eval)
     ev_sub = ev.add_subparsers(dest="eval_command", metavar="ACTION")
-    sc = ev_sub.add_parser("score", help="official SuperNI scoring of prediction/reference JSONL files")
-    sc.add_argument("--predictions", type=Path, required=True, help="JSONL of {id, prediction}")
-    sc.add_argument(
-        "--references", type=Path, required=True, help="JSONL of {id, references, task_id, task_category, track}"
+    sc = ev_sub.add_parser(
+        "score",
+        help="official SuperNI scoring of prediction/reference JSONL files",
+        description="Score predictions with the official SuperNI metrics (exact match, ROUGE-L) per task, category "
+        "and track; prints the results as JSON.",
     )
-    sc.add_argument("--out", type=Path, help="also write the results as JSON here")
+    add_model_flags(sc, ScoreOptions, required=("predictions", "references"), config_file=False)
     sc.set_defaults(handler=_eval_score)
 
 
@@ -95,7 +95,7 @@ class GateOptions(StrictModel):
     )
     champion: Path | None = Field(None, description="the task's current champion adapter")
     base_model: str | None = Field(None, description="base model (default: the candidate manifest's)")
-    task_data: Path | None = Field(None, description="folder of SuperNI task files")
+    task_data: Path | None = _task_field("task_data", default=None)
     progress: bool = Field(True, description="show progress bars")
 
 
@@ -149,16 +149,6 @@ def _add_factory_parsers(sub) -> None:
     exp.set_defaults(handler=_experiment)
 
 
-def _confidence(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{value:g} is outside (0, 1): give e.g. 0.9 for 90% intervals")
-    return value
-
-
 def _adapter_dirs(specs: list[str]) -> dict[str, Path]:
     from specialist.paths import validate_name
 
@@ -190,6 +180,7 @@ def _eval(args: argparse.Namespace) -> int:
     from specialist.paths import default_task_data
     from specialist.superni import select_tasks
 
+    args = model_from_args(EvalOptions, args, "eval options")
     if args.out is None:
         raise SpecialistError("--out is required", "pass the folder to write scores and reports to")
     adapters = _adapter_dirs(args.adapter)
@@ -240,6 +231,7 @@ def _eval_score(args: argparse.Namespace) -> int:
 
     from eval.official import score_files
 
+    args = model_from_args(ScoreOptions, args, "score options")
     results, missing = score_files(args.predictions, args.references)
     if missing:
         print(f"No prediction for {missing} instances. Use empty string as prediction.", file=sys.stderr)

@@ -16,9 +16,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from pydantic import Field  # noqa: E402
+
 from cli import evaluate, serving  # noqa: E402
 from cli.options import add_model_flags, model_from_args  # noqa: E402
+from specialist.config import MixtureConfig, StrictModel  # noqa: E402
 from specialist.errors import SpecialistError, error_line  # noqa: E402
+from specialist.paths import default_task_data  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,16 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = sub.add_parser("tasks", help="list SuperNI tasks and categories in a task-data folder")
     tasks_sub = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
-    tasks_list = tasks_sub.add_parser("list", help="task names with their categories")
-    tasks_list.add_argument(
-        "--task-data",
-        help="folder of SuperNI task files (default: $SPECIALIST_TASK_DATA or ../shared/data/superni/tasks)",
-    )
-    tasks_list.add_argument("--category", help="only tasks of this category")
-    tasks_list.set_defaults(handler=_tasks_list)
-    categories = tasks_sub.add_parser("categories", help="categories with their task counts")
-    categories.add_argument("--task-data", help="folder of SuperNI task files")
-    categories.set_defaults(handler=_tasks_categories)
+    for name, options, help_text, handler in (
+        ("list", TasksList, "task names with their categories", _tasks_list),
+        ("categories", TaskData, "categories with their task counts", _tasks_categories),
+    ):
+        action = tasks_sub.add_parser(name, help=help_text)
+        add_model_flags(action, options, config_file=False)
+        action.set_defaults(
+            handler=lambda args, options=options, handler=handler: handler(model_from_args(options, args))
+        )
     return parser
 
 
@@ -108,16 +111,22 @@ def _models_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_dir(args):
-    from specialist.paths import default_task_data
+class TaskData(StrictModel):
+    """Task data."""
 
-    return Path(args.task_data) if args.task_data else default_task_data()
+    task_data: Path = Field(
+        default_factory=default_task_data, description=MixtureConfig.model_fields["task_data"].description
+    )
 
 
-def _tasks_list(args: argparse.Namespace) -> int:
+class TasksList(TaskData):
+    category: str | None = Field(None, description="only tasks of this category")
+
+
+def _tasks_list(args: TasksList) -> int:
     from specialist.superni import select_tasks, task_categories
 
-    task_dir = _task_dir(args)
+    task_dir = args.task_data
     by_task = task_categories(task_dir)
     names = select_tasks(task_dir, categories=[args.category]) if args.category else list(by_task)
     for name in names:
@@ -125,12 +134,12 @@ def _tasks_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tasks_categories(args: argparse.Namespace) -> int:
+def _tasks_categories(args: TaskData) -> int:
     from collections import Counter
 
     from specialist.superni import task_categories
 
-    counts = Counter(c for cats in task_categories(_task_dir(args)).values() for c in cats)
+    counts = Counter(c for cats in task_categories(args.task_data).values() for c in cats)
     for category, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"{n}\t{category}")
     return 0

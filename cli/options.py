@@ -44,6 +44,9 @@ def add_model_flags(
         if fields:
             title = (part.__doc__ or "").strip().splitlines()[0].rstrip(".").lower() if part.__doc__ else None
             _add_fields(parser.add_argument_group(title) if title else parser, fields, required)
+    own = {n: f for n, f in model.model_fields.items() if n not in seen}  # fields the model itself adds to its parts
+    if own:
+        _add_fields(parser, own, required)
     if config_file:
         parser.add_argument(
             "--config", type=Path, metavar="YAML", help="read options from a YAML file; flags override it"
@@ -76,8 +79,11 @@ def _add_fields(parser, fields: dict, required: tuple[str, ...]) -> None:
             parser.add_argument(flag, metavar=_metavar(annotation), **kwargs)
 
 
-def model_from_args(model: type[BaseModel], args: argparse.Namespace, source: str = "options"):
-    values = load_yaml_config(args.config) if getattr(args, "config", None) else {}
+def model_from_args(
+    model: type[BaseModel], args: argparse.Namespace, source: str = "options", config_file: bool = True
+):
+    """The model from the flags (over the `--config` YAML when `config_file`: the YAML holds only this model)."""
+    values = load_yaml_config(args.config) if config_file and getattr(args, "config", None) else {}
     values.update({k: v for k, v in vars(args).items() if k in model.model_fields})
     return validate_config(model, values, source)
 
@@ -87,11 +93,8 @@ def _show(value) -> str:
 
 
 def _metavar(annotation) -> str:
-    args = (
-        [a for a in typing.get_args(annotation) if a is not type(None)]
-        if isinstance(annotation, types.UnionType)
-        else [annotation]
-    )
+    union = isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
     names = {int: "N", float: "X", Path: "PATH", str: "TEXT"}
     return "|".join(
         names.get(a, "VALUE") if typing.get_origin(a) is not typing.Literal else "|".join(typing.get_args(a))

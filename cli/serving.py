@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cli.options import POSITIONAL, add_model_flags, count, model_from_args
+from cli.options import POSITIONAL, add_model_flags, model_from_args
 from specialist.config import StrictModel
 from specialist.errors import SpecialistError
 
@@ -120,6 +120,20 @@ def _registry_remove(args: RegistryTask) -> int:
     return 0
 
 
+class Listen(StrictModel):
+    """Where to listen."""
+
+    host: str = Field("127.0.0.1", description="interface to bind")
+    port: int = Field(3000, ge=1, le=65535, description="port")
+
+
+class TgiEngine(StrictModel):
+    """The TGI engine to configure."""
+
+    model_id: str = Field("HuggingFaceTB/SmolLM2-135M-Instruct", description="base model id the engine loads")
+    port: int = Field(8080, ge=1, le=65535, description="host port the engine's container publishes")
+
+
 def _add_serve_parsers(sub) -> None:
     from service.config import ServeConfig
 
@@ -131,8 +145,7 @@ def _add_serve_parsers(sub) -> None:
         "from the registry in $SPECIALIST_HOME and hot-swap on promotion. Stop it with Ctrl-C or SIGTERM.",
         epilog="example: SPECIALIST_ADMIN_TOKEN=change-me specialist serve --port 3000",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
-    serve.add_argument("--port", type=count(1, 65535), default=3000, help="port (default: 3000)")
+    add_model_flags(serve, Listen, config_file=False)
     add_model_flags(serve, ServeConfig)
     serve.set_defaults(handler=_serve)
 
@@ -140,15 +153,15 @@ def _add_serve_parsers(sub) -> None:
         "tgi-config",
         help="print the LORA_ADAPTERS setting (and a docker run line) for a TGI engine serving the routed adapters",
     )
-    tgi.add_argument("--model-id", default="HuggingFaceTB/SmolLM2-135M-Instruct", help="base model id the engine loads")
-    tgi.add_argument("--port", type=count(1, 65535), default=8080)
-    tgi.set_defaults(handler=_tgi_config)
+    add_model_flags(tgi, TgiEngine, config_file=False)
+    tgi.set_defaults(handler=lambda args: _tgi_config(model_from_args(TgiEngine, args, "tgi-config options")))
 
 
 def _serve(args: argparse.Namespace) -> int:
     import service
     from service.config import CONFIG_ENV, ServeConfig
 
+    listen = model_from_args(Listen, args, "serve options", config_file=False)
     config = model_from_args(ServeConfig, args, "serve options")
     env = dict(os.environ, **{CONFIG_ENV: config.model_dump_json()})
     if config.backend == "tgi":
@@ -162,15 +175,17 @@ def _serve(args: argparse.Namespace) -> int:
         "serve",
         "service.bento:SpecialistService",
         "--host",
-        args.host,
+        listen.host,
         "--port",
-        str(args.port),
+        str(listen.port),
         "--working-dir",
         str(project),
     ]
     bentoml = Path(sys.executable).parent / "bentoml"
     cmd[0] = str(bentoml) if bentoml.exists() else "bentoml"
-    print(f"serving on http://{args.host}:{args.port} ({config.backend} backend, registry in {_home()})", flush=True)
+    print(
+        f"serving on http://{listen.host}:{listen.port} ({config.backend} backend, registry in {_home()})", flush=True
+    )
     os.execvpe(cmd[0], cmd, env)  # replace this process: SIGTERM reaches bentoml directly
 
 
@@ -180,7 +195,7 @@ def _home() -> Path:
     return specialist_home()
 
 
-def _tgi_config(args: argparse.Namespace) -> int:
+def _tgi_config(args: TgiEngine) -> int:
     from specialist.adapters import Registry
 
     routes = Registry().routes()
