@@ -4,6 +4,7 @@
     .venv/bin/python -m reliability --load-seconds 10 --soak-seconds 30 --fault-seconds 8 \\
         --out /tmp/RELIABILITY.md --json /tmp/reliability.json      # a smoke run (~8 min)
     .venv/bin/python -m reliability --only quick,load     # some parts
+    .venv/bin/python -m reliability --from-json docs/results/reliability.json --notes notes.json  # re-render only
 
 Starts `specialist serve` on 127.0.0.1 with the default model and 4 routed tasks in a fresh temporary home,
 sends traffic only there, bounded in count and time, and stops it (and any training job) at the end.
@@ -24,11 +25,15 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import BaseModel, ValidationError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from reliability import bad_input, faults, home, load  # noqa: E402
 from reliability.report import render  # noqa: E402
+from reliability.results import Figures, ScenarioError, load_figures  # noqa: E402
+from reliability.results.figures import RunArgs, Setup  # noqa: E402
 from service.live import REPO, LiveServer  # noqa: E402
 
 PARTS = ("quick", "bad-input", "security", "load", "faults", "soak")
@@ -68,11 +73,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, help="work folder (default: a temp dir, removed unless --keep)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (home, logs, adapters)")
     p.add_argument("--notes", type=Path, help="JSON {goal id: cause} explaining shortfalls found earlier")
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        help="run nothing: render the report (--out) again from stored figures (a --json file)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    notes = json.loads(args.notes.read_text()) if args.notes else {}
+    if args.from_json:
+        args.out.write_text(render(load_figures(args.from_json), notes))
+        print(f"wrote {args.out} from {args.from_json}")
+        return 0
     parts = {x.strip() for x in args.only.split(",") if x.strip()}
     unknown = parts - set(PARTS)
     if unknown:
@@ -80,14 +95,15 @@ def main(argv=None) -> int:
         return 2
     work = args.work or Path(tempfile.mkdtemp(prefix="reliability-"))
     work.mkdir(parents=True, exist_ok=True)
-    figures: dict = {
+    figures: dict = {  # part -> its typed result, as the run goes; one `Figures` at the end
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} ({os.cpu_count()} CPU cores, {platform.platform()})",
         "parts": sorted(parts),
     }
-    shown = {k: v for k, v in vars(args).items() if k not in ("out", "json", "work", "notes", "keep", "only")}
+    hidden = ("out", "json", "work", "notes", "keep", "only", "from_json")
+    shown = {k: v for k, v in vars(args).items() if k not in hidden}
     shown["json"] = str(args.json)
-    notes = json.loads(args.notes.read_text()) if args.notes else {}
+    run_args = RunArgs(**shown)  # typed now, not after a 25-minute run
     server = None
 
     def step(name: str, fn, *a, **kw):
@@ -97,7 +113,7 @@ def main(argv=None) -> int:
             result = fn(*a, **kw)
         except Exception as e:  # noqa: BLE001 - a failed scenario is reported, the others still run
             traceback.print_exc()
-            result = {"error": f"{type(e).__name__}: {e}"}
+            result = ScenarioError(error=f"{type(e).__name__}: {e}")
         print(
             f"[{time.strftime('%H:%M:%S')}] {name}: {time.perf_counter() - started:.0f} s  {_brief(result)}", flush=True
         )
@@ -121,14 +137,14 @@ def main(argv=None) -> int:
             prompts = home.served_prompts(work / "home")
             fp = step("fingerprints", home.make_fingerprints, server, inputs, prompts, args.max_new_tokens)
             distinct, total = fp.distinguishable()
-            figures["setup"] = {
-                "tasks": home.TASKS,
-                "serve_args": serve_args,
-                "start_s": round(start_s, 1) if isinstance(start_s, float) else start_s,
-                "fingerprint_prompts": total,
-                "distinguishable": distinct,
-                "base_model": "SmolLM2-135M-Instruct",
-            }
+            figures["setup"] = Setup(
+                tasks=home.TASKS,
+                serve_args=serve_args,
+                start_s=round(start_s, 1) if isinstance(start_s, float) else start_s,
+                fingerprint_prompts=total,
+                distinguishable=distinct,
+                base_model="SmolLM2-135M-Instruct",
+            )
             if "bad-input" in parts:
                 figures["bad_input_live"] = step("bad input, live", bad_input.run_bad_input_live, server)
             if "security" in parts:
@@ -146,7 +162,7 @@ def main(argv=None) -> int:
                     args.warmup_seconds,
                 )
             if "faults" in parts:
-                f = figures["faults"] = {}
+                f = figures["faults"] = {}  # fault -> result; made a FaultsResults with the rest
                 f["promotion_during_load"] = step(
                     "fault: promotion + rollback under load",
                     faults.fault_promotion_during_load,
@@ -210,8 +226,13 @@ def main(argv=None) -> int:
             figures["shutdown"] = step("stop the service", load.stop_server, server)
         figures["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": shown, **figures}, indent=2, default=str) + "\n")
-        args.out.write_text(render(figures, shown, notes))
+        try:
+            result = Figures(args=run_args, **figures)
+        except ValidationError:  # never lose a run's figures to a type mismatch: write them as they are, then fail
+            args.json.write_text(json.dumps({"args": shown, **figures}, indent=2, default=_plain) + "\n")
+            raise
+        args.json.write_text(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+        args.out.write_text(render(result, notes))
         print(f"wrote {args.out} and {args.json}" + (f"; work folder {work}" if args.keep or args.work else ""))
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -225,7 +246,12 @@ def _permissive_policy(work: Path) -> Path:
     return path
 
 
+def _plain(value):
+    return value.model_dump() if isinstance(value, BaseModel) else str(value)
+
+
 def _brief(result) -> str:
+    result = result.model_dump() if isinstance(result, BaseModel) else None
     if not isinstance(result, dict):
         return ""
     keys = (

@@ -18,6 +18,13 @@ from pathlib import Path
 import requests
 
 from reliability.cases import check_response, hostile_cases
+from reliability.results.bad_input import (
+    BadInputLiveResult,
+    QuickResult,
+    SecurityLiveResult,
+    StalledBody,
+    StreamHangUp,
+)
 from service.live import REPO, LiveServer
 
 BAD_INPUT_KINDS = {"fuzz", "hostile", "bad-file", "security"}
@@ -26,7 +33,7 @@ BAD_INPUT_KINDS = {"fuzz", "hostile", "bad-file", "security"}
 # -- the quick part, counted --------------------------------------------------------------------------------
 
 
-def run_quick(work: Path, fuzz_examples: int) -> dict:
+def run_quick(work: Path, fuzz_examples: int) -> QuickResult:
     """tests/reliability under pytest, every bad-input case recorded; returns the counts."""
     record, junit = work / "quick-cases.jsonl", work / "quick-junit.xml"
     record.unlink(missing_ok=True)
@@ -42,21 +49,21 @@ def run_quick(work: Path, fuzz_examples: int) -> dict:
     distinct = {(r["kind"], r["id"]): r for r in rows}
     suite = ET.parse(junit).getroot().find("testsuite") if junit.exists() else None
     summary = (proc.stdout.strip().splitlines() or [""])[-1]
-    return {
-        "pytest_exit_code": proc.returncode,
-        "pytest_summary": summary.strip("= "),
-        "tests": int(suite.get("tests")) if suite is not None else None,
-        "failures": int(suite.get("failures")) + int(suite.get("errors")) if suite is not None else None,
-        "seconds": round(time.perf_counter() - started, 1),
-        "distinct_cases": len(distinct),
-        "cases_by_kind": dict(Counter(kind for kind, _ in distinct)),
-        "requests_sent": sum(1 for r in rows if r["status"] is not None),
-        "server_errors": sum(1 for r in rows if (r["status"] or 0) >= 500),
-        "problems": sorted({r["problem"] for r in rows if r["problem"]})[:20],
-        "crashed_processes": 0 if proc.returncode in (0, 1) else 1,  # pytest itself died (signal, interpreter crash)
-        "failed_tests": re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.M)[:20],
-        "fault_cases": sorted({f"{r['id']}: {r['status']}" for r in recorded if r["kind"] == "fault"}),
-    }
+    return QuickResult(
+        pytest_exit_code=proc.returncode,
+        pytest_summary=summary.strip("= "),
+        tests=int(suite.get("tests")) if suite is not None else None,
+        failures=int(suite.get("failures")) + int(suite.get("errors")) if suite is not None else None,
+        seconds=round(time.perf_counter() - started, 1),
+        distinct_cases=len(distinct),
+        cases_by_kind=dict(Counter(kind for kind, _ in distinct)),
+        requests_sent=sum(1 for r in rows if r["status"] is not None),
+        server_errors=sum(1 for r in rows if (r["status"] or 0) >= 500),
+        problems=sorted({r["problem"] for r in rows if r["problem"]})[:20],
+        crashed_processes=0 if proc.returncode in (0, 1) else 1,  # pytest itself died (signal, interpreter crash)
+        failed_tests=re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, re.M)[:20],
+        fault_cases=sorted({f"{r['id']}: {r['status']}" for r in recorded if r["kind"] == "fault"}),
+    )
 
 
 # -- bad input against the live server -------------------------------------------------------------------------
@@ -89,7 +96,7 @@ def _raw(port: int, data: bytes, timeout: float = 10) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stalled_body(port: int) -> dict:
+def _stalled_body(port: int) -> StalledBody:
     """Headers and half a body, then silence with the connection open: the server must give up (408)."""
     started = time.time()
     head = (
@@ -103,10 +110,10 @@ def _stalled_body(port: int) -> dict:
         except OSError:
             answer = b""
     match = re.match(rb"HTTP/1\.[01] (\d{3})", answer)
-    return {"status": int(match.group(1)) if match else None, "seconds": round(time.time() - started, 1)}
+    return StalledBody(status=int(match.group(1)) if match else None, seconds=round(time.time() - started, 1))
 
 
-def _stream_and_hang_up(server: LiveServer, task: str, max_new: int) -> dict:
+def _stream_and_hang_up(server: LiveServer, task: str, max_new: int) -> StreamHangUp:
     """Start a long greedy stream, read its first event, close the socket; then time a 1-token request."""
     body = json.dumps({"inputs": "a fine film", "parameters": {"adapter_id": task, "max_new_tokens": max_new}}).encode()
     request = (
@@ -123,12 +130,12 @@ def _stream_and_hang_up(server: LiveServer, task: str, max_new: int) -> dict:
                 break
             data += chunk
     after = _timed_predict(server, task)
-    return {
-        "first_event": b"data:" in data,
-        "idle_1_token_s": round(idle, 3),
-        "after_hang_up_1_token_s": round(after, 3),
-        "budget": max_new,
-    }
+    return StreamHangUp(
+        first_event=b"data:" in data,
+        idle_1_token_s=round(idle, 3),
+        after_hang_up_1_token_s=round(after, 3),
+        budget=max_new,
+    )
 
 
 def _timed_predict(server: LiveServer, task: str) -> float:
@@ -140,15 +147,15 @@ def _timed_predict(server: LiveServer, task: str) -> float:
     return time.perf_counter() - started
 
 
-def run_bad_input_live(server: LiveServer) -> dict:
+def run_bad_input_live(server: LiveServer) -> BadInputLiveResult:
     """The hand-written table, raw HTTP-level garbage and a hung-up stream, all against the real server."""
     before = server.snapshot()
     jobs_before = len(requests.get(f"{server.url}/specialists", headers=server.admin, timeout=60).json()["jobs"])
     cases = hostile_cases("sst2", server.token, cap=512)
     statuses, problems, closed, plain = Counter(), [], 0, 0
     started = time.perf_counter()
-    stalled: dict = {}
-    staller = threading.Thread(target=lambda: stalled.update(_stalled_body(server.port)), daemon=True)
+    stalled: list[StalledBody] = []  # stays empty if the server never answers within the wait
+    staller = threading.Thread(target=lambda: stalled.append(_stalled_body(server.port)), daemon=True)
     staller.start()  # a client whose body never comes, while everything else is served
     session = requests.Session()
     for case in cases:
@@ -175,30 +182,30 @@ def run_bad_input_live(server: LiveServer) -> dict:
     staller.join(timeout=120)
     after = server.snapshot()
     jobs_after = len(requests.get(f"{server.url}/specialists", headers=server.admin, timeout=60).json()["jobs"])
-    return {
-        "cases": len(cases) + len(RAW_CASES) + 2,
-        "table_cases": len(cases),
-        "raw_http_cases": len(RAW_CASES),
-        "statuses": {str(k): v for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))},
-        "closed_while_sending": closed,
-        "server_errors": sum(v for k, v in statuses.items() if isinstance(k, int) and k >= 500) + len(raw_bad),
-        "problems": problems[:20],
-        "problem_count": len(problems),
-        "raw_statuses": {k: v if v is not None else "closed" for k, v in raw.items()},
-        "plain_text_errors": plain,  # answered by BentoML itself (paths outside the app's routes)
-        "stalled_body": stalled,
-        "stream_hang_up": hang_up,
-        "crashed_processes": int(not server.alive()) + len(set(before["pids"]) - set(after["pids"])),
-        "service_processes_same": before["pids"] == after["pids"],
-        "jobs_queued_by_bad_input": jobs_after - jobs_before,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    return BadInputLiveResult(
+        cases=len(cases) + len(RAW_CASES) + 2,
+        table_cases=len(cases),
+        raw_http_cases=len(RAW_CASES),
+        statuses={str(k): v for k, v in sorted(statuses.items(), key=lambda kv: str(kv[0]))},
+        closed_while_sending=closed,
+        server_errors=sum(v for k, v in statuses.items() if isinstance(k, int) and k >= 500) + len(raw_bad),
+        problems=problems[:20],
+        problem_count=len(problems),
+        raw_statuses={k: v if v is not None else "closed" for k, v in raw.items()},
+        plain_text_errors=plain,
+        stalled_body=stalled[0] if stalled else None,
+        stream_hang_up=hang_up,
+        crashed_processes=int(not server.alive()) + len(set(before["pids"]) - set(after["pids"])),
+        service_processes_same=before["pids"] == after["pids"],
+        jobs_queued_by_bad_input=jobs_after - jobs_before,
+        seconds=round(time.perf_counter() - started, 1),
+    )
 
 
 # -- security against the live server --------------------------------------------------------------------------
 
 
-def run_security_live(server: LiveServer) -> dict:
+def run_security_live(server: LiveServer) -> SecurityLiveResult:
     routes = [
         ("POST", "/admin/promote"),
         ("POST", "/admin/rollback"),
@@ -226,12 +233,12 @@ def run_security_live(server: LiveServer) -> dict:
             results[f"{method} {path} {label}"] = r.status_code == want
     logs = "".join(p.read_text(errors="replace") for p in server.logs)
     uid = {p.pid: p.uids().real for p in server.processes()}
-    return {
-        "auth_checks": len(results),
-        "auth_checks_failed": [k for k, ok in results.items() if not ok],
-        "token_in_server_logs": server.token in logs,
-        "token_in_job_logs": any(
+    return SecurityLiveResult(
+        auth_checks=len(results),
+        auth_checks_failed=[k for k, ok in results.items() if not ok],
+        token_in_server_logs=server.token in logs,
+        token_in_job_logs=any(
             server.token in p.read_text(errors="replace") for p in (server.home / "jobs").glob("*.log")
         ),
-        "service_uids_here": sorted(set(uid.values())),
-    }
+        service_uids_here=sorted(set(uid.values())),
+    )

@@ -23,6 +23,18 @@ import requests
 
 from reliability.badfiles import ADAPTER_DEFECTS
 from reliability.home import SWAPPED, predict_requests, routes_snapshot
+from reliability.results.faults import (
+    CliAdd,
+    CorruptSkipGateResult,
+    DefectOutcome,
+    Health,
+    KillRestartResult,
+    KillTrainingResult,
+    NotMeasured,
+    PromotionResult,
+    RegistryAttempt,
+    UnwritableRegistryResult,
+)
 from reliability.traffic import Fingerprints, Traffic, predict
 from service.live import REPO, LiveServer, job_runners
 
@@ -34,7 +46,7 @@ JOB_TASK = "task363_sst2_polarity_classification"
 
 def fault_promotion_during_load(
     server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int
-) -> dict:
+) -> PromotionResult:
     """Promotions and rollbacks of two tasks, every ~1.5 s, under closed-loop load on all four."""
     traffic = Traffic(server.url, predict_requests(inputs, max_new), clients, None, fp, seed=2).start()
     swaps, swap_seconds, stop_at = [], [], time.time() + seconds
@@ -60,21 +72,21 @@ def fault_promotion_during_load(
     traffic.stop()
     s = traffic.summary()
     final = {t: v for t, v in routes_snapshot(server.home)["routes"].items()}
-    return {
-        "requests": s["requests"],
-        "failed_requests": s["http_errors"] + s["transport_errors"],
-        "wrong_adapter": s["wrong_adapter"],
-        "drift": s["drift"],
-        "judged": s["judged"],
-        "swaps": len(swaps),
-        "swaps_failed": sum(st != 200 for st in swaps),
-        "swap_p50_s": round(sorted(swap_seconds)[len(swap_seconds) // 2], 3) if swap_seconds else None,
-        "swap_max_s": round(max(swap_seconds), 3) if swap_seconds else None,
-        "final_routes": final,
-        "errors": s["http_error_examples"],
-        "p50_s": s["p50_s"],
-        "p99_s": s["p99_s"],
-    }
+    return PromotionResult(
+        requests=s.requests,
+        failed_requests=s.http_errors + s.transport_errors,
+        wrong_adapter=s.wrong_adapter,
+        drift=s.drift,
+        judged=s.judged,
+        swaps=len(swaps),
+        swaps_failed=sum(st != 200 for st in swaps),
+        swap_p50_s=round(sorted(swap_seconds)[len(swap_seconds) // 2], 3) if swap_seconds else None,
+        swap_max_s=round(max(swap_seconds), 3) if swap_seconds else None,
+        final_routes=final,
+        errors=s.http_error_examples,
+        p50_s=s.p50_s,
+        p99_s=s.p99_s,
+    )
 
 
 def _submit_job(server: LiveServer, task: str, max_steps: int) -> str:
@@ -104,7 +116,7 @@ def _wait_job(server: LiveServer, job_id: str, statuses: tuple[str, ...], timeou
     return job
 
 
-def _healthy(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -> dict:
+def _healthy(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -> Health:
     started = time.perf_counter()
     try:  # a probe's timeout, as an orchestrator would use
         ready = requests.get(f"{server.url}/readyz", timeout=10).status_code == 200
@@ -120,15 +132,12 @@ def _healthy(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -
                 if r.status_code == 200
                 else f"http {r.status_code}"
             ] += 1
-    return {
-        "ready": ready,
-        "readyz_s": ready_s,
-        "answers": dict(verdicts),
-        "healthy": ready and set(verdicts) <= {"ok", "drift"},
-    }
+    return Health(
+        ready=ready, readyz_s=ready_s, answers=dict(verdicts), healthy=ready and set(verdicts) <= {"ok", "drift"}
+    )
 
 
-def fault_kill_training(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -> dict:
+def fault_kill_training(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -> KillTrainingResult:
     """SIGKILL the training process of a running job: the job fails, the registry is untouched, the service serves."""
     before = routes_snapshot(server.home)
     job_id = _submit_job(server, "killed-job", max_steps=5000)
@@ -140,20 +149,19 @@ def fault_kill_training(server: LiveServer, inputs: dict, fp: Fingerprints, max_
         os.kill(killed, signal.SIGKILL)
     job = _wait_job(server, job_id, ("failed", "canceled", "rejected", "promoted"), 120)
     time.sleep(1)
-    return {
-        "killed_pid": killed,
-        "status": job["status"],
-        "error": job.get("error"),
-        "registry_unchanged": routes_snapshot(server.home) == before,
-        "runners_left": len(job_runners(server.home, job_id)),
-        **_healthy(server, inputs, fp, max_new),
-        "passed": bool(killed) and job["status"] == "failed" and routes_snapshot(server.home) == before,
-    }
+    return KillTrainingResult(  # its `passed` is judged from these figures
+        killed_pid=killed,
+        status=job["status"],
+        error=job.get("error"),
+        registry_unchanged=routes_snapshot(server.home) == before,
+        runners_left=len(job_runners(server.home, job_id)),
+        **_healthy(server, inputs, fp, max_new).model_dump(),
+    )
 
 
 def fault_corrupt_skip_gate(
     server: LiveServer, made: dict, inputs: dict, fp: Fingerprints, work: Path, max_new: int
-) -> dict:
+) -> CorruptSkipGateResult:
     """An operator registers a corrupt adapter with --skip-gate (promoted at once) while clients use that task."""
     task = "headline"
     results = {}
@@ -181,31 +189,23 @@ def fault_corrupt_skip_gate(
         traffic.stop()
         s = traffic.summary()
         served = {t["task"]: t["version"] for t in requests.get(f"{server.url}/tasks", timeout=60).json()["tasks"]}
-        results[defect] = {
-            "registered": cli.returncode == 0,
-            "version": int(added.group(1)) if added else None,
-            "refused": refused,
-            "served_version": served.get(task),
-            "requests": s["requests"],
-            "failed_requests": s["http_errors"] + s["transport_errors"],
-            "wrong_adapter": s["wrong_adapter"],
-            "drift": s["drift"],
-            "ready": requests.get(f"{server.url}/readyz", timeout=60).status_code == 200,
-        }
-        x = results[defect]
-        x["passed"] = (
-            bool(refused)
-            and served.get(task) == 1
-            and x["failed_requests"] == 0
-            and x["wrong_adapter"] == 0
-            and x["ready"]
+        results[defect] = DefectOutcome(  # its `passed` is judged from these figures
+            registered=cli.returncode == 0,
+            version=int(added.group(1)) if added else None,
+            refused=refused,
+            served_version=served.get(task),
+            requests=s.requests,
+            failed_requests=s.http_errors + s.transport_errors,
+            wrong_adapter=s.wrong_adapter,
+            drift=s.drift,
+            ready=requests.get(f"{server.url}/readyz", timeout=60).status_code == 200,
         )
-    return results
+    return CorruptSkipGateResult(results)
 
 
 def fault_kill_restart(
     server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int
-) -> dict:
+) -> KillRestartResult:
     """SIGKILL the whole service while a job trains and clients are sending; start it again on the same port."""
     before = routes_snapshot(server.home)
     served_before = {t["task"]: t["version"] for t in requests.get(f"{server.url}/tasks", timeout=60).json()["tasks"]}
@@ -226,27 +226,27 @@ def fault_kill_restart(
     tasks_after = requests.get(f"{server.url}/tasks", timeout=60).json()
     served_after = {t["task"]: t["version"] for t in tasks_after["tasks"]}
     refused_after = tasks_after["refused"]
-    return {
-        "job_status_before": job["status"],
-        "job_status_after": after_job["status"],
-        "job_error_after": after_job.get("error"),
-        "job_runner_outlived_the_crash": runner_survived,
-        "job_runners_left": len(job_runners(server.home, job_id)),
-        "gap_s": round(up - down, 1),
-        "restart_to_ready_s": round(restart_seconds, 1),
-        "routes_intact": routes_snapshot(server.home)["routes"] == before["routes"],
-        "served_before": served_before,
-        "served_after": served_after,
-        "refused_after": refused_after,
-        "requests": s["requests"],
-        "transport_errors": s["transport_errors"],
-        "transport_errors_by_type": s["transport_errors_by_type"],
-        "http_errors": s["http_errors"],
-        "http_error_examples": s["http_error_examples"],
-        "wrong_adapter": s["wrong_adapter"],
-        "drift": s["drift"],
-        "judged": s["judged"],
-    }
+    return KillRestartResult(
+        job_status_before=job["status"],
+        job_status_after=after_job["status"],
+        job_error_after=after_job.get("error"),
+        job_runner_outlived_the_crash=runner_survived,
+        job_runners_left=len(job_runners(server.home, job_id)),
+        gap_s=round(up - down, 1),
+        restart_to_ready_s=round(restart_seconds, 1),
+        routes_intact=routes_snapshot(server.home)["routes"] == before["routes"],
+        served_before=served_before,
+        served_after=served_after,
+        refused_after=refused_after,
+        requests=s.requests,
+        transport_errors=s.transport_errors,
+        transport_errors_by_type=s.transport_errors_by_type,
+        http_errors=s.http_errors,
+        http_error_examples=s.http_error_examples,
+        wrong_adapter=s.wrong_adapter,
+        drift=s.drift,
+        judged=s.judged,
+    )
 
 
 def _read_only(path: Path):
@@ -284,7 +284,7 @@ def _read_only(path: Path):
     return None
 
 
-def _cli_add(server: LiveServer, adapter: Path, task: str, fsize: int | None = None) -> dict:
+def _cli_add(server: LiveServer, adapter: Path, task: str, fsize: int | None = None) -> CliAdd:
     def limit():
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
@@ -299,41 +299,40 @@ def _cli_add(server: LiveServer, adapter: Path, task: str, fsize: int | None = N
         preexec_fn=limit,
     )
     err = cli.stderr.strip().splitlines()
-    return {
-        "exit_code": cli.returncode,
-        "stderr_last_line": err[-1][:300] if err else "",
-        "traceback": "Traceback" in cli.stderr,
-    }
+    return CliAdd(
+        exit_code=cli.returncode, stderr_last_line=err[-1][:300] if err else "", traceback="Traceback" in cli.stderr
+    )
 
 
-def fault_unwritable_registry(server: LiveServer, made: dict, inputs: dict, fp: Fingerprints, max_new: int) -> dict:
+def fault_unwritable_registry(
+    server: LiveServer, made: dict, inputs: dict, fp: Fingerprints, max_new: int
+) -> UnwritableRegistryResult:
     """A promotion while the registry home is read-only, then while the disk is full; the champion keeps serving."""
-    task, results = "ner", {}
+    task = "ner"
     before = routes_snapshot(server.home)
 
-    def attempt(label: str) -> dict:
+    def attempt(how: str, fsize: int | None = None) -> RegistryAttempt:
+        """A promotion through the API, the champion probed, then `registry add` through the CLI."""
         r = requests.post(
             f"{server.url}/admin/promote", json={"task": task, "version": 2}, headers=server.admin, timeout=300
         )
         health = _healthy(server, inputs, fp, max_new)
-        return {
-            "promote_status": r.status_code,
-            "promote_message": r.json().get("error", {}).get("message", "")[:300] if r.status_code >= 400 else "",
-            "champion_still_served": health["healthy"],
-            "answers": health["answers"],
-        }
+        return RegistryAttempt(
+            measured=True,
+            how=how,
+            promote_status=r.status_code,
+            promote_message=r.json().get("error", {}).get("message", "")[:300] if r.status_code >= 400 else "",
+            champion_still_served=health.healthy,
+            answers=health.answers,
+            cli_add=_cli_add(server, made[task][1], task, fsize=fsize),
+        )
 
     ro = _read_only(server.home / "registry")
     if ro is None:
-        results["read_only"] = {"measured": False, "why": "root without mount: permissions do not stop root here"}
+        read_only = NotMeasured(measured=False, why="root without mount: permissions do not stop root here")
     else:
         with ro as how:
-            results["read_only"] = {
-                "measured": True,
-                "how": how,
-                **attempt("read-only"),
-                "cli_add": _cli_add(server, made[task][1], task),
-            }
+            read_only = attempt(how)
     # Disk full: every write past 0 bytes fails (RLIMIT_FSIZE=0 on the service's processes; Python ignores SIGXFSZ,
     # so a write fails with EFBIG as it would with ENOSPC on a full disk).
     procs = server.processes()
@@ -341,23 +340,22 @@ def fault_unwritable_registry(server: LiveServer, made: dict, inputs: dict, fp: 
     try:
         for p in procs:
             p.rlimit(psutil.RLIMIT_FSIZE, (0, old[p.pid][1]))
-        results["disk_full"] = {
-            "measured": True,
-            "how": "RLIMIT_FSIZE=0 on the service's processes",
-            **attempt("disk-full"),
-            "cli_add": _cli_add(server, made[task][1], task, fsize=0),
-        }
+        disk_full = attempt("RLIMIT_FSIZE=0 on the service's processes", fsize=0)
     finally:
         for p in procs:
             try:
                 p.rlimit(psutil.RLIMIT_FSIZE, old[p.pid])
             except psutil.NoSuchProcess:
                 pass
-    results["registry_unchanged"] = routes_snapshot(server.home) == before
+    registry_unchanged = routes_snapshot(server.home) == before
     after = requests.post(
         f"{server.url}/admin/promote", json={"task": task, "version": 2}, headers=server.admin, timeout=300
     )
-    results["promote_after_recovery"] = after.status_code
     requests.post(f"{server.url}/admin/promote", json={"task": task, "version": 1}, headers=server.admin, timeout=300)
-    results["service_alive"] = server.alive()
-    return results
+    return UnwritableRegistryResult(
+        read_only=read_only,
+        disk_full=disk_full,
+        registry_unchanged=registry_unchanged,
+        promote_after_recovery=after.status_code,
+        service_alive=server.alive(),
+    )

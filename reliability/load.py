@@ -11,6 +11,7 @@ import requests
 
 from reliability.faults import _job, _submit_job, _wait_job
 from reliability.home import TASKS, predict_requests
+from reliability.results.load import LoadResult, Sample, ShutdownResult, SoakResult
 from reliability.traffic import Fingerprints, Traffic
 from service.live import LiveServer, job_runners
 
@@ -19,19 +20,19 @@ from service.live import LiveServer, job_runners
 
 def run_load(
     server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int, warmup: float
-) -> dict:
+) -> LoadResult:
     if warmup:
         Traffic(server.url, predict_requests(inputs, max_new), clients, warmup).start().join()
     traffic = Traffic(server.url, predict_requests(inputs, max_new), clients, seconds, fp, seed=1).start().join()
     s = traffic.summary()
-    s |= {
-        "clients": clients,
-        "seconds": seconds,
-        "max_new_tokens": max_new,
-        "tasks": list(TASKS),
-        "p99_over_p50": round(s["p99_s"] / s["p50_s"], 2) if s["p50_s"] else None,
-    }
-    return s
+    return LoadResult(
+        **s.model_dump(),
+        clients=clients,
+        seconds=seconds,
+        max_new_tokens=max_new,
+        tasks=list(TASKS),
+        p99_over_p50=round(s.p99_s / s.p50_s, 2) if s.p50_s else None,
+    )
 
 
 # -- soak -----------------------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def run_soak(
     seconds: float,
     max_new: int,
     sample_every: float = 10,
-) -> dict:
+) -> SoakResult:
     """Mixed traffic for `seconds` with a specialist job training the whole time (restarted if it ends)."""
     _cancel_unfinished_jobs(server)  # the soak's job must not wait behind another scenario's
     jobs = [_submit_job(server, "soak-job-1", max_steps=100_000)]
@@ -140,7 +141,7 @@ def run_soak(
     while (len(traffic.outcomes) < clients or time.time() - started < warmup) and time.time() - started < 600:
         time.sleep(1)
     warmup = round(time.time() - started, 1)
-    samples = [{"t": 0.0, **server.snapshot()}]
+    samples = [Sample(t=0.0, **server.snapshot())]
     began, job_seconds = time.time(), 0.0
     while time.time() - began < seconds:
         time.sleep(min(sample_every, max(0.0, seconds - (time.time() - began))))
@@ -149,7 +150,7 @@ def run_soak(
             job_seconds += sample_every
         elif status in ("promoted", "rejected", "failed", "canceled"):
             jobs.append(_submit_job(server, f"soak-job-{len(jobs) + 1}", max_steps=100_000))
-        samples.append({"t": round(time.time() - began, 1), **server.snapshot()})
+        samples.append(Sample(t=round(time.time() - began, 1), **server.snapshot()))
     traffic.stop()
     s = traffic.summary()
     for job_id in jobs:
@@ -159,48 +160,48 @@ def run_soak(
     after = server.snapshot()
     start, end = samples[0], samples[-1]
     half = samples[len(samples) // 2]
-    return {
-        "seconds": seconds,
-        "clients": clients,
-        "warmup_s": warmup,
-        "requests": s["requests"],
-        "ok": s["ok"],
-        "http_errors": s["http_errors"],
-        "http_error_examples": s["http_error_examples"],
-        "transport_errors": s["transport_errors"],
-        "wrong_adapter": s["wrong_adapter"],
-        "drift": s["drift"],
-        "judged": s["judged"],
-        "p50_s": s["p50_s"],
-        "p99_s": s["p99_s"],
-        "requests_per_s": s["requests_per_s"],
-        "rss_start_mb": start["rss_mb"],
-        "rss_half_mb": half["rss_mb"],
-        "rss_end_mb": end["rss_mb"],
-        "rss_max_mb": max(x["rss_mb"] for x in samples),
-        "rss_growth_pct": round(100 * (end["rss_mb"] / start["rss_mb"] - 1), 1),
-        "rss_growth_second_half_mb": round(end["rss_mb"] - half["rss_mb"], 1),
-        "fds_start": start["fds"],
-        "fds_end": end["fds"],
-        "fds_after": after["fds"],
-        "threads_start": start["threads"],
-        "threads_end": end["threads"],
-        "threads_after": after["threads"],
-        "processes_start": start["processes"],
-        "processes_end": end["processes"],
-        "processes_after": after["processes"],
-        "job_runners_during": max(x["job_runners"] for x in samples),
-        "job_runners_after": after["job_runners"],
-        "jobs": len(jobs),
-        "job_final_statuses": dict(Counter(finals)),
-        "job_training_s": job_seconds,
-        "samples": samples,
-    }
+    return SoakResult(
+        seconds=seconds,
+        clients=clients,
+        warmup_s=warmup,
+        requests=s.requests,
+        ok=s.ok,
+        http_errors=s.http_errors,
+        http_error_examples=s.http_error_examples,
+        transport_errors=s.transport_errors,
+        wrong_adapter=s.wrong_adapter,
+        drift=s.drift,
+        judged=s.judged,
+        p50_s=s.p50_s,
+        p99_s=s.p99_s,
+        requests_per_s=s.requests_per_s,
+        rss_start_mb=start.rss_mb,
+        rss_half_mb=half.rss_mb,
+        rss_end_mb=end.rss_mb,
+        rss_max_mb=max(x.rss_mb for x in samples),
+        rss_growth_pct=round(100 * (end.rss_mb / start.rss_mb - 1), 1),
+        rss_growth_second_half_mb=round(end.rss_mb - half.rss_mb, 1),
+        fds_start=start.fds,
+        fds_end=end.fds,
+        fds_after=after["fds"],
+        threads_start=start.threads,
+        threads_end=end.threads,
+        threads_after=after["threads"],
+        processes_start=start.processes,
+        processes_end=end.processes,
+        processes_after=after["processes"],
+        job_runners_during=max(x.job_runners for x in samples),
+        job_runners_after=after["job_runners"],
+        jobs=len(jobs),
+        job_final_statuses=dict(Counter(finals)),
+        job_training_s=job_seconds,
+        samples=samples,
+    )
 
 
-def stop_server(server: LiveServer) -> dict:
+def stop_server(server: LiveServer) -> ShutdownResult:
     pids = server.snapshot()["pids"]
     code = server.stop()
     time.sleep(2)
     left = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    return {"exit_code": code, "processes_left": len(left), "job_runners_left": len(job_runners(server.home))}
+    return ShutdownResult(exit_code=code, processes_left=len(left), job_runners_left=len(job_runners(server.home)))

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import requests
 
+from reliability.results.base import TrafficSummary
+
 TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
@@ -189,7 +191,7 @@ class Traffic:
         self.ended = time.time()
         return self
 
-    def summary(self) -> dict:
+    def summary(self) -> TrafficSummary:
         """Counts, latency percentiles and throughput."""
         outs = self.outcomes
         ok = [o for o in outs if o.status is not None and o.error is None]
@@ -197,28 +199,28 @@ class Traffic:
         wall = max(1e-9, (self.ended or time.time()) - self.began)
         verdicts = Counter(o.verdict for o in outs if o.verdict)
         http_errors = Counter(str(o.status) for o in outs if o.status is not None and o.error is not None)
-        return {
-            "requests": len(outs),
-            "ok": len(ok),
-            "http_errors": sum(http_errors.values()),
-            "http_errors_by_status": dict(http_errors),
-            "http_error_examples": sorted(
+        return TrafficSummary(
+            requests=len(outs),
+            ok=len(ok),
+            http_errors=sum(http_errors.values()),
+            http_errors_by_status=dict(http_errors),
+            http_error_examples=sorted(
                 {f"{o.status} {o.kind}: {o.error}"[:200] for o in outs if o.status is not None and o.error}
             )[:5],
-            "transport_errors": sum(o.status is None for o in outs),
-            "transport_errors_by_type": dict(Counter(o.error for o in outs if o.status is None)),
-            "wrong_adapter": verdicts.get("wrong-adapter", 0),
-            "drift": verdicts.get("drift", 0),
-            "judged": sum(verdicts.values()),
-            "p50_s": round(_pct(lat, 0.50), 3) if lat else None,
-            "p90_s": round(_pct(lat, 0.90), 3) if lat else None,
-            "p99_s": round(_pct(lat, 0.99), 3) if lat else None,
-            "max_s": round(lat[-1], 3) if lat else None,
-            "mean_s": round(statistics.fmean(lat), 3) if lat else None,
-            "requests_per_s": round(len(ok) / wall, 3),
-            "tokens_per_s": round(sum(o.tokens for o in ok) / wall, 2),
-            "wall_s": round(wall, 1),
-        }
+            transport_errors=sum(o.status is None for o in outs),
+            transport_errors_by_type=dict(Counter(o.error for o in outs if o.status is None)),
+            wrong_adapter=verdicts.get("wrong-adapter", 0),
+            drift=verdicts.get("drift", 0),
+            judged=sum(verdicts.values()),
+            p50_s=round(_pct(lat, 0.50), 3) if lat else None,
+            p90_s=round(_pct(lat, 0.90), 3) if lat else None,
+            p99_s=round(_pct(lat, 0.99), 3) if lat else None,
+            max_s=round(lat[-1], 3) if lat else None,
+            mean_s=round(statistics.fmean(lat), 3) if lat else None,
+            requests_per_s=round(len(ok) / wall, 3),
+            tokens_per_s=round(sum(o.tokens for o in ok) / wall, 2),
+            wall_s=round(wall, 1),
+        )
 
 
 def _pct(sorted_values: list[float], q: float) -> float:
