@@ -40,7 +40,7 @@ TASK = "task363_sst2_polarity_classification"
 
 
 def two_random_adapters(root: Path) -> dict[str, Path]:
-    from benchmarks.common import random_adapters
+    from specialist.testing import random_adapters
 
     return {p.name: p for p in random_adapters(root, [TASK, TASK])}
 

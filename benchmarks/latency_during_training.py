@@ -61,11 +61,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "latency_during_training.json")
     args = parser.parse_args()
 
-    from benchmarks.common import random_adapters
     from eval.benchmarks import task_benchmark
     from service.live import LiveServer
     from specialist.adapters import Registry
     from specialist.paths import default_task_data
+    from specialist.testing import random_adapters
 
     inputs = [i.input for i in task_benchmark(default_task_data(), TASK, limit=20).instances]
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,7 +43,7 @@ ADMIN_TOKEN = "bench-token"
 
 def make_adapters(root: Path, n: int, task: str) -> list[Path]:
     """n random adapters for `task`; small B so outputs change without becoming noise."""
-    from benchmarks.common import random_adapters
+    from specialist.testing import random_adapters
 
     return random_adapters(root, [task] * n, scale=0.01)
 

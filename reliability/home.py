@@ -3,13 +3,12 @@ every adapter gives (fingerprints), and the requests and registry views the scen
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import requests
 
 from reliability.traffic import Fingerprints, fingerprint
-from service.live import REPO, LiveServer
+from service.live import LiveServer
 
 # The routed tasks (served name -> SuperNI task): four task shapes, from a one-word label to a headline.
 TASKS = {
@@ -26,9 +25,8 @@ TASKS = {
 def build_home(work: Path, scale: float) -> dict:
     """Random LoRA adapters on the default model for the 4 tasks (v1, routed) and a second set (v2, registered
     only); returns {task: [v1 dir, v2 dir]}."""
-    sys.path.insert(0, str(REPO))
-    from benchmarks.common import random_adapters
     from specialist.adapters import Registry
+    from specialist.testing import random_adapters
 
     superni = list(TASKS.values())
     dirs = random_adapters(work / "adapters", superni + superni, scale=scale)  # 8 seeds: 8 distinct adapters

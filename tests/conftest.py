@@ -1,11 +1,11 @@
 """Shared fixtures: a tiny 2-layer Llama with its own small tokenizer, and small SuperNI/Alpaca data files.
 
-Everything here is built from code in a temp dir: no hub, no large downloads, seconds on CPU.
+Everything here is built from code in a temp dir: no hub, no large downloads, seconds on CPU. The builders
+are the fixture toolkit's (`specialist.testing`), which the benchmarks and the reliability suite use too.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import random
@@ -15,6 +15,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from specialist.testing import tiny_llama, write_superni_task  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -54,24 +56,6 @@ def _parity_instances(rng: random.Random, n: int) -> list[dict]:
     return rows
 
 
-def write_task(path: Path, definition: str, instances: list[dict], examples: list[dict], category: str) -> Path:
-    raw = {
-        "Contributors": ["tests"],
-        "Categories": [category],
-        "Definition": [definition],
-        "Positive Examples": examples,
-        "Negative Examples": [],
-        "Instances": instances,
-        "Instance License": ["Apache 2.0"],
-    }
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            json.dump(raw, f)
-    else:
-        path.write_text(json.dumps(raw))
-    return path
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory):
     """Keep tests out of the user's ~/.specialist (the models cache stays shared: it holds the real default)."""
@@ -87,14 +71,14 @@ def task_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("superni") / "tasks"
     d.mkdir()
     rng = random.Random(0)
-    write_task(
+    write_superni_task(
         d / f"{TOY_TASK}.json.gz",
         "Classify the sentiment of the sentence as POS or NEG.",
         _sentiment_instances(rng, TOY_INSTANCES),
         [{"input": "a lovely film", "output": "POS"}, {"input": "a dull story", "output": "NEG"}],
         "Sentiment Analysis",
     )
-    write_task(
+    write_superni_task(
         d / f"{TOY_TASK_2}.json",
         "Answer even if the digits sum to an even number, otherwise odd.",
         _parity_instances(rng, TOY_INSTANCES),
@@ -119,10 +103,6 @@ def generalist_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, task_dir, generalist_file) -> Path:
     """A 2-layer Llama (hidden 64) with a 512-token byte-level BPE trained on the fixture text."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from specialist.superni import load_task
 
     corpus = []
@@ -131,43 +111,7 @@ def tiny_model_dir(tmp_path_factory, task_dir, generalist_file) -> Path:
         corpus += [task.definition] + [i.input + " " + i.output[0] for i in (*task.evaluation, *task.trainable)]
     corpus += generalist_file.read_text().splitlines()
     corpus += ["Definition: Positive Example Now complete the following example - Input: Output:"] * 5
-
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    bpe.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        unk_token="<|endoftext|>",
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-    )
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        initializer_range=0.3,  # frozen tied embeddings bound the logits: a wider init lets LoRA move them
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    out = tiny_llama(tmp_path_factory.mktemp("tiny-llama"), corpus)
     return out
 
 

@@ -2,7 +2,8 @@
 
 from eval.benchmarks import majority_label, selection_benchmark, task_benchmark
 from specialist.tasks import Instance
-from tests.conftest import TOY_TASK, write_task
+from specialist.testing import write_superni_task
+from tests.conftest import TOY_TASK
 
 
 def _instances(labels: list[str]) -> list[Instance]:
@@ -25,7 +26,7 @@ def test_majority_comes_from_training_instances_never_the_evaluation_set(tmp_pat
     rows = [
         {"id": f"m-{i}", "input": f"x{i}", "output": ["POS" if i < 100 or i % 4 == 0 else "NEG"]} for i in range(140)
     ]
-    write_task(tmp_path / "task951_majority.json", "Say POS or NEG.", rows, [], "Sentiment Analysis")
+    write_superni_task(tmp_path / "task951_majority.json", "Say POS or NEG.", rows, [], "Sentiment Analysis")
     bench = task_benchmark(tmp_path, "task951_majority")
     assert bench.metric == "exact_match" and bench.majority.label == "NEG" and bench.majority.of == 40
     assert bench.labels == ("neg", "pos")
@@ -33,7 +34,7 @@ def test_majority_comes_from_training_instances_never_the_evaluation_set(tmp_pat
 
 def test_generation_tasks_have_no_majority_and_the_selection_set_none(task_dir, tmp_path):
     rows = [{"id": f"g-{i}", "input": f"x{i}", "output": [f"a long free-form answer number {i}"]} for i in range(140)]
-    write_task(tmp_path / "task952_free.json", "Write something.", rows, [], "Misc.")
+    write_superni_task(tmp_path / "task952_free.json", "Write something.", rows, [], "Misc.")
     assert task_benchmark(tmp_path, "task952_free").majority is None
     selection = selection_benchmark(task_dir, TOY_TASK, 5)
     assert len(selection.instances) == 5 and selection.majority is None and selection.metric == "exact_match"

@@ -145,14 +145,14 @@ def test_eval_bad_input_is_one_line(task_dir, tmp_path, capsys, extra, message):
 
 
 def test_primary_metric_does_not_depend_on_the_instance_limit(tmp_path):
-    from tests.conftest import write_task
+    from specialist.testing import write_superni_task
 
     # First 10 held-out answers are labels, the rest free text: the metric must come from all 100.
     rows = [
         {"id": str(i), "input": "q", "output": ["yes" if i < 10 else f"a long free text answer {i}"]}
         for i in range(120)
     ]
-    write_task(tmp_path / "task8_mixed.json", "Answer.", rows, [], "Misc.")
+    write_superni_task(tmp_path / "task8_mixed.json", "Answer.", rows, [], "Misc.")
     assert task_benchmark(tmp_path, "task8_mixed").metric == "rougeL"
     assert task_benchmark(tmp_path, "task8_mixed", limit=10).metric == "rougeL"
 

@@ -58,10 +58,10 @@ def test_both_generalist_amounts_is_an_error(task_dir, generalist_file):
 
 def test_instances_without_answers_are_not_trained_on_but_stay_held_out(tmp_path, generalist_file):
     from eval.benchmarks import task_benchmark
-    from tests.conftest import write_task
+    from specialist.testing import write_superni_task
 
     rows = [{"id": f"x{i}", "input": f"in {i}", "output": [] if i % 10 == 0 else [f"out {i}"]} for i in range(120)]
-    write_task(tmp_path / "task7_gaps.json", "Copy.", rows, [], "Misc.")
+    write_superni_task(tmp_path / "task7_gaps.json", "Copy.", rows, [], "Misc.")
     mix = build_mixture(
         MixtureConfig(
             task_data=tmp_path, task=["task7_gaps"], generalist_data=str(generalist_file), instances_per_task="all"
@@ -87,11 +87,11 @@ def test_train_or_reuse_refuses_an_adapter_made_with_other_options(train_args, t
 
 def test_selection_instances_are_never_trained_on(tmp_path, generalist_file):
     from specialist.tasks import training_pool
-    from tests.conftest import write_task
+    from specialist.testing import write_superni_task
 
     # Unique inputs, so "trained on" can be told by the text alone.
     rows = [{"id": f"u-{i}", "input": f"item number {i}", "output": ["yes" if i % 2 else "no"]} for i in range(160)]
-    write_task(tmp_path / "task950_unique.json", "Answer yes or no.", rows, [], "Misc.")
+    write_superni_task(tmp_path / "task950_unique.json", "Answer yes or no.", rows, [], "Misc.")
     cfg = MixtureConfig(
         task_data=tmp_path,
         task=["task950_unique"],
