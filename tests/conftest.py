@@ -115,35 +115,33 @@ def tiny_model_dir(tmp_path_factory, task_dir, generalist_file) -> Path:
     return out
 
 
+def _tiny_train(model: Path, tasks: Path, generalist: Path, out: Path, **flags) -> list[str]:
+    """`specialist train` flags for a fast run of the toy task on the tiny model; `flags` add or override."""
+    options = {
+        "base_model": model,
+        "task_data": tasks,
+        "task": TOY_TASK,
+        "generalist_data": generalist,
+        "instances_per_task": 16,
+        "batch_size": 4,
+        "out": out,
+        "num_threads": 2,
+    } | flags
+    return ["train", "--no-progress", *(x for k, v in options.items() for x in ("--" + k.replace("_", "-"), str(v)))]
+
+
 @pytest.fixture
 def train_args(tiny_model_dir, task_dir, generalist_file, tmp_path):
     """Flags for a fast `specialist train` on the tiny model; tests add or override."""
-    return [
-        "train",
-        "--base-model",
-        str(tiny_model_dir),
-        "--task-data",
-        str(task_dir),
-        "--task",
-        TOY_TASK,
-        "--generalist-data",
-        str(generalist_file),
-        "--instances-per-task",
-        "16",
-        "--generalist-count",
-        "8",
-        "--batch-size",
-        "4",
-        "--max-steps",
-        "4",
-        "--learning-rate",
-        "0.003",
-        "--out",
-        str(tmp_path / "adapter"),
-        "--no-progress",
-        "--num-threads",
-        "2",
-    ]
+    return _tiny_train(
+        tiny_model_dir,
+        task_dir,
+        generalist_file,
+        tmp_path / "adapter",
+        generalist_count=8,
+        max_steps=4,
+        learning_rate=0.003,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -153,35 +151,17 @@ def tiny_adapters(tmp_path_factory, tiny_model_dir, task_dir, generalist_file) -
 
     root = tmp_path_factory.mktemp("adapters")
     adapters = {}
-    for name, extra in {
-        "alpha": ["--generalist-count", "0", "--seed", "1"],
-        "beta": ["--generalist-count", "8", "--seed", "2"],
-    }.items():
-        args = [
-            "train",
-            "--base-model",
-            str(tiny_model_dir),
-            "--task-data",
-            str(task_dir),
-            "--task",
-            TOY_TASK,
-            "--generalist-data",
-            str(generalist_file),
-            "--instances-per-task",
-            "16",
-            "--batch-size",
-            "4",
-            "--max-steps",
-            "6",
-            "--learning-rate",
-            "0.02",
-            "--out",
-            str(root / name),
-            "--no-progress",
-            "--num-threads",
-            "2",
-            *extra,
-        ]
+    for name, (generalist, seed) in {"alpha": (0, 1), "beta": (8, 2)}.items():
+        args = _tiny_train(
+            tiny_model_dir,
+            task_dir,
+            generalist_file,
+            root / name,
+            max_steps=6,
+            learning_rate=0.02,
+            generalist_count=generalist,
+            seed=seed,
+        )
         assert main(args) == 0
         adapters[name] = root / name
     return adapters
