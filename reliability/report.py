@@ -56,7 +56,7 @@ DEFECTS = [
     "the path, method or cause. Tests: hostile `routing/*`, `malformed/*`.",
     "Fixed (engine): a streaming client that disconnects kept its generation running to the end -> its row leaves the "
     "batch at the next token. Tests: test_stream_disconnect.py::test_a_client_that_disconnects_mid_stream_stops_its_generation, "
-    "tests/service/test_app.py::test_a_request_whose_client_left_stops_generating.",
+    "tests/service/test_engine.py::test_a_request_whose_client_left_stops_generating.",
     "Fixed (inference/multi_lora.py): an adapter_config.json that disagrees with its tensors (rank r, target modules "
     "of another architecture) loaded and was served -> refused at load with the mismatch. Tests: "
     "test_bad_files.py::test_adapters_that_pass_registration_*[wrong-shapes|other-base-config].",

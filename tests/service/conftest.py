@@ -1,4 +1,4 @@
-"""A registry with two routed tiny adapters and an in-process service over it."""
+"""A registry with two routed tiny adapters, an in-process service over it, and what an adapter alone answers."""
 
 import pytest
 
@@ -31,3 +31,25 @@ def service(served_home, tiny_model_dir, monkeypatch):
         client.state = state
         yield client
     state.close()
+
+
+def _alone(client, task, text, max_new_tokens=6):
+    """What the task's adapter alone produces: peft's own PeftModel.generate, one row, no batching, no cache."""
+    import torch
+    from peft import PeftModel
+
+    from specialist.base_models import load_model, load_tokenizer
+
+    state = client.state
+    served = state.router.resolve(task)
+    tok = load_tokenizer(state.base)
+    model = PeftModel.from_pretrained(load_model(state.base, torch.device("cpu"), torch.float32), served.path).eval()
+    ids = tok(served.prompt.render(text), return_tensors="pt")["input_ids"]
+    out = model.generate(
+        input_ids=ids,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )[0, ids.shape[1] :]
+    return tok.decode(out, skip_special_tokens=True).strip()

@@ -1,6 +1,6 @@
 """The native dialect: /predict."""
 
-from tests.service.test_app import _alone
+from tests.service.conftest import _alone
 
 
 def test_predict_routes_each_task_to_its_own_adapter(service):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.service.test_app import _alone
+from tests.service.conftest import _alone
 
 
 def test_openai_client_works_unchanged(service):
