@@ -82,7 +82,7 @@ def naive_loop(base, adapters: dict[str, Path], bench, max_new_tokens: int) -> t
                 model.set_adapter(name)
                 out = model.generate(**ids, **options)
             text = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-            outputs[name].append(cut_at_frame(text)[0].strip())
+            outputs[name].append(cut_at_frame(text, final=True)[0].strip())  # as eval cuts a finished generation
     return outputs, time.perf_counter() - started
 
 
@@ -112,7 +112,12 @@ def main() -> int:
         naive_outputs, naive_seconds = naive_loop(base, adapters, bench, max_new)
 
     total = len(bench.instances) * (len(adapters) + 1)
-    agree = sum(a == b for name in naive_outputs for a, b in zip(naive_outputs[name], run.predictions[name][TASK]))
+    pairs = [
+        (name, inst.id, a, b)
+        for name in naive_outputs
+        for inst, a, b in zip(bench.instances, naive_outputs[name], run.predictions[name][TASK])
+    ]
+    agree = sum(a == b for _, _, a, b in pairs)
     ours_rate, naive_rate = total / ours_seconds, total / naive_seconds
     report = {
         "task": TASK,
@@ -128,6 +133,9 @@ def main() -> int:
         "naive": {"seconds": round(naive_seconds, 2), "instances_per_second": round(naive_rate, 2)},
         "speedup": round(ours_rate / naive_rate, 2),
         "predictions_identical": f"{agree}/{total}",
+        "first_differences": [{"model": name, "id": id_, "naive": a, "ours": b} for name, id_, a, b in pairs if a != b][
+            :10
+        ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
