@@ -1,6 +1,7 @@
 """`specialist`: turn a base LLM into task specialists (LoRA adapters).
 
-Every user error ends as one line on stderr and a non-zero exit; tracebacks are for bugs.
+Every user error ends as one line on stderr; tracebacks are for bugs. Exit codes, in every subcommand:
+0 success, 1 a failed check or operation, 2 a usage error (a bad option, flag or config file).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import Field  # noqa: E402
 from cli import evaluate, serving  # noqa: E402
 from cli.options import add_model_flags, model_from_args  # noqa: E402
 from specialist.config import MixtureConfig, StrictModel  # noqa: E402
-from specialist.errors import SpecialistError, error_line  # noqa: E402
+from specialist.errors import SpecialistError, UsageError, error_line  # noqa: E402
 from specialist.paths import default_task_data  # noqa: E402
 
 
@@ -165,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         _quiet_libraries()
         return args.handler(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except SpecialistError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

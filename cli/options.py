@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from specialist.config import load_yaml_config, validate_config
+from specialist.errors import SpecialistError, UsageError
 
 
 def add_model_flags(
@@ -82,10 +83,14 @@ def _add_fields(parser, fields: dict, required: tuple[str, ...]) -> None:
 def model_from_args(
     model: type[BaseModel], args: argparse.Namespace, source: str = "options", config_file: bool = True
 ):
-    """The model from the flags (over the `--config` YAML when `config_file`: the YAML holds only this model)."""
-    values = load_yaml_config(args.config) if config_file and getattr(args, "config", None) else {}
-    values.update({k: v for k, v in vars(args).items() if k in model.model_fields})
-    return validate_config(model, values, source)
+    """The model from the flags (over the `--config` YAML when `config_file`: the YAML holds only this model).
+    Anything wrong with them is a `UsageError` (exit 2)."""
+    try:
+        values = load_yaml_config(args.config) if config_file and getattr(args, "config", None) else {}
+        values.update({k: v for k, v in vars(args).items() if k in model.model_fields})
+        return validate_config(model, values, source)
+    except SpecialistError as e:
+        raise UsageError(e.problem, e.fix) from None
 
 
 def _show(value) -> str:

@@ -13,6 +13,11 @@ class SpecialistError(Exception):
         super().__init__(f"{problem} ({fix})" if fix else problem)
 
 
+class UsageError(SpecialistError):
+    """The command line, or the config file given with it, is wrong: the CLI exits 2 (a failed check or
+    operation exits 1), so scripts can tell a typo from a result."""
+
+
 def error_line(error: BaseException, limit: int = 200) -> str:
     """One line saying why `error` happened: a SpecialistError's problem, else the first line of its message,
     else its type's name (a bare TimeoutError() has no message)."""

@@ -1,4 +1,5 @@
-"""Every bad input a user can give `specialist train` is one line on stderr, exit 1, and nothing written."""
+"""Every bad input a user can give `specialist train` is one line on stderr and nothing written: exit 2 for a
+bad option (a usage error), 1 for an operation that failed (missing or malformed data, too few instances)."""
 
 import pytest
 
@@ -14,8 +15,8 @@ def _set(args, flag, value):
     return args
 
 
-def _run_fails(args, capsys, tmp_path, expected: str):
-    assert main(args) == 1
+def _run_fails(args, capsys, tmp_path, expected: str, code: int = 1):
+    assert main(args) == code
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -51,22 +52,22 @@ def test_missing_task_dir(train_args, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "flag, value, expected",
+    "flag, value, expected, code",
     [
-        ("--generalist-ratio", "-1", "generalist_ratio"),
-        ("--generalist-ratio", "abc", "generalist_ratio"),
-        ("--generalist-count", "-5", "generalist_count"),
-        ("--instances-per-task", "0", "instances_per_task"),
-        ("--instances-per-task", "999", "has 40 trainable instances"),
-        ("--max-seq-len", "2", "max_seq_len"),
+        ("--generalist-ratio", "-1", "generalist_ratio", 2),
+        ("--generalist-ratio", "abc", "generalist_ratio", 2),
+        ("--generalist-count", "-5", "generalist_count", 2),
+        ("--instances-per-task", "0", "instances_per_task", 2),
+        ("--instances-per-task", "999", "has 40 trainable instances", 1),  # valid option, too little data
+        ("--max-seq-len", "2", "max_seq_len", 2),
     ],
 )
-def test_invalid_numbers(train_args, tmp_path, capsys, flag, value, expected):
-    _run_fails(_set(train_args, flag, value), capsys, tmp_path, expected)
+def test_invalid_numbers(train_args, tmp_path, capsys, flag, value, expected, code):
+    _run_fails(_set(train_args, flag, value), capsys, tmp_path, expected, code)
 
 
 def test_ratio_and_count_together(train_args, tmp_path, capsys):
-    _run_fails(train_args + ["--generalist-ratio", "1"], capsys, tmp_path, "not both")
+    _run_fails(train_args + ["--generalist-ratio", "1"], capsys, tmp_path, "not both", 2)
 
 
 def test_base_model_not_found(train_args, tmp_path, capsys):
@@ -89,7 +90,9 @@ def test_out_exists(train_args, tmp_path, capsys):
 
 def test_config_with_unknown_key(train_args, tmp_path, capsys):
     (tmp_path / "train.yaml").write_text("# specialist train --config train.yaml\nlora_rnak: 8\n")
-    _run_fails(train_args + ["--config", str(tmp_path / "train.yaml")], capsys, tmp_path, "unknown option 'lora_rnak'")
+    _run_fails(
+        train_args + ["--config", str(tmp_path / "train.yaml")], capsys, tmp_path, "unknown option 'lora_rnak'", 2
+    )
 
 
 def test_config_file_values_and_flag_overrides(train_args, tmp_path):

@@ -160,7 +160,7 @@ def test_primary_metric_does_not_depend_on_the_instance_limit(tmp_path):
 def test_eval_rejects_bad_counts_at_the_command_line(task_dir, tmp_path, capsys):
     from cli.main import main
 
-    # One CLI dialect: a bad option value is one line naming the option, exit 1, as for `train` and `build`.
+    # One CLI dialect: a bad option value is a usage error, one line naming the option, exit 2, in every command.
     for flag, value in (("--eval-instances", "-1"), ("--eval-instances", "101"), ("--batch-size", "0")):
         assert (
             main(
@@ -177,7 +177,7 @@ def test_eval_rejects_bad_counts_at_the_command_line(task_dir, tmp_path, capsys)
                     value,
                 ]
             )
-            == 1
+            == 2
         )
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: invalid eval options: ")

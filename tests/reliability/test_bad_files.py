@@ -164,12 +164,12 @@ def test_configs_with_unknown_keys_are_refused(tmp_path, tiny_model_dir, task_di
 
     serve = tmp_path / "serve.yaml"
     serve.write_text(f"base_model: {tiny_model_dir}\nmax_batch_sise: 4\n")  # a typo
-    assert main(["serve", "--config", str(serve)]) == 1  # refused before anything starts
+    assert main(["serve", "--config", str(serve)]) == 2  # a usage error, refused before anything starts
     assert "unknown option 'max_batch_sise'" in capsys.readouterr().err
 
     train = tmp_path / "train.yaml"
     train.write_text(f"task_data: {task_dir}\ntask: [x]\nepochz: 2\n")
-    assert main(["train", "--config", str(train), "--out", str(tmp_path / "out")]) == 1
+    assert main(["train", "--config", str(train), "--out", str(tmp_path / "out")]) == 2
     assert "unknown option 'epochz'" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
     policy = tmp_path / "gate.yaml"
