@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecialistError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `specialist tasks list | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0
     except (OSError, sqlite3.Error) as e:  # a full disk, a read-only home, a vanished file: still one line
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
         why = e.strerror if isinstance(e, OSError) and e.strerror else error_line(e)

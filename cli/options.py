@@ -87,7 +87,13 @@ def model_from_args(
     Anything wrong with them is a `UsageError` (exit 2)."""
     try:
         values = load_yaml_config(args.config) if config_file and getattr(args, "config", None) else {}
-        values.update({k: v for k, v in vars(args).items() if k in model.model_fields})
+        flags = {k: v for k, v in vars(args).items() if k in model.model_fields}
+        # A flag replaces the YAML's value of the same idea: --max-steps replaces a YAML `epochs`.
+        for group in getattr(model, "exclusive_options", ()):
+            if set(group) & set(flags):
+                for name in group:
+                    values.pop(name, None)
+        values.update(flags)
         return validate_config(model, values, source)
     except SpecialistError as e:
         raise UsageError(e.problem, e.fix) from None

@@ -19,7 +19,7 @@ from inference.kv_cache import KVLayers, RunningBatch
 from inference.multi_lora import MultiLoRA
 from inference.prefill import merge, prefill, prefill_groups
 from inference.prefix_cache import PrefixCache, common_prefix_len, prefix_layers
-from inference.sampling import choose
+from inference.sampling import choose, chosen_logprobs
 from specialist.prompt_format import shared_prefix
 
 
@@ -73,8 +73,10 @@ class Decoder:
         self.lora.unload(name)
 
     @torch.no_grad()
-    def decode(self, rows: list[DecodeRow], on_token: Callable[[int, int], bool] | None = None) -> list[list[int]]:
-        """New token ids per row (EOS not included). `on_token(row, token)` returning True ends that row."""
+    def decode(
+        self, rows: list[DecodeRow], on_token: Callable[[int, int, float], bool] | None = None
+    ) -> list[list[int]]:
+        """New token ids per row (EOS not included). `on_token(row, token, logprob)` returning True ends that row."""
         outputs: list[list[int]] = [[] for _ in rows]
         batch = self.admit(None, rows, list(range(len(rows)))) if rows else None
         while batch is not None:
@@ -107,12 +109,13 @@ class Decoder:
 
         Returns ([(key, tokens) of finished rows], the batch or None once it is empty)."""
         tokens = choose(batch.logits, batch.rows)
+        logprobs = chosen_logprobs(batch.logits, tokens) if on_token is not None else None
         keep, finished = [], []
         for k, (key, row, token) in enumerate(zip(batch.keys, batch.rows, tokens)):
             out = batch.outputs[k]
             if token not in self.eos_ids:
                 out.append(token)
-                stop = on_token(key, token) if on_token is not None else False
+                stop = on_token(key, token, logprobs[k]) if on_token is not None else False
                 if not stop and len(out) < row.max_new_tokens:
                     keep.append(k)
                     continue

@@ -23,6 +23,13 @@ def choose(logits: torch.Tensor, rows: list[DecodeRow]) -> list[int]:
     return tokens
 
 
+def chosen_logprobs(logits: torch.Tensor, tokens: list[int]) -> list[float]:
+    """log p(token) of each row's chosen token under the model's own distribution (before temperature and
+    top-p reshape it): what OpenAI's `logprobs` and TGI's token `logprob` report."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp[torch.arange(len(tokens), device=logits.device), torch.tensor(tokens, device=logits.device)].tolist()
+
+
 def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> int:
     # Shift by the max first: with a tiny temperature the scaled logits overflow, and inf - inf is NaN.
     probs = torch.softmax((logits - logits.max()) / temperature, dim=-1)

@@ -31,6 +31,8 @@ class TextStream:
         self.ids: list[int] = []  # token ids fed so far (add_token)
         self.text = ""  # the text so far, cut at the first stop
         self.stopped = False  # ended by a stop string or end marker
+        self.stop_sequence: str | None = None  # the client's stop string that ended it (not an end marker)
+        self._client_stops = tuple(stops)
         self._emitted = 0  # characters already handed out
 
     def add_token(self, token: int) -> str:
@@ -60,7 +62,8 @@ class TextStream:
             return
         cut = first_stop(text, self.stops)
         if cut is not None:
-            text, self.stopped = text[:cut], True
+            matched = next((s for s in self._client_stops if text.startswith(s, cut)), None)
+            text, self.stopped, self.stop_sequence = text[:cut], True, matched
         self.text = text
 
     def _release(self, hold_partial_char: bool = False, final: bool = False) -> str:

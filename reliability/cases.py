@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from service.client import error_message
+
 
 @dataclass(frozen=True)
 class Case:
@@ -689,8 +691,10 @@ def check_response(case: Case, status: int, body: bytes, plain_ok: bool = False)
         return f"{case.id}: expected {'/'.join(map(str, case.expect))}, got {status}: {body[:200]!r}"
     if status >= 400:
         try:
-            message = json.loads(body)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
+            message = error_message(json.loads(body))
+            if message is None:
+                raise ValueError("no error message")
+        except ValueError:
             if plain_ok and body.strip() and not body.lstrip().startswith((b"{", b"[")):
                 return None
             return f"{case.id}: {status} without an error message: {body[:200]!r}"

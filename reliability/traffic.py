@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import requests
 
 from reliability.results.base import TrafficSummary
+from service.client import error_message
 
 TRANSPORT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
@@ -231,12 +232,15 @@ def _pct(sorted_values: list[float], q: float) -> float:
 def _message(content: bytes) -> str:
     text = content.decode("utf-8", "replace")
     try:
-        return json.loads(text)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
+        message = error_message(json.loads(text))
+        if message is None:
+            raise ValueError("no error message")
+        return message
+    except ValueError:
         for line in text.splitlines():  # an SSE stream with an in-band error
             if line.startswith("data:") and '"error"' in line:
                 try:
-                    return json.loads(line[5:])["error"]["message"]
+                    return error_message(json.loads(line[5:])) or ""
                 except (ValueError, KeyError, TypeError):
                     pass
         return text[:200]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from inference.text_stream import TextStream
-from service.engine import AdapterRefused, Engine, Generation, GenRequest, Sampling
+from service.engine import AdapterRefused, Engine, GeneratedToken, Generation, GenRequest, Sampling, TextPiece
 from service.router import ServedTask
 from specialist.adapters import check_adapter
 from specialist.base_models import BaseModelRef
@@ -51,7 +51,7 @@ class Backend(Protocol):
         ...
 
     async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation: ...
-    def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]: ...
+    def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[TextPiece | Generation]: ...
     def close(self) -> None: ...
 
 
@@ -123,12 +123,12 @@ class LocalBackend:
             request.cancelled.set()
             raise
 
-    async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
+    async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[TextPiece | Generation]:
         """Text pieces as the engine produces them, then the final Generation."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
         request = self._request(
-            served, prompt, params, on_text=lambda piece, _: loop.call_soon_threadsafe(pieces.put_nowait, piece)
+            served, prompt, params, on_text=lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece)
         )
         future = asyncio.wrap_future(self.engine.submit(request))
         future.add_done_callback(lambda _: pieces.put_nowait(None))
@@ -141,6 +141,11 @@ class LocalBackend:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def _token(t) -> GeneratedToken:
+    """A remote engine's token (huggingface_hub's TextGenerationOutputToken) as ours."""
+    return GeneratedToken(int(t.id), t.text, getattr(t, "logprob", None), bool(t.special))
 
 
 class EngineError(SpecialistError):
@@ -207,32 +212,45 @@ class TGIBackend:
             raise EngineError(e) from None
         text, cut = cut_at_frame(out.generated_text, params.stop, final=True)
         reason = "length" if not cut and str(out.details.finish_reason).endswith("length") else "stop"
-        return Generation(text, self.count_tokens(prompt), out.details.generated_tokens, reason)
+        stop = next((s for s in params.stop if out.generated_text[len(text) :].startswith(s)), None) if cut else None
+        tokens = [_token(t) for t in getattr(out.details, "tokens", None) or []]
+        kept, length = [], 0  # the engine's tokens that make up the text kept
+        for t in tokens:
+            if length >= len(text):
+                break
+            kept.append(t)
+            length += len(t.text)
+        seed = getattr(out.details, "seed", None)
+        return Generation(text, self.count_tokens(prompt), out.details.generated_tokens, reason, kept, stop, seed)
 
     async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
         client = self.clients[next(self._next)]
         # TGI includes a stop string in its text, and knows nothing of the frame's stop rule: the stream cuts both,
         # and holds back text that may still grow into a stop, as the local engine does.
         text = TextStream(params.stop, FRAME_STOPS)
-        tokens, ran_out = 0, False
+        got: list[GeneratedToken] = []
+        ran_out, last, seed = False, None, None
         try:
             chunks = await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params))
             async with contextlib.aclosing(chunks):  # leaving early (at a stop) closes the engine's stream
                 async for chunk in chunks:
                     if chunk.token.special:
                         continue
-                    tokens += 1
+                    last = _token(chunk.token)
+                    got.append(last)
                     if piece := text.add_text(chunk.token.text):
-                        yield piece
+                        yield TextPiece(piece, last)
                     if text.stopped:
                         break
                     if chunk.details is not None:
                         ran_out = str(chunk.details.finish_reason).endswith("length")
+                        seed = getattr(chunk.details, "seed", None)
         except Exception as e:  # noqa: BLE001
             raise EngineError(e) from None
         if piece := text.finish():  # held back at the end: part of the answer, unless it begins a frame marker
-            yield piece
-        yield Generation(text.text, self.count_tokens(prompt), tokens, text.finish_reason(ran_out))
+            yield TextPiece(piece, last)
+        reason = text.finish_reason(ran_out)
+        yield Generation(text.text, self.count_tokens(prompt), len(got), reason, got, text.stop_sequence, seed)
 
     def close(self) -> None:
         pass

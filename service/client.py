@@ -13,6 +13,13 @@ from service.jobs.schema import FINAL
 from specialist.errors import SpecialistError
 
 
+def error_message(body) -> str | None:
+    """The message of an error body in either dialect's shape (None if it is not one): for clients and checks."""
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else error
+    return message if isinstance(message, str) else None
+
+
 class SpecialistClient:
     def __init__(self, server: str, token: str | None, timeout: float = 60):
         if not token:
@@ -30,8 +37,8 @@ class SpecialistClient:
             ) from None
         if response.status_code >= 400:
             try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
+                message = error_message(response.json()) or response.text[:200]
+            except ValueError:
                 message = response.text[:200]
             raise SpecialistError(f"the server answered {response.status_code}: {message}")
         return response.json()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -135,17 +135,90 @@ class PredictRequest(_Request):
     parameters: Parameters = Field(default_factory=Parameters)
 
 
-class _OpenAIRequest(TextBody):
-    """Fields OpenAI's completion and chat requests share (unknown OpenAI fields are accepted and ignored)."""
+def neutral_only(field: str, value, neutral: dict[str, tuple]):
+    """A field a real server would honour but this one does not is accepted only at a value that changes
+    nothing; any other value is refused (a 422 naming the field), never silently ignored."""
+    if value not in neutral[field]:
+        raise ValueError(f"not supported by this server; omit {field} or send {neutral[field][0]!r}")
+    return value
 
+
+# OpenAI request fields this server does not implement, each with the values that mean "not used".
+OPENAI_UNIMPLEMENTED: dict[str, tuple] = {
+    "tools": (None, []),
+    "tool_choice": (None, "none"),
+    "parallel_tool_calls": (None,),
+    "functions": (None, []),
+    "function_call": (None, "none"),
+    "response_format": (None, {"type": "text"}),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "logit_bias": (None, {}),
+    "presence_penalty": (None, 0),
+    "frequency_penalty": (None, 0),
+    "stream_options": (None, {}, {"include_usage": False}),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "reasoning_effort": (None,),
+    "service_tier": (None, "auto", "default"),
+    "store": (None, False),
+    "metadata": (None, {}),
+    "web_search_options": (None,),
+    "best_of": (None, 1),
+    "echo": (None, False),
+    "suffix": (None, ""),
+}
+_UNUSED = "not implemented: refused unless it changes nothing"
+
+
+class _OpenAIUnimplemented(TextBody):
+    """OpenAI's fields that this server does not implement: declared, so the schema lists them, and refused."""
+
+    tools: Any = Field(None, description=_UNUSED)
+    tool_choice: Any = Field(None, description=_UNUSED)
+    parallel_tool_calls: Any = Field(None, description=_UNUSED)
+    functions: Any = Field(None, description=_UNUSED)
+    function_call: Any = Field(None, description=_UNUSED)
+    response_format: Any = Field(None, description=_UNUSED)
+    logprobs: Any = Field(None, description=_UNUSED)
+    top_logprobs: Any = Field(None, description=_UNUSED)
+    logit_bias: Any = Field(None, description=_UNUSED)
+    presence_penalty: Any = Field(None, description=_UNUSED)
+    frequency_penalty: Any = Field(None, description=_UNUSED)
+    stream_options: Any = Field(None, description=_UNUSED)
+    audio: Any = Field(None, description=_UNUSED)
+    modalities: Any = Field(None, description=_UNUSED)
+    prediction: Any = Field(None, description=_UNUSED)
+    reasoning_effort: Any = Field(None, description=_UNUSED)
+    service_tier: Any = Field(None, description=_UNUSED)
+    store: Any = Field(None, description=_UNUSED)
+    metadata: Any = Field(None, description=_UNUSED)
+    web_search_options: Any = Field(None, description=_UNUSED)
+    best_of: Any = Field(None, description=_UNUSED)
+    echo: Any = Field(None, description=_UNUSED)
+    suffix: Any = Field(None, description=_UNUSED)
+
+    @field_validator(*OPENAI_UNIMPLEMENTED)
+    @classmethod
+    def _neutral(cls, value, info):
+        return neutral_only(info.field_name, value, OPENAI_UNIMPLEMENTED)
+
+
+class _OpenAIRequest(_OpenAIUnimplemented):
+    """Fields OpenAI's completion and chat requests share. Unknown fields are refused (422), as on /predict."""
+
+    model_config = ConfigDict(extra="forbid")
     model: str
     max_tokens: int | None = Field(None, ge=1)
+    # 0 (greedy) rather than OpenAI's 1: a specialist's answer should not change between identical requests.
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
     stream: bool = False
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=1, description="one choice per request (n > 1 is not implemented)")
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    user: str | None = Field(None, max_length=256, description="the end user: logged with the request")
 
 
 class CompletionRequest(_OpenAIRequest):
@@ -166,7 +239,27 @@ class ChatRequest(_OpenAIRequest):
     max_completion_tokens: int | None = Field(None, ge=1)
 
 
+# TGI parameters this server does not implement, each with the values that mean "not used" (huggingface_hub's
+# InferenceClient sends every parameter, unset ones as null or false).
+TGI_UNIMPLEMENTED: dict[str, tuple] = {
+    "best_of": (None, 1),
+    "decoder_input_details": (None, False),
+    "frequency_penalty": (None, 0),
+    "grammar": (None,),
+    "repetition_penalty": (None, 1),
+    "top_k": (None,),
+    "top_n_tokens": (None, 0),
+    "truncate": (None,),
+    "typical_p": (None, 1),
+    "watermark": (None, False),
+}
+
+
 class TGIParameters(TextBody):
+    """TGI's generate parameters. Unknown ones are refused (422), and so is a value of an unimplemented one
+    that would change the answer."""
+
+    model_config = ConfigDict(extra="forbid")
     adapter_id: str | None = None
     max_new_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, gt=0.0, le=2.0)
@@ -175,11 +268,26 @@ class TGIParameters(TextBody):
     stop: list[str] = Field(default_factory=list, max_length=8)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     details: bool = False
-    decoder_input_details: bool = False
-    return_full_text: bool | None = False
+    return_full_text: bool | None = Field(False, description="prepend the inputs to generated_text, as TGI does")
+    best_of: Any = Field(None, description=_UNUSED)
+    decoder_input_details: Any = Field(None, description=_UNUSED)
+    frequency_penalty: Any = Field(None, description=_UNUSED)
+    grammar: Any = Field(None, description=_UNUSED)
+    repetition_penalty: Any = Field(None, description=_UNUSED)
+    top_k: Any = Field(None, description=_UNUSED)
+    top_n_tokens: Any = Field(None, description=_UNUSED)
+    truncate: Any = Field(None, description=_UNUSED)
+    typical_p: Any = Field(None, description=_UNUSED)
+    watermark: Any = Field(None, description=_UNUSED)
+
+    @field_validator(*TGI_UNIMPLEMENTED)
+    @classmethod
+    def _neutral(cls, value, info):
+        return neutral_only(info.field_name, value, TGI_UNIMPLEMENTED)
 
 
 class TGIRequest(TextBody):
+    model_config = ConfigDict(extra="forbid")
     inputs: str
     parameters: TGIParameters = Field(default_factory=TGIParameters)
     stream: bool = False

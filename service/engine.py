@@ -31,7 +31,17 @@ from inference.text_stream import TextStream
 from specialist.errors import SpecialistError
 
 # What the rest of the service imports from here (the adapter names and errors live with the adapter cache).
-__all__ = ["BASE_ADAPTER", "AdapterGone", "AdapterRefused", "Engine", "GenRequest", "Generation", "Sampling"]
+__all__ = [
+    "BASE_ADAPTER",
+    "AdapterGone",
+    "AdapterRefused",
+    "Engine",
+    "GenRequest",
+    "GeneratedToken",
+    "Generation",
+    "Sampling",
+    "TextPiece",
+]
 
 
 @dataclass(frozen=True)
@@ -43,13 +53,36 @@ class Sampling:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class GeneratedToken:
+    id: int
+    text: str  # this token alone, decoded
+    logprob: float | None  # log p under the model's own distribution; None where an engine did not say
+    special: bool
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    """A piece of streamed text and the token whose arrival released it (text held back while it could still
+    become a stop string comes out with the token that settles it)."""
+
+    text: str
+    token: GeneratedToken | None = None
+
+
 @dataclass
 class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" (EOS or stop string) or "length"
-    token_ids: list[int] = field(default_factory=list)
+    tokens: list[GeneratedToken] = field(default_factory=list)  # every generated token, EOS excluded
+    stop_sequence: str | None = None  # the client's stop string that ended it, if one did
+    seed: int | None = None  # the sampling seed (None: greedy)
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [t.id for t in self.tokens]
 
 
 @dataclass
@@ -63,7 +96,7 @@ class GenRequest:
     # at the end of a generation that ran out of tokens is dropped (the model had begun a new line of the frame).
     end_markers: tuple[str, ...] = ()
     prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see inference.prefix_cache)
-    on_text: Callable[[str, int], None] | None = None  # (new text piece, token id) as tokens arrive
+    on_text: Callable[[TextPiece], None] | None = None  # new text pieces as tokens arrive
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client is gone
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
@@ -85,25 +118,32 @@ class _Stream:
     def __init__(self, request: GenRequest, tokenizer):
         self.request = request
         self.output = TextStream(request.stop, request.end_markers, tokenizer)
+        self.tokenizer = tokenizer
+        self.special = set(tokenizer.all_special_ids)
+        self.tokens: list[GeneratedToken] = []
 
-    def on_token(self, token: int) -> bool:
+    def on_token(self, token: int, logprob: float) -> bool:
         """Record a new token; True when the request is finished (a stop string, or its client left)."""
-        self._hand_over(self.output.add_token(token), token)
+        self.tokens.append(GeneratedToken(token, self.tokenizer.decode([token]), logprob, token in self.special))
+        self._hand_over(self.output.add_token(token), self.tokens[-1])
         return self.output.stopped or self.request.cancelled.is_set()
 
-    def _hand_over(self, piece: str, token: int) -> None:
+    def _hand_over(self, piece: str, token: GeneratedToken | None) -> None:
         if piece and self.request.on_text is not None:
             try:
-                self.request.on_text(piece, token)
+                self.request.on_text(TextPiece(piece, token))
             except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
                 self.request.cancelled.set()
 
     def finish(self) -> Generation:
         """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
-        self._hand_over(self.output.finish(), -1)
+        self._hand_over(self.output.finish(), self.tokens[-1] if self.tokens else None)
         r, ids = self.request, self.output.ids
         reason = self.output.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
-        return Generation(self.output.text, len(r.prompt_ids), len(ids), reason, ids)
+        seed = r.sampling.seed if r.sampling.temperature > 0 else None
+        return Generation(
+            self.output.text, len(r.prompt_ids), len(ids), reason, self.tokens, self.output.stop_sequence, seed
+        )
 
 
 class Engine:
@@ -286,7 +326,7 @@ class Engine:
         self.batch_sizes.append(len(requests))
         try:
             finished, self._batch = self.decoder.step(
-                self._batch, on_token=lambda stream, token: stream.on_token(token)
+                self._batch, on_token=lambda stream, token, logprob: stream.on_token(token, logprob)
             )
         except Exception as e:  # noqa: BLE001 - every client of the batch gets the error instead of hanging
             self._batch = None

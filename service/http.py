@@ -23,22 +23,50 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from service.config import admin_token
-from service.engine import Generation
+from service.engine import Generation, TextPiece
 from specialist.errors import error_line
 
 log = logging.getLogger("specialist.service")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error"):
-        self.status, self.message, self.kind = status, message, kind
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
+        self.status, self.message, self.kind, self.param, self.code = status, message, kind, param, code
         super().__init__(message)
 
 
-def error_response(status: int, message: str, kind: str) -> JSONResponse:
-    # OpenAI-style body (the openai client reads error.message); TGI clients read the status and text.
-    message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # an echoed bad name must not break the reply
-    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+MODEL_NOT_FOUND = "model_not_found"  # the code of an unknown task, as OpenAI names an unknown model
+TGI_PATHS = ("/generate", "/generate_stream")
+# Where each dialect names the task, for an unknown one.
+_TASK_PARAM = {"openai": "model", "tgi": "parameters.adapter_id", "native": "task"}
+
+
+def dialect(path: str, method: str = "POST") -> str:
+    if path in TGI_PATHS or (path == "/" and method == "POST"):
+        return "tgi"
+    return "openai" if path.startswith("/v1/") else "native"
+
+
+def error_body(error: ApiError, path: str = "", method: str = "POST") -> dict:
+    """The error as the dialect's clients expect it: TGI's {error, error_type}; OpenAI's {error: {message, type,
+    param, code}} for everything else (the native API uses OpenAI's shape too)."""
+    message = error.message.encode("utf-8", "backslashreplace").decode("utf-8")  # an echoed bad name stays sendable
+    kind = dialect(path, method)
+    if kind == "tgi":
+        return {"error": message, "error_type": error.kind}
+    param = _TASK_PARAM[kind] if error.code == MODEL_NOT_FOUND else error.param
+    return {"error": {"message": message, "type": error.kind, "param": param, "code": error.code}}
+
+
+def error_response(error: ApiError, path: str = "", method: str = "POST") -> JSONResponse:
+    return JSONResponse(error_body(error, path, method), status_code=error.status)
 
 
 # -- server-sent events ---------------------------------------------------------------------------------------
@@ -49,8 +77,8 @@ def sse(payload: dict | str) -> str:
 
 
 def sse_response(
-    items: AsyncIterator[str | Generation],
-    on_piece: Callable[[str], dict],
+    items: AsyncIterator[TextPiece | Generation],
+    on_piece: Callable[[TextPiece], dict],
     on_end: Callable[[Generation], dict],
     done_marker: bool = True,
 ) -> StreamingResponse:
@@ -62,7 +90,7 @@ def sse_response(
             async for item in items:
                 yield sse(on_end(item) if isinstance(item, Generation) else on_piece(item))
         except ApiError as e:
-            yield sse({"error": {"message": e.message, "type": e.kind, "code": e.status}})
+            yield sse(error_body(e))
         if done_marker:
             yield sse("[DONE]")
 
@@ -132,7 +160,7 @@ class AdminAuth:
                 try:
                     check_admin_header(header)
                 except ApiError as e:
-                    return await error_response(e.status, e.message, e.kind)(scope, receive, send)
+                    return await error_response(e, path, scope["method"])(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -153,7 +181,8 @@ class BodyLimit:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         limit, timeout = self.limit_for(scope["path"]), self.timeout_for()
-        too_large = error_response(413, f"request body larger than {limit} bytes", "invalid_request_error")
+        where = (scope["path"], scope["method"])
+        too_large = error_response(ApiError(413, f"request body larger than {limit} bytes"), *where)
         length = dict(scope.get("headers", [])).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             return await too_large(scope, receive, send)
@@ -163,15 +192,15 @@ class BodyLimit:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
             except asyncio.TimeoutError:
-                return await error_response(
-                    408, f"request body not received within {timeout:g} s", "invalid_request_error"
-                )(scope, receive, send)
+                return await error_response(ApiError(408, f"request body not received within {timeout:g} s"), *where)(
+                    scope, receive, send
+                )
             if message["type"] == "http.disconnect":
                 # Always answer, even a client that is gone (the server drops it): a wrapper that waits for a
                 # response (BentoML's timeout middleware) would otherwise hold the request for its whole timeout,
                 # and block a graceful shutdown until then.
                 return await error_response(
-                    400, "the client disconnected before sending the whole body", "invalid_request_error"
+                    ApiError(400, "the client disconnected before sending the whole body"), *where
                 )(scope, receive, send)
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
@@ -197,23 +226,23 @@ def install_error_handlers(app: FastAPI, count_error: Callable[[int], None]) -> 
     """Every failure as the JSON error body; `count_error(status)` counts the ones the metrics report."""
 
     @app.exception_handler(ApiError)
-    async def api_error(_, exc: ApiError):
+    async def api_error(request: Request, exc: ApiError):
         count_error(exc.status)
-        return error_response(exc.status, exc.message, exc.kind)
+        return error_response(exc, request.url.path, request.method)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_, exc: RequestValidationError):
+    async def invalid(request: Request, exc: RequestValidationError):
         # For unions pydantic reports every alternative; the deepest location is the most specific complaint.
         err = max(exc.errors(), key=lambda e: len(e.get("loc", ())))
         where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
         status = 400 if err.get("type") == "json_invalid" else 422
         count_error(status)
+        at = (request.url.path, request.method)
         if status == 400:  # FastAPI puts the decoder's complaint in ctx and the offset in loc
             detail = (err.get("ctx") or {}).get("error") or err.get("msg")
-            return error_response(400, f"malformed JSON at character {where}: {detail}", "invalid_request_error")
-        return error_response(
-            422, f"{where}: {str(err.get('msg')).removeprefix('Value error, ')}", "invalid_request_error"
-        )
+            return error_response(ApiError(400, f"malformed JSON at character {where}: {detail}"), *at)
+        message = f"{where}: {str(err.get('msg')).removeprefix('Value error, ')}"
+        return error_response(ApiError(422, message, param=None if where == "body" else where), *at)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -224,17 +253,15 @@ def install_error_handlers(app: FastAPI, count_error: Callable[[int], None]) -> 
             message = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
         elif exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's "There was an error parsing the body"
             message = f"malformed JSON: {_parse_problem(exc.__cause__)}"
-        return error_response(exc.status_code, message, "invalid_request_error")
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return error_response(ApiError(exc.status_code, message, kind), request.url.path, request.method)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         # A bug, not bad input: logged with its traceback; the client still gets a JSON message, not bare text.
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(
-            500,
-            f"internal error ({type(exc).__name__}); the request was not completed, see the server log",
-            "server_error",
-        )
+        message = f"internal error ({type(exc).__name__}); the request was not completed, see the server log"
+        return error_response(ApiError(500, message, "server_error"), request.url.path, request.method)
 
 
 def _parse_problem(error: BaseException) -> str:

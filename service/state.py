@@ -6,6 +6,7 @@ The parts are assembled by the composition root (service/app.py); routes get the
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -14,8 +15,8 @@ from fastapi import Depends, Request
 
 from service.backends import Backend, EngineError, GenParams
 from service.config import ServeConfig
-from service.engine import AdapterGone, Generation, Sampling
-from service.http import ApiError
+from service.engine import AdapterGone, Generation, Sampling, TextPiece
+from service.http import MODEL_NOT_FOUND, ApiError
 from service.jobs import Executor, JobStore
 from service.metrics import Metrics
 from service.router import Router, ServedTask, UnknownTask
@@ -59,13 +60,20 @@ class ServingState:
 
     def resolve(self, task: str | None) -> ServedTask:
         if not task:
-            raise ApiError(
-                404, f"no task given; served tasks: {', '.join(sorted(self.router.routes)) or 'none'}", "not_found"
-            )
+            served = ", ".join(sorted(self.router.routes)) or "none"
+            raise ApiError(404, f"no task given; served tasks: {served}", code=MODEL_NOT_FOUND)
         try:
             return self.router.resolve(task)
         except UnknownTask as e:
-            raise ApiError(404, str(e), "not_found") from None
+            refused = self.router.errors.get(task)
+            if refused:  # its champion exists but could not be served: say so, not "unknown"
+                raise ApiError(
+                    404,
+                    f"task {task!r} is not served: its adapter was refused ({refused}); promote or roll back to a "
+                    "version that loads",
+                    code=MODEL_NOT_FOUND,
+                ) from None
+            raise ApiError(404, str(e), code=MODEL_NOT_FOUND) from None
 
     def render(self, served: ServedTask, text: str) -> str:
         """The adapter's own prompt around the task input (a router-forwarded full prompt passes through)."""
@@ -93,6 +101,8 @@ class ServingState:
             raise ApiError(422, f"stop: at most {MAX_STOPS} stop strings of at most 64 characters")
         if temperature < GREEDY_BELOW:
             temperature = 0.0
+        if temperature > 0 and seed is None:  # as TGI does: every sampled answer has a seed it can be replayed with
+            seed = secrets.randbits(32)
         return GenParams(n, Sampling(temperature, top_p, seed), stops)
 
     async def run(self, task: str, text: str, params: GenParams, endpoint: str) -> tuple[ServedTask, Generation]:
@@ -111,7 +121,9 @@ class ServingState:
             return served, result
         raise ApiError(503, f"task {task!r} is being swapped; retry", "service_unavailable")
 
-    async def stream(self, task: str, text: str, params: GenParams, endpoint: str) -> AsyncIterator[str | Generation]:
+    async def stream(
+        self, task: str, text: str, params: GenParams, endpoint: str
+    ) -> AsyncIterator[TextPiece | Generation]:
         """Text pieces, then the final Generation; a swap before the first piece is retried like `run`."""
         started = time.perf_counter()
         for _ in range(SWAP_RETRIES):

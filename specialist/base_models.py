@@ -37,6 +37,12 @@ class BaseModelRef(BaseModel):
     content_sha256: str
 
 
+def portable_id(base: BaseModelRef) -> str:
+    """The base model's name as another machine can use it: the packaged default's name, a hub id, or a local
+    directory's name (never this machine's absolute path)."""
+    return Path(base.id).name if Path(base.id).is_absolute() else base.id
+
+
 def resolve_base_model(spec: str | Path = DEFAULT_BASE_MODEL) -> BaseModelRef:
     """Turn `--base-model` (the default's name, a local HF dir or a hub id) into a local, hashed model."""
     spec = str(spec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -109,6 +109,12 @@ class RunSettings(StrictModel):
 
 class TrainConfig(RunSettings, OptimSettings, LoraSettings, MixtureConfig):
     """`specialist train`: every flag, also readable from YAML via --config."""
+
+    # Options that say one thing two ways: a flag for one replaces the YAML's value of any of them.
+    exclusive_options: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("max_steps", "epochs"),
+        ("generalist_ratio", "generalist_count"),
+    )
 
     @model_validator(mode="after")
     def _one_length(self):

@@ -82,6 +82,15 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+def share_read(folder: Path) -> None:
+    """Make an artifact readable by every user (folders 0755, files 0644): a container that serves it runs as
+    another, unprivileged user, whatever the umask of the process that wrote it."""
+    folder = Path(folder)
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

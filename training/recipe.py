@@ -28,10 +28,10 @@ from specialist.adapters import (
     read_manifest,
     write_manifest,
 )
-from specialist.base_models import load_model, load_tokenizer, pick_device, resolve_base_model
+from specialist.base_models import load_model, load_tokenizer, pick_device, portable_id, resolve_base_model
 from specialist.config import LoraSettings, OptimSettings, TrainConfig
 from specialist.errors import SpecialistError
-from specialist.paths import atomic_dir
+from specialist.paths import atomic_dir, share_read
 from training.batching import encode_examples
 from training.loop import latest_checkpoint, plan_steps, train_loop
 from training.lora import attach_lora
@@ -128,12 +128,16 @@ def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
         run_fingerprint=cfg.fingerprint(),
     )
     with atomic_dir(out) as tmp:
+        # peft records the base model's local path: record its portable id instead (the manifest keeps the hash).
+        for config in model.peft_config.values():
+            config.base_model_name_or_path = portable_id(base)
         model.save_pretrained(tmp, safe_serialization=True)
         shutil.copy(work / "train_log.jsonl", tmp / "train_log.jsonl")
         write_manifest(tmp, manifest)
         problems = check_adapter(tmp).problems  # what every later stage will check, checked before publishing
         if problems:  # a bug, not a user error: refuse to publish an adapter nothing could load
             raise RuntimeError(f"refusing to write an unacceptable adapter: {'; '.join(problems)}")
+        share_read(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return TrainOutcome(adapter_dir=out, manifest=manifest)
 

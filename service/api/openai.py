@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
 from fastapi import APIRouter
 
 from service.config import ChatRequest, CompletionRequest
-from service.engine import Generation
+from service.engine import Generation, TextPiece
 from service.http import ApiError, sse_response
 from service.state import ServingDep
 
 router = APIRouter()
+log = logging.getLogger("specialist.service")
 
 
 @router.get("/v1/models")
@@ -27,8 +29,14 @@ async def models(state: ServingDep):
     }
 
 
+def _log_user(user: str | None, model: str) -> None:
+    if user is not None:  # OpenAI's end-user id: accepted, and recorded with the request
+        log.info("request for %s from user %r", model, user)
+
+
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, state: ServingDep):
+    _log_user(body.user, body.model)
     if isinstance(body.prompt, list):
         if len(body.prompt) != 1:
             raise ApiError(422, "prompt: send one prompt per request")
@@ -49,7 +57,7 @@ async def completions(body: CompletionRequest, state: ServingDep):
     if body.stream:
         return sse_response(
             state.stream(body.model, body.prompt, params, "completions"),
-            lambda piece: chunk(piece, None),
+            lambda piece: chunk(piece.text, None),
             lambda g: chunk("", g.finish_reason),
         )
     served, result = await state.run(body.model, body.prompt, params, "completions")
@@ -58,6 +66,7 @@ async def completions(body: CompletionRequest, state: ServingDep):
 
 @router.post("/v1/chat/completions")
 async def chat(body: ChatRequest, state: ServingDep):
+    _log_user(body.user, body.model)
     user = [m for m in body.messages if m.role == "user"]
     if not user:
         raise ApiError(422, "messages: include a user message (its content is the task input)")
@@ -84,10 +93,13 @@ async def chat(body: ChatRequest, state: ServingDep):
         }
 
     if body.stream:
-        first = [True]
+        first, begun = [True], [False]
 
-        def piece_chunk(piece: str) -> dict:
-            delta = {"role": "assistant", "content": piece} if first[0] else {"content": piece}
+        def piece_chunk(piece: TextPiece) -> dict:
+            # The answer follows the prompt's "Output:" after a space: dropped here as in the whole message.
+            text = piece.text if begun[0] else piece.text.lstrip()
+            begun[0] = begun[0] or bool(text)
+            delta = {"role": "assistant", "content": text} if first[0] else {"content": text}
             first[0] = False
             return chunk(delta, None)
 
@@ -103,7 +115,7 @@ async def chat(body: ChatRequest, state: ServingDep):
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.text.strip()},
+                "message": {"role": "assistant", "content": result.text.lstrip()},
                 "logprobs": None,
                 "finish_reason": result.finish_reason,
             }

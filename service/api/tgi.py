@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
 
 from service.backends import GenParams
 from service.config import TGIRequest
-from service.engine import Generation
-from service.http import sse_response
+from service.engine import GeneratedToken, Generation, TextPiece
+from service.http import ApiError, error_body, sse
 from service.state import ServingDep, ServingState
 
 router = APIRouter()
@@ -21,13 +24,17 @@ def _tgi(state: ServingState, body: TGIRequest) -> GenParams:
     return state.params(p.max_new_tokens, temperature, p.top_p or 1.0, p.stop, p.seed)
 
 
+def _text(body: TGIRequest, generated: str) -> str:
+    return body.inputs + generated if body.parameters.return_full_text else generated
+
+
 @router.post("/generate")
 async def generate(body: TGIRequest, state: ServingDep):
     params = _tgi(state, body)
     _, result = await state.run(body.parameters.adapter_id, body.inputs, params, "generate")
-    response = {"generated_text": result.text}
+    response = {"generated_text": _text(body, result.text)}
     if body.parameters.details:
-        response["details"] = _tgi_details(result)
+        response["details"] = _details(result) | {"prefill": [], "tokens": [_token(t) for t in result.tokens]}
     return response
 
 
@@ -42,30 +49,42 @@ async def tgi_compat(body: TGIRequest, state: ServingDep):
 @router.post("/generate_stream")
 async def generate_stream(body: TGIRequest, state: ServingDep):
     params = _tgi(state, body)
-    counter = iter(range(1, 1_000_000))
-
-    def token(piece: str) -> dict:
-        return {
-            "index": next(counter),
-            "token": {"id": 0, "text": piece, "logprob": 0.0, "special": False},
-            "generated_text": None,
-            "details": None,
-        }
-
-    def final(g: Generation) -> dict:
-        return {
-            "index": next(counter),
-            "token": {"id": 0, "text": "", "logprob": 0.0, "special": True},
-            "generated_text": g.text,
-            "details": _tgi_details(g, stream=True),
-        }
-
-    return sse_response(
-        state.stream(body.parameters.adapter_id, body.inputs, params, "generate_stream"),
-        token,
-        final,
-        done_marker=False,
+    return StreamingResponse(
+        _token_events(body, state.stream(body.parameters.adapter_id, body.inputs, params, "generate_stream")),
+        media_type="text/event-stream",
     )
+
+
+async def _token_events(body: TGIRequest, items: AsyncIterator[TextPiece | Generation]):
+    """One event per released piece, each with the real token that released it; as in TGI, the last event
+    carries generated_text and details (no extra token is made up for it). An error after the headers is
+    reported in-band."""
+    index, held = 0, None
+
+    def event(piece: TextPiece, final: Generation | None = None) -> str:
+        nonlocal index
+        index += 1
+        token = _token(piece.token) if piece.token is not None else {"id": None, "text": piece.text, "logprob": None}
+        return sse(
+            {
+                "index": index,
+                "token": token | {"text": piece.text, "special": bool(piece.token and piece.token.special)},
+                "top_tokens": None,
+                "generated_text": _text(body, final.text) if final else None,
+                "details": _details(final) if final else None,
+            }
+        )
+
+    try:
+        async for item in items:
+            if isinstance(item, Generation):
+                yield event(held or TextPiece(""), item)
+                return
+            if held is not None:
+                yield event(held)
+            held = item
+    except ApiError as e:
+        yield sse(error_body(e, "/generate_stream"))
 
 
 @router.get("/info")
@@ -79,12 +98,13 @@ async def info(state: ServingDep):
     }
 
 
-def _tgi_details(g: Generation, stream: bool = False) -> dict:
-    details = {
-        "finish_reason": "length" if g.finish_reason == "length" else "eos_token",
-        "generated_tokens": g.completion_tokens,
-        "seed": None,
-    }
-    if not stream:
-        details |= {"prefill": [], "tokens": []}
-    return details
+def _details(g: Generation) -> dict:
+    if g.finish_reason == "length":
+        finish = "length"
+    else:  # our frame markers end an answer as EOS would: only the client's own stop strings are stop sequences
+        finish = "stop_sequence" if g.stop_sequence else "eos_token"
+    return {"finish_reason": finish, "generated_tokens": g.completion_tokens, "seed": g.seed}
+
+
+def _token(t: GeneratedToken) -> dict:
+    return {"id": t.id, "text": t.text, "logprob": t.logprob, "special": t.special}

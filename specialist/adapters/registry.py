@@ -23,7 +23,7 @@ from pathlib import Path
 from specialist.adapters.decision import read_decision
 from specialist.adapters.manifest import ADAPTER_WEIGHTS, check_adapter
 from specialist.errors import SpecialistError
-from specialist.paths import atomic_dir, sha256_file, specialist_home, validate_name
+from specialist.paths import atomic_dir, sha256_file, share_read, specialist_home, validate_name
 from specialist.sqlite import connect, transaction
 
 _SCHEMA = """
@@ -173,6 +173,7 @@ class Registry:
                 for item in adapter_dir.iterdir():
                     if item.is_file() and item.suffix in {".json", ".safetensors", ".jsonl", ".md"}:
                         shutil.copy2(item, tmp / item.name)
+                share_read(tmp)
             db.execute(
                 "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (

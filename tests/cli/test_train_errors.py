@@ -105,3 +105,29 @@ def test_config_file_values_and_flag_overrides(train_args, tmp_path):
     cfg = model_from_args(TrainConfig, args)
     # YAML sets rank/alpha; the flags (--seed 9, --instances-per-task 16 from train_args) override YAML.
     assert (cfg.lora_rank, cfg.lora_alpha, cfg.seed, cfg.instances_per_task, cfg.max_steps) == (4, 8.0, 9, 16, 4)
+
+
+def test_a_flag_replaces_the_yaml_value_of_the_same_idea(train_args, tmp_path):
+    from cli.main import build_parser
+    from cli.options import model_from_args
+    from specialist.config import TrainConfig
+
+    (tmp_path / "train.yaml").write_text("epochs: 3\ngeneralist_count: 5\n")
+    args = build_parser().parse_args(train_args + ["--config", str(tmp_path / "train.yaml")])  # has --max-steps
+    cfg = model_from_args(TrainConfig, args)
+    assert cfg.max_steps == 4 and cfg.epochs is None  # not "give --max-steps or --epochs, not both"
+    assert cfg.generalist_count == 8  # the flag's value, the YAML's replaced
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`specialist tasks list | head -1`: the reader leaves early; the command ends, exit 0, no traceback."""
+    import os
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone: every write now fails with EPIPE (Python ignores SIGPIPE)
+    closed = os.fdopen(write_end, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", closed)
+    assert main(["tasks", "categories"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    closed.close()

@@ -202,7 +202,7 @@ class _ScriptedDecoder:
             out = []
             for token in self.script:
                 out.append(token)
-                if on_token is not None and on_token(k, token):
+                if on_token is not None and on_token(k, token, 0.0):
                     break
             self.consumed.append(len(out))
             outputs.append(out)

@@ -41,5 +41,5 @@ def test_on_token_stops_a_row_early(base_and_tok, task_dir):
     base, tok = base_and_tok
     decoder = Decoder(load_model(base), tok)
     ids = tok(_prompts(task_dir, 1)[0])["input_ids"]
-    out = decoder.decode([DecodeRow(ids, 8), DecodeRow(ids, 8)], on_token=lambda row, token: row == 0)
+    out = decoder.decode([DecodeRow(ids, 8), DecodeRow(ids, 8)], on_token=lambda row, token, logprob: row == 0)
     assert len(out[0]) == 1 and out[1][:1] == out[0]

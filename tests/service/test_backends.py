@@ -24,7 +24,8 @@ class _FakeTGIClient:
             for i, piece in enumerate(self.pieces):
                 last = i == len(self.pieces) - 1
                 details = SimpleNamespace(finish_reason="length") if last else None
-                yield SimpleNamespace(token=SimpleNamespace(text=piece, special=False), details=details)
+                token = SimpleNamespace(id=i, text=piece, logprob=-0.5, special=False)
+                yield SimpleNamespace(token=token, details=details)
 
         return chunks()
 
@@ -54,13 +55,14 @@ def test_tgi_answers_are_cut_by_the_frame_stop_rule():
     assert client.kwargs["stop"] is None  # the rule is applied here; the engine gets only the client's own stops
     backend, _ = _backend(pieces)
     items = _collect(backend.stream(SERVED, "prompt", GenParams(16)))
-    assert items[:-1] == [" NEG"] and items[-1].text == " NEG" and items[-1].finish_reason == "stop"
+    assert [p.text for p in items[:-1]] == [" NEG"] and items[-1].text == " NEG" and items[-1].finish_reason == "stop"
 
 
 def test_tgi_streams_release_held_back_text_that_never_became_a_marker():
     backend, _ = _backend([" line one", "\n", "line two"])
     items = _collect(backend.stream(SERVED, "prompt", GenParams(16)))
-    assert "".join(items[:-1]) == " line one\nline two" == items[-1].text and items[-1].finish_reason == "length"
+    assert "".join(p.text for p in items[:-1]) == " line one\nline two" == items[-1].text
+    assert items[-1].finish_reason == "length"
 
 
 def test_local_requests_carry_the_frame_stops(service):
@@ -73,7 +75,7 @@ def test_local_requests_carry_the_frame_stops(service):
 def test_tgi_stream_drops_a_marker_the_budget_cut_off():
     backend, _ = _backend([" NEG", "\n", "\n", "Input"])
     items = _collect(backend.stream(SERVED, "prompt", GenParams(4)))
-    assert items[:-1] == [" NEG"] and items[-1].text == " NEG" and items[-1].finish_reason == "length"
+    assert [p.text for p in items[:-1]] == [" NEG"] and items[-1].text == " NEG" and items[-1].finish_reason == "length"
     backend, _ = _backend([" NEG", "\n", "\n", "Input"])
     assert asyncio.run(backend.generate(SERVED, "prompt", GenParams(4))).text == " NEG"
 

@@ -35,6 +35,11 @@ def test_train_writes_a_standard_lora_only_peft_adapter(train_args, tmp_path, ti
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log] == [1, 2, 3, 4]
     assert not list(tmp_path.glob(".adapter*")), "work dir must be gone after success"
+    # Portable: no path of this machine in the PEFT config (the manifest holds the id and the hash).
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == tiny_model_dir.name
+    # Readable by the unprivileged user a container serves it as.
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in out.iterdir()) and out.stat().st_mode & 0o777 == 0o755
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

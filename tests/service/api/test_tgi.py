@@ -1,7 +1,7 @@
 """The TGI dialect (service/api/tgi.py): /generate, its compat route /, and /generate_stream's SSE events; the
 task is the adapter_id."""
 
-import json
+import pytest
 
 from tests.service.conftest import _alone
 
@@ -24,21 +24,82 @@ def test_generate_answers_with_the_routed_tasks_adapter(service):
     assert service.post("/", json=_body()).json() == [{"generated_text": detailed["generated_text"]}]
 
 
-def test_generate_stream_sends_tokens_then_a_final_event(service):
-    whole = service.post("/generate", json=_body()).json()["generated_text"]
-    with service.stream("POST", "/generate_stream", json=_body()) as r:
-        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
-    *tokens, final = events
-    assert tokens and all(not e["token"]["special"] and e["generated_text"] is None for e in tokens)
-    assert [e["index"] for e in events] == list(range(1, len(events) + 1))
-    assert final["token"]["special"] and final["generated_text"] == whole
-    assert "".join(e["token"]["text"] for e in tokens) == whole
-    assert final["details"]["generated_tokens"] > 0 and "tokens" not in final["details"]
+def test_details_are_the_real_tokens(service):
+    """Ids, texts and logprobs of the generated tokens, not placeholders: the texts add up to the answer."""
+    tokenizer = service.state.backend.tokenizer
+    details = service.post("/generate", json=_body(details=True)).json()["details"]
+    tokens = details["tokens"]
+    assert len(tokens) == details["generated_tokens"] and details["prefill"] == [] and details["seed"] is None
+    assert [t["text"] for t in tokens] == [tokenizer.decode([t["id"]]) for t in tokens]
+    assert len({t["id"] for t in tokens}) > 1 or len(tokens) == 1  # not one placeholder id repeated
+    assert all(t["logprob"] < 0 and not t["special"] for t in tokens)
+    sampled = service.post("/generate", json=_body(details=True, do_sample=True)).json()["details"]
+    assert isinstance(sampled["seed"], int)  # the seed a sampled answer can be replayed with
+    replayed = service.post("/generate", json=_body(details=True, do_sample=True, seed=sampled["seed"])).json()
+    assert replayed["details"]["tokens"] == sampled["tokens"]
 
 
-def test_an_unknown_task_is_404_naming_the_served_tasks(service):
-    for path in ("/generate", "/generate_stream"):
-        r = service.post(path, json=_body("nope"))
-        assert r.status_code == 404, (path, r.text)
-        assert "sentiment, sentiment-mixed" in r.json()["error"]["message"]
+def test_a_matched_stop_sequence_is_reported_as_one(service):
+    first = service.post("/generate", json=_body(details=True)).json()
+    stop = first["details"]["tokens"][1]["text"]  # the second token's text: generation stops there
+    stopped = service.post("/generate", json=_body(details=True, stop=[stop])).json()
+    assert stopped["details"]["finish_reason"] == "stop_sequence"
+
+
+def test_return_full_text_prepends_the_inputs(service):
+    plain = service.post("/generate", json=_body()).json()["generated_text"]
+    full = service.post("/generate", json=_body(return_full_text=True)).json()["generated_text"]
+    assert full == TEXT + plain
+
+
+@pytest.mark.parametrize(
+    "parameter, value",
+    [
+        ("top_k", 5),
+        ("repetition_penalty", 1.2),
+        ("truncate", 10),
+        ("grammar", {"type": "json", "value": {}}),
+        ("best_of", 2),
+        ("watermark", True),
+        ("decoder_input_details", True),
+        ("top_n_tokens", 3),
+        ("typical_p", 0.5),
+    ],
+)
+def test_an_unimplemented_parameter_is_refused_naming_it(service, parameter, value):
+    r = service.post("/generate", json=_body(**{parameter: value}))
+    assert r.status_code == 422 and parameter in r.text
+    assert service.post("/generate", json=_body(**{parameter: None})).status_code == 200  # unset: fine
+
+
+# What huggingface_hub's InferenceClient.text_generation sends for text_generation(TEXT, adapter_id=...,
+# max_new_tokens=6): every parameter, the unset ones as null or false.
+HUB_DEFAULTS = {
+    "adapter_id": "sentiment",
+    "best_of": None,
+    "decoder_input_details": False,
+    "details": False,
+    "do_sample": False,
+    "frequency_penalty": None,
+    "grammar": None,
+    "max_new_tokens": 6,
+    "repetition_penalty": None,
+    "return_full_text": False,
+    "seed": None,
+    "stop": [],
+    "temperature": None,
+    "top_k": None,
+    "top_n_tokens": None,
+    "top_p": None,
+    "truncate": None,
+    "typical_p": None,
+    "watermark": False,
+}
+
+
+def test_what_huggingface_hubs_client_sends_by_default_is_accepted(service):
+    r = service.post("/generate", json={"inputs": TEXT, "parameters": HUB_DEFAULTS, "stream": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["generated_text"] == service.post("/generate", json=_body()).json()["generated_text"]
+    unknown = service.post("/generate", json={"inputs": TEXT, "parameters": HUB_DEFAULTS | {"top_q": 1}})
+    assert unknown.status_code == 422 and "top_q" in unknown.text
