@@ -103,3 +103,21 @@ def test_what_huggingface_hubs_client_sends_by_default_is_accepted(service):
     assert r.json()["generated_text"] == service.post("/generate", json=_body()).json()["generated_text"]
     unknown = service.post("/generate", json={"inputs": TEXT, "parameters": HUB_DEFAULTS | {"top_q": 1}})
     assert unknown.status_code == 422 and "top_q" in unknown.text
+
+
+def test_token_logprobs_are_the_models_own(service, tiny_model_dir):
+    """Each reported logprob is log-softmax of a direct forward pass over prompt + the tokens before it."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    tokens = service.post("/generate", json=_body(details=True)).json()["details"]["tokens"]
+    state = service.state
+    served = state.router.resolve("sentiment")
+    prompt_ids = state.backend.tokenizer(state.render(served, TEXT))["input_ids"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), served.path).eval()
+    generated = [t["id"] for t in tokens]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt_ids + generated])).logits[0].float()
+    expected = [torch.log_softmax(logits[len(prompt_ids) - 1 + i], -1)[g].item() for i, g in enumerate(generated)]
+    assert len(expected) == len(tokens) and all(abs(t["logprob"] - x) < 2e-3 for t, x in zip(tokens, expected))
