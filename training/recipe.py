@@ -128,10 +128,12 @@ def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
         run_fingerprint=cfg.fingerprint(),
     )
     with atomic_dir(out) as tmp:
-        # peft records the base model's local path: record its portable id instead (the manifest keeps the hash).
-        for config in model.peft_config.values():
-            config.base_model_name_or_path = portable_id(base)
         model.save_pretrained(tmp, safe_serialization=True)
+        # peft records the base model's local path: record its portable id instead (the manifest keeps the hash).
+        config_path = tmp / "adapter_config.json"
+        config_path.write_text(
+            json.dumps(json.loads(config_path.read_text()) | {"base_model_name_or_path": portable_id(base)}, indent=2)
+        )
         shutil.copy(work / "train_log.jsonl", tmp / "train_log.jsonl")
         write_manifest(tmp, manifest)
         problems = check_adapter(tmp).problems  # what every later stage will check, checked before publishing
