@@ -56,7 +56,7 @@ def generate(
         batch = order[start : start + batch_size]
         so_far: list[list[int]] = [[] for _ in batch]
 
-        def at_frame_marker(row: int, token: int, _logprob: float) -> bool:
+        def at_frame_marker(row: int, token: int, _score) -> bool:
             so_far[row].append(token)
             return cut_at_frame(tokenizer.decode(so_far[row][-_STOP_WINDOW:], skip_special_tokens=True))[1]
 

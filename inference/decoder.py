@@ -19,7 +19,7 @@ from inference.kv_cache import KVLayers, RunningBatch
 from inference.multi_lora import MultiLoRA
 from inference.prefill import merge, prefill, prefill_groups
 from inference.prefix_cache import PrefixCache, common_prefix_len, prefix_layers
-from inference.sampling import choose, chosen_logprobs
+from inference.sampling import TokenScore, choose, score
 from specialist.prompt_format import shared_prefix
 
 
@@ -32,6 +32,11 @@ class DecodeRow:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     generator: torch.Generator | None = None  # for seeded sampling
+    top_k: int = 0  # 0 = every token
+    repetition_penalty: float = 1.0  # see inference.sampling: 1 = none
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    top_logprobs: int = 0  # alternatives to score per token
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -74,9 +79,9 @@ class Decoder:
 
     @torch.no_grad()
     def decode(
-        self, rows: list[DecodeRow], on_token: Callable[[int, int, float], bool] | None = None
+        self, rows: list[DecodeRow], on_token: Callable[[int, int, TokenScore], bool] | None = None
     ) -> list[list[int]]:
-        """New token ids per row (EOS not included). `on_token(row, token, logprob)` returning True ends that row."""
+        """New token ids per row (EOS not included). `on_token(row, token, score)` returning True ends that row."""
         outputs: list[list[int]] = [[] for _ in rows]
         batch = self.admit(None, rows, list(range(len(rows)))) if rows else None
         while batch is not None:
@@ -108,14 +113,14 @@ class Decoder:
         """Pick each row's next token; rows that finish leave with their tokens, the rest advance one position.
 
         Returns ([(key, tokens) of finished rows], the batch or None once it is empty)."""
-        tokens = choose(batch.logits, batch.rows)
-        logprobs = chosen_logprobs(batch.logits, tokens) if on_token is not None else None
+        tokens = choose(batch.logits, batch.rows, batch.outputs)
+        scores = score(batch.logits, batch.rows, tokens) if on_token is not None else None
         keep, finished = [], []
         for k, (key, row, token) in enumerate(zip(batch.keys, batch.rows, tokens)):
             out = batch.outputs[k]
             if token not in self.eos_ids:
                 out.append(token)
-                stop = on_token(key, token, logprobs[k]) if on_token is not None else False
+                stop = on_token(key, token, scores[k]) if on_token is not None else False
                 if not stop and len(out) < row.max_new_tokens:
                     keep.append(k)
                     continue

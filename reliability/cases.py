@@ -225,9 +225,9 @@ def hostile_cases(task: str, token: str, cap: int = 512) -> list[Case]:
         "prompt-number": _with(c, ("prompt",), 5),
         "prompt-missing": _without(c, "prompt"),
         "prompt-empty-list": _with(c, ("prompt",), []),
-        "prompt-two": _with(c, ("prompt",), ["a", "b"]),
+        "prompt-seventeen": _with(c, ("prompt",), ["a"] * 17),  # at most 16 prompts per request
         "prompt-token-ids": _with(c, ("prompt",), [1, 2, 3]),
-        "n-two": _with(c, ("n",), 2),
+        "n-nine": _with(c, ("n",), 9),  # at most 8 choices
         "stream-object": _with(c, ("stream",), {"a": 1}),
         "stop-five": _with(c, ("stop",), list("abcde")),
         "stop-number": _with(c, ("stop",), 7),
@@ -251,7 +251,8 @@ def hostile_cases(task: str, token: str, cap: int = 512) -> list[Case]:
         "content-part-not-object": _with(ch, ("messages",), [{"role": "user", "content": ["text"]}]),
         "no-user-message": _with(ch, ("messages",), [{"role": "system", "content": "only system"}]),
         "message-not-object": _with(ch, ("messages",), ["user: hi"]),
-        "n-three": _with(ch, ("n",), 3),
+        "n-zero": _with(ch, ("n",), 0),
+        "top-logprobs-without-logprobs": _with(ch, ("top_logprobs",), 2),
         "max-completion-tokens-zero": _with(ch, ("max_completion_tokens",), 0),
     }.items():
         add(f"types/chat/{label}", "wrong-type", "POST", "/v1/chat/completions", body, 422)

@@ -229,17 +229,17 @@ class TGIBackend:
         # and holds back text that may still grow into a stop, as the local engine does.
         text = TextStream(params.stop, FRAME_STOPS)
         got: list[GeneratedToken] = []
-        ran_out, last, seed = False, None, None
+        ran_out, seed, handed = False, None, 0
         try:
             chunks = await client.text_generation(prompt, stream=True, details=True, **self._kwargs(served, params))
             async with contextlib.aclosing(chunks):  # leaving early (at a stop) closes the engine's stream
                 async for chunk in chunks:
                     if chunk.token.special:
                         continue
-                    last = _token(chunk.token)
-                    got.append(last)
+                    got.append(_token(chunk.token))
                     if piece := text.add_text(chunk.token.text):
-                        yield TextPiece(piece, last)
+                        yield TextPiece(piece, tuple(got[handed:]))
+                        handed = len(got)
                     if text.stopped:
                         break
                     if chunk.details is not None:
@@ -248,7 +248,7 @@ class TGIBackend:
         except Exception as e:  # noqa: BLE001
             raise EngineError(e) from None
         if piece := text.finish():  # held back at the end: part of the answer, unless it begins a frame marker
-            yield TextPiece(piece, last)
+            yield TextPiece(piece, tuple(got[handed:]))
         reason = text.finish_reason(ran_out)
         yield Generation(text.text, self.count_tokens(prompt), len(got), reason, got, text.stop_sequence, seed)
 

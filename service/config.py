@@ -151,12 +151,7 @@ OPENAI_UNIMPLEMENTED: dict[str, tuple] = {
     "functions": (None, []),
     "function_call": (None, "none"),
     "response_format": (None, {"type": "text"}),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
     "logit_bias": (None, {}),
-    "presence_penalty": (None, 0),
-    "frequency_penalty": (None, 0),
-    "stream_options": (None, {}, {"include_usage": False}),
     "audio": (None,),
     "modalities": (None, ["text"]),
     "prediction": (None,),
@@ -166,10 +161,11 @@ OPENAI_UNIMPLEMENTED: dict[str, tuple] = {
     "metadata": (None, {}),
     "web_search_options": (None,),
     "best_of": (None, 1),
-    "echo": (None, False),
     "suffix": (None, ""),
 }
 _UNUSED = "not implemented: refused unless it changes nothing"
+MAX_CHOICES = 8  # n
+MAX_PROMPTS = 16  # prompts in one completions request
 
 
 class _OpenAIUnimplemented(TextBody):
@@ -181,12 +177,7 @@ class _OpenAIUnimplemented(TextBody):
     functions: Any = Field(None, description=_UNUSED)
     function_call: Any = Field(None, description=_UNUSED)
     response_format: Any = Field(None, description=_UNUSED)
-    logprobs: Any = Field(None, description=_UNUSED)
-    top_logprobs: Any = Field(None, description=_UNUSED)
     logit_bias: Any = Field(None, description=_UNUSED)
-    presence_penalty: Any = Field(None, description=_UNUSED)
-    frequency_penalty: Any = Field(None, description=_UNUSED)
-    stream_options: Any = Field(None, description=_UNUSED)
     audio: Any = Field(None, description=_UNUSED)
     modalities: Any = Field(None, description=_UNUSED)
     prediction: Any = Field(None, description=_UNUSED)
@@ -196,13 +187,16 @@ class _OpenAIUnimplemented(TextBody):
     metadata: Any = Field(None, description=_UNUSED)
     web_search_options: Any = Field(None, description=_UNUSED)
     best_of: Any = Field(None, description=_UNUSED)
-    echo: Any = Field(None, description=_UNUSED)
     suffix: Any = Field(None, description=_UNUSED)
 
     @field_validator(*OPENAI_UNIMPLEMENTED)
     @classmethod
     def _neutral(cls, value, info):
         return neutral_only(info.field_name, value, OPENAI_UNIMPLEMENTED)
+
+
+class StreamOptions(_Request):
+    include_usage: bool = Field(False, description="a last chunk with the usage of the whole request")
 
 
 class _OpenAIRequest(_OpenAIUnimplemented):
@@ -216,15 +210,33 @@ class _OpenAIRequest(_OpenAIUnimplemented):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
     stream: bool = False
-    n: int = Field(1, ge=1, le=1, description="one choice per request (n > 1 is not implemented)")
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=MAX_CHOICES, description="choices per prompt; seeded choice j uses seed + j")
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     user: str | None = Field(None, max_length=256, description="the end user: logged with the request")
 
 
 class CompletionRequest(_OpenAIRequest):
     """OpenAI /v1/completions."""
 
-    prompt: str | list[str]
+    prompt: str | list[str] = Field(description="one task input, or a list of them (each gets n choices)")
+    echo: bool = Field(False, description="the prompt before each choice's text")
+    logprobs: int | None = Field(None, ge=0, le=5, description="log-probabilities of the chosen and top N tokens")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompts(cls, value):
+        if isinstance(value, list) and not 1 <= len(value) <= MAX_PROMPTS:
+            raise ValueError(f"send 1 to {MAX_PROMPTS} prompts")
+        return value
+
+    @model_validator(mode="after")
+    def _echo_logprobs(self):
+        if self.echo and self.logprobs is not None:
+            raise ValueError("echo with logprobs (the prompt's own log-probabilities) is not supported")
+        return self
 
 
 class ChatMessage(BaseModel):
@@ -237,6 +249,14 @@ class ChatRequest(_OpenAIRequest):
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = Field(False, description="log-probabilities of the chosen tokens")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="and of the N likeliest at each position")
+
+    @model_validator(mode="after")
+    def _top_needs_logprobs(self):
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
 
 
 # TGI parameters this server does not implement, each with the values that mean "not used" (huggingface_hub's
@@ -244,11 +264,7 @@ class ChatRequest(_OpenAIRequest):
 TGI_UNIMPLEMENTED: dict[str, tuple] = {
     "best_of": (None, 1),
     "decoder_input_details": (None, False),
-    "frequency_penalty": (None, 0),
     "grammar": (None,),
-    "repetition_penalty": (None, 1),
-    "top_k": (None,),
-    "top_n_tokens": (None, 0),
     "truncate": (None,),
     "typical_p": (None, 1),
     "watermark": (None, False),
@@ -269,13 +285,13 @@ class TGIParameters(TextBody):
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     details: bool = False
     return_full_text: bool | None = Field(False, description="prepend the inputs to generated_text, as TGI does")
+    top_k: int | None = Field(None, ge=1, description="sample among the k likeliest tokens")
+    repetition_penalty: float | None = Field(None, gt=0, le=10, description="1 = none (transformers' definition)")
+    frequency_penalty: float | None = Field(None, ge=-2, le=2, description="per earlier appearance in the output")
+    top_n_tokens: int | None = Field(None, ge=0, le=10, description="the N likeliest tokens at each position")
     best_of: Any = Field(None, description=_UNUSED)
     decoder_input_details: Any = Field(None, description=_UNUSED)
-    frequency_penalty: Any = Field(None, description=_UNUSED)
     grammar: Any = Field(None, description=_UNUSED)
-    repetition_penalty: Any = Field(None, description=_UNUSED)
-    top_k: Any = Field(None, description=_UNUSED)
-    top_n_tokens: Any = Field(None, description=_UNUSED)
     truncate: Any = Field(None, description=_UNUSED)
     typical_p: Any = Field(None, description=_UNUSED)
     watermark: Any = Field(None, description=_UNUSED)

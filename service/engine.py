@@ -27,6 +27,7 @@ import torch
 from inference.adapter_cache import BASE_ADAPTER, AdapterCache, AdapterGone, AdapterRefused
 from inference.decoder import Decoder, DecodeRow
 from inference.kv_cache import RunningBatch
+from inference.sampling import TokenScore
 from inference.text_stream import TextStream
 from specialist.errors import SpecialistError
 
@@ -51,6 +52,11 @@ class Sampling:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int | None = None
+    top_k: int = 0  # 0 = every token
+    repetition_penalty: float = 1.0  # 1 = none (inference.sampling says how each penalty works)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    top_logprobs: int = 0  # likeliest alternatives to report with each token
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,21 @@ class GeneratedToken:
     text: str  # this token alone, decoded
     logprob: float | None  # log p under the model's own distribution; None where an engine did not say
     special: bool
+    top: tuple[GeneratedToken, ...] = ()  # the likeliest tokens at its position, when asked for
 
 
 @dataclass(frozen=True)
 class TextPiece:
-    """A piece of streamed text and the token whose arrival released it (text held back while it could still
-    become a stop string comes out with the token that settles it)."""
+    """A piece of streamed text and the tokens it came from: those since the previous piece (text held back
+    while it could still become a stop string comes out with the token that settles it)."""
 
     text: str
-    token: GeneratedToken | None = None
+    tokens: tuple[GeneratedToken, ...] = ()
+
+    @property
+    def token(self) -> GeneratedToken | None:
+        """The token whose arrival released this text."""
+        return self.tokens[-1] if self.tokens else None
 
 
 @dataclass
@@ -83,6 +95,16 @@ class Generation:
     @property
     def token_ids(self) -> list[int]:
         return [t.id for t in self.tokens]
+
+    def answer_tokens(self) -> list[GeneratedToken]:
+        """The tokens the answer's text is made of (not those of a stop string cut from its end)."""
+        kept, length = [], 0
+        for t in self.tokens:
+            if length >= len(self.text):
+                break
+            kept.append(t)
+            length += len(t.text)
+        return kept
 
 
 @dataclass
@@ -121,23 +143,30 @@ class _Stream:
         self.tokenizer = tokenizer
         self.special = set(tokenizer.all_special_ids)
         self.tokens: list[GeneratedToken] = []
+        self._handed = 0  # tokens whose text has been handed to the client
 
-    def on_token(self, token: int, logprob: float) -> bool:
+    def on_token(self, token: int, score: TokenScore) -> bool:
         """Record a new token; True when the request is finished (a stop string, or its client left)."""
-        self.tokens.append(GeneratedToken(token, self.tokenizer.decode([token]), logprob, token in self.special))
-        self._hand_over(self.output.add_token(token), self.tokens[-1])
+        top = tuple(self._token(i, lp) for i, lp in score.top)
+        self.tokens.append(self._token(token, score.logprob, top))
+        self._hand_over(self.output.add_token(token))
         return self.output.stopped or self.request.cancelled.is_set()
 
-    def _hand_over(self, piece: str, token: GeneratedToken | None) -> None:
+    def _token(self, token: int, logprob: float, top: tuple[GeneratedToken, ...] = ()) -> GeneratedToken:
+        return GeneratedToken(token, self.tokenizer.decode([token]), logprob, token in self.special, top)
+        return self.output.stopped or self.request.cancelled.is_set()
+
+    def _hand_over(self, piece: str) -> None:
         if piece and self.request.on_text is not None:
+            tokens, self._handed = tuple(self.tokens[self._handed :]), len(self.tokens)
             try:
-                self.request.on_text(TextPiece(piece, token))
+                self.request.on_text(TextPiece(piece, tokens))
             except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
                 self.request.cancelled.set()
 
     def finish(self) -> Generation:
         """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
-        self._hand_over(self.output.finish(), self.tokens[-1] if self.tokens else None)
+        self._hand_over(self.output.finish())
         r, ids = self.request, self.output.ids
         reason = self.output.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
         seed = r.sampling.seed if r.sampling.temperature > 0 else None
@@ -312,7 +341,18 @@ class Engine:
                 )
                 rows.append(
                     DecodeRow(
-                        r.prompt_ids, r.max_new_tokens, r.adapter, r.prefix_len, s.temperature, s.top_p, generator
+                        r.prompt_ids,
+                        r.max_new_tokens,
+                        r.adapter,
+                        r.prefix_len,
+                        s.temperature,
+                        s.top_p,
+                        generator,
+                        s.top_k,
+                        s.repetition_penalty,
+                        s.presence_penalty,
+                        s.frequency_penalty,
+                        s.top_logprobs,
                     )
                 )
             self._batch = self.decoder.admit(self._batch, rows, streams)
@@ -326,7 +366,7 @@ class Engine:
         self.batch_sizes.append(len(requests))
         try:
             finished, self._batch = self.decoder.step(
-                self._batch, on_token=lambda stream, token, logprob: stream.on_token(token, logprob)
+                self._batch, on_token=lambda stream, token, score: stream.on_token(token, score)
             )
         except Exception as e:  # noqa: BLE001 - every client of the batch gets the error instead of hanging
             self._batch = None

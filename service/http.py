@@ -13,17 +13,16 @@ import hmac
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from service.config import admin_token
-from service.engine import Generation, TextPiece
 from specialist.errors import error_line
 
 log = logging.getLogger("specialist.service")
@@ -74,27 +73,6 @@ def error_response(error: ApiError, path: str = "", method: str = "POST") -> JSO
 
 def sse(payload: dict | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
-
-
-def sse_response(
-    items: AsyncIterator[TextPiece | Generation],
-    on_piece: Callable[[TextPiece], dict],
-    on_end: Callable[[Generation], dict],
-    done_marker: bool = True,
-) -> StreamingResponse:
-    """Text pieces framed by `on_piece`, the final Generation by `on_end`; an error after the headers are sent
-    is reported in-band, as OpenAI and TGI do."""
-
-    async def events():
-        try:
-            async for item in items:
-                yield sse(on_end(item) if isinstance(item, Generation) else on_piece(item))
-        except ApiError as e:
-            yield sse(error_body(e))
-        if done_marker:
-            yield sse("[DONE]")
-
-    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 # -- the admin token ------------------------------------------------------------------------------------------

@@ -91,7 +91,11 @@ class ServingState:
         served = self.resolve(task)
         return served, self.render(served, text)
 
-    def params(self, max_new_tokens: int | None, temperature: float, top_p: float, stop, seed: int | None) -> GenParams:
+    def params(
+        self, max_new_tokens: int | None, temperature: float, top_p: float, stop, seed: int | None, **shaping
+    ) -> GenParams:
+        """The generation parameters of a request; `shaping`: Sampling's other fields (top_k, penalties,
+        top_logprobs), at their defaults unless a dialect passes them."""
         cap = self.config.max_new_tokens_cap
         n = max_new_tokens or self.config.default_max_new_tokens
         if n > cap:
@@ -103,7 +107,7 @@ class ServingState:
             temperature = 0.0
         if temperature > 0 and seed is None:  # as TGI does: every sampled answer has a seed it can be replayed with
             seed = secrets.randbits(32)
-        return GenParams(n, Sampling(temperature, top_p, seed), stops)
+        return GenParams(n, Sampling(temperature, top_p, seed, **shaping), stops)
 
     async def run(self, task: str, text: str, params: GenParams, endpoint: str) -> tuple[ServedTask, Generation]:
         started = time.perf_counter()

@@ -21,7 +21,17 @@ def _tgi(state: ServingState, body: TGIRequest) -> GenParams:
     p = body.parameters
     state.prepare(p.adapter_id, body.inputs)  # TGI itself would silently use the base model: we never do
     temperature = (p.temperature or 1.0) if (p.do_sample or p.temperature) else 0.0
-    return state.params(p.max_new_tokens, temperature, p.top_p or 1.0, p.stop, p.seed)
+    return state.params(
+        p.max_new_tokens,
+        temperature,
+        p.top_p or 1.0,
+        p.stop,
+        p.seed,
+        top_k=p.top_k or 0,
+        repetition_penalty=p.repetition_penalty or 1.0,
+        frequency_penalty=p.frequency_penalty or 0.0,
+        top_logprobs=p.top_n_tokens or 0,
+    )
 
 
 def _text(body: TGIRequest, generated: str) -> str:
@@ -35,6 +45,8 @@ async def generate(body: TGIRequest, state: ServingDep):
     response = {"generated_text": _text(body, result.text)}
     if body.parameters.details:
         response["details"] = _details(result) | {"prefill": [], "tokens": [_token(t) for t in result.tokens]}
+        if body.parameters.top_n_tokens:
+            response["details"]["top_tokens"] = [[_token(x) for x in t.top] for t in result.tokens]
     return response
 
 
@@ -60,6 +72,7 @@ async def _token_events(body: TGIRequest, items: AsyncIterator[TextPiece | Gener
     carries generated_text and details (no extra token is made up for it). An error after the headers is
     reported in-band."""
     index, held = 0, None
+    top_n = body.parameters.top_n_tokens
 
     def event(piece: TextPiece, final: Generation | None = None) -> str:
         nonlocal index
@@ -69,7 +82,7 @@ async def _token_events(body: TGIRequest, items: AsyncIterator[TextPiece | Gener
             {
                 "index": index,
                 "token": token | {"text": piece.text, "special": bool(piece.token and piece.token.special)},
-                "top_tokens": None,
+                "top_tokens": [_token(x) for x in piece.token.top] if top_n and piece.token else None,
                 "generated_text": _text(body, final.text) if final else None,
                 "details": _details(final) if final else None,
             }

@@ -32,3 +32,28 @@ def test_top_p_keeps_only_the_nucleus():
     assert drawn == {0}  # the most likely token alone reaches top_p
     drawn = {sample(logits, 1.0, 0.8, torch.Generator().manual_seed(s)) for s in range(200)}
     assert drawn == {0, 1}
+
+
+def test_penalties_reshape_only_the_tokens_they_name():
+    from inference.sampling import choose, score
+
+    logits = torch.tensor([[2.0, 1.9, -1.0, 0.5]])
+    row = DecodeRow([3], 4)
+    assert choose(logits, [row], [[0]]) == [0]  # no penalty: greedy takes token 0
+    # OpenAI: presence subtracts once, frequency once per appearance, from tokens already in the output.
+    assert choose(logits, [DecodeRow([3], 4, presence_penalty=0.2)], [[0]]) == [1]
+    assert choose(logits, [DecodeRow([3], 4, frequency_penalty=0.06)], [[0, 0]]) == [1]  # 2 - 0.12 < 1.9
+    assert choose(logits, [DecodeRow([3], 4, frequency_penalty=0.06)], [[0]]) == [0]  # 2 - 0.06 > 1.9
+    # TGI / transformers: tokens of the prompt or output, positive logits divided, negative multiplied.
+    assert choose(torch.tensor([[2.0, 1.9, -1.0, 2.1]]), [DecodeRow([3], 4, repetition_penalty=1.2)], [[]]) == [0]
+    # Scores are the model's own log-softmax, whatever the penalties did.
+    scored = score(logits, [DecodeRow([3], 4, top_logprobs=2)], [1])[0]
+    expected = torch.log_softmax(logits[0], -1)
+    assert abs(scored.logprob - expected[1].item()) < 1e-6
+    assert [i for i, _ in scored.top] == [0, 1]
+
+
+def test_top_k_samples_only_among_the_k_likeliest():
+    logits = torch.tensor([3.0, 2.9, 2.8, -5.0, -5.0])
+    draws = {sample(logits, 5.0, 1.0, torch.Generator().manual_seed(s), top_k=2) for s in range(60)}
+    assert draws == {0, 1}

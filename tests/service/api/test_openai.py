@@ -72,14 +72,10 @@ def test_an_unknown_model_is_openais_model_not_found(service):
         ("tools", [{"type": "function", "function": {"name": "f"}}]),
         ("tool_choice", "auto"),
         ("response_format", {"type": "json_object"}),
-        ("logprobs", True),
-        ("top_logprobs", 2),
         ("logit_bias", {"50256": -100}),
-        ("presence_penalty", 0.5),
-        ("frequency_penalty", 1.0),
-        ("stream_options", {"include_usage": True}),
-        ("n", 2),
         ("audio", {"voice": "alloy"}),
+        ("n", 9),
+        ("best_of", 3),
     ],
 )
 def test_a_field_that_would_change_the_answer_but_is_not_implemented_is_refused(service, field, value):
@@ -102,7 +98,7 @@ def test_neutral_values_of_unimplemented_fields_and_user_are_accepted(service):
     assert service.post("/v1/chat/completions", json=body).status_code == 200
     completion = {"model": "sentiment", "prompt": "a fine film", "max_tokens": 4, "echo": False, "best_of": 1}
     assert service.post("/v1/completions", json=completion).status_code == 200
-    assert service.post("/v1/completions", json=completion | {"echo": True}).status_code == 422
+    assert service.post("/v1/completions", json=completion | {"suffix": "!"}).status_code == 422
     unknown = service.post("/v1/completions", json=completion | {"temprature": 0.5})  # a typo is not ignored
     assert unknown.status_code == 422 and unknown.json()["error"]["param"] == "temprature"
 
@@ -115,3 +111,83 @@ def test_streamed_and_whole_chat_content_are_the_same_text(service):
     with service.stream("POST", "/v1/chat/completions", json=body | {"stream": True}) as r:
         chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == whole
+
+
+def _client(service):
+    from openai import OpenAI
+
+    return OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=service)
+
+
+def test_n_choices_and_a_list_of_prompts(service):
+    client = _client(service)
+    greedy = client.completions.create(model="sentiment", prompt=["a dull story", "a fine film"], n=2, max_tokens=4)
+    assert [c.index for c in greedy.choices] == [0, 1, 2, 3]
+
+    def single(prompt):
+        return client.completions.create(model="sentiment", prompt=prompt, max_tokens=4).choices[0].text
+
+    assert greedy.choices[0].text == greedy.choices[1].text == single("a dull story")
+    assert greedy.choices[2].text == greedy.choices[3].text == single("a fine film")
+    assert greedy.usage.completion_tokens >= 4 and greedy.usage.prompt_tokens > 0
+    sampled = dict(model="sentiment", messages=[{"role": "user", "content": "a dull story"}], max_tokens=6)
+    first = client.chat.completions.create(**sampled, n=3, temperature=1.5, seed=11)
+    again = client.chat.completions.create(**sampled, n=3, temperature=1.5, seed=11)
+    assert [c.message.content for c in first.choices] == [c.message.content for c in again.choices]
+    one = client.chat.completions.create(**sampled, temperature=1.5, seed=12)  # choice 1 draws with seed + 1
+    assert one.choices[0].message.content == first.choices[1].message.content
+
+
+def test_logprobs_are_the_decoders_and_match_the_tgi_details(service):
+    client = _client(service)
+    chat = client.chat.completions.create(
+        model="sentiment",
+        messages=[{"role": "user", "content": "the film was really lovely"}],
+        max_tokens=6,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    content = chat.choices[0].logprobs.content
+    tgi = service.post(
+        "/generate",
+        json={
+            "inputs": "the film was really lovely",
+            "parameters": {"adapter_id": "sentiment", "max_new_tokens": 6, "details": True},
+        },
+    ).json()["details"]["tokens"]
+    assert [c.logprob for c in content] == [t["logprob"] for t in tgi[: len(content)]]
+    for c in content:
+        assert len(c.top_logprobs) == 3 and c.top_logprobs[0].logprob >= c.logprob - 1e-6  # the greedy choice leads
+        assert c.bytes == list(c.token.encode())
+    completion = client.completions.create(
+        model="sentiment", prompt="the film was really lovely", max_tokens=6, logprobs=2
+    )
+    lp = completion.choices[0].logprobs
+    assert lp.token_logprobs == [t["logprob"] for t in tgi[: len(lp.tokens)]]
+    assert "".join(lp.tokens) == completion.choices[0].text and all(len(t) == 2 for t in lp.top_logprobs)
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+
+
+def test_echo_include_usage_and_penalties(service):
+    client = _client(service)
+    text = "a dull story"
+    echoed = client.completions.create(model="sentiment", prompt=text, max_tokens=4, echo=True)
+    plain = client.completions.create(model="sentiment", prompt=text, max_tokens=4).choices[0].text
+    assert echoed.choices[0].text == text + plain
+    chunks = list(
+        client.chat.completions.create(
+            model="sentiment",
+            messages=[{"role": "user", "content": text}],
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+    body = {"model": "sentiment", "prompt": "x x x x x x x x", "max_tokens": 12, "temperature": 0}
+    assert service.post("/v1/completions", json=body).json()["choices"][0]["logprobs"] is None  # only when asked
+    penalised = service.post("/v1/completions", json=body | {"frequency_penalty": 2.0, "logprobs": 0}).json()
+    unpenalised = service.post("/v1/completions", json=body | {"logprobs": 0}).json()
+    tokens = penalised["choices"][0]["logprobs"]["tokens"]
+    assert len(set(tokens)) >= len(set(unpenalised["choices"][0]["logprobs"]["tokens"]))
+    assert penalised["choices"][0]["text"] != unpenalised["choices"][0]["text"] or len(set(tokens)) == len(tokens)

@@ -1,6 +1,8 @@
 """The TGI dialect (service/api/tgi.py): /generate, its compat route /, and /generate_stream's SSE events; the
 task is the adapter_id."""
 
+import json
+
 import pytest
 
 from tests.service.conftest import _alone
@@ -55,14 +57,11 @@ def test_return_full_text_prepends_the_inputs(service):
 @pytest.mark.parametrize(
     "parameter, value",
     [
-        ("top_k", 5),
-        ("repetition_penalty", 1.2),
         ("truncate", 10),
         ("grammar", {"type": "json", "value": {}}),
         ("best_of", 2),
         ("watermark", True),
         ("decoder_input_details", True),
-        ("top_n_tokens", 3),
         ("typical_p", 0.5),
     ],
 )
@@ -121,3 +120,19 @@ def test_token_logprobs_are_the_models_own(service, tiny_model_dir):
         logits = model(torch.tensor([prompt_ids + generated])).logits[0].float()
     expected = [torch.log_softmax(logits[len(prompt_ids) - 1 + i], -1)[g].item() for i, g in enumerate(generated)]
     assert len(expected) == len(tokens) and all(abs(t["logprob"] - x) < 2e-3 for t, x in zip(tokens, expected))
+
+
+def test_top_n_tokens_top_k_and_penalties_are_honoured(service):
+    details = service.post("/generate", json=_body(details=True, top_n_tokens=3)).json()["details"]
+    assert len(details["top_tokens"]) == len(details["tokens"]) and all(len(t) == 3 for t in details["top_tokens"])
+    for chosen, top in zip(details["tokens"], details["top_tokens"]):  # greedy: the chosen token is the likeliest
+        assert top[0]["id"] == chosen["id"] and top[0]["logprob"] >= top[1]["logprob"] >= top[2]["logprob"]
+    with service.stream("POST", "/generate_stream", json=_body(top_n_tokens=2)) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    assert all(len(e["top_tokens"]) == 2 for e in events)
+    greedy_k1 = _body(details=True, do_sample=True, top_k=1, seed=3)  # top_k=1 sampling is greedy
+    assert [t["id"] for t in service.post("/generate", json=greedy_k1).json()["details"]["tokens"]] == [
+        t["id"] for t in details["tokens"]
+    ]
+    for penalty in ({"repetition_penalty": 1.3}, {"frequency_penalty": 1.0}):
+        assert service.post("/generate", json=_body(**penalty)).status_code == 200
