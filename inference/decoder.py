@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import torch
 
+from inference.constraints import Constraint
 from inference.kv_cache import KVLayers, RunningBatch
 from inference.multi_lora import MultiLoRA
 from inference.prefill import merge, prefill, prefill_groups
@@ -37,6 +38,7 @@ class DecodeRow:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     top_logprobs: int = 0  # alternatives to score per token
+    constraint: Constraint | None = None  # a grammar the output must match (inference.constraints)
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -115,6 +117,9 @@ class Decoder:
         Returns ([(key, tokens) of finished rows], the batch or None once it is empty)."""
         tokens = choose(batch.logits, batch.rows, batch.outputs)
         scores = score(batch.logits, batch.rows, tokens) if on_token is not None else None
+        for row, token in zip(batch.rows, tokens):
+            if row.constraint is not None:
+                row.constraint.advance(token)
         keep, finished = [], []
         for k, (key, row, token) in enumerate(zip(batch.keys, batch.rows, tokens)):
             out = batch.outputs[k]

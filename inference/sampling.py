@@ -1,5 +1,5 @@
 """Choosing each row's next token: greedy (argmax), or sampled with temperature, top-k and nucleus (top-p),
-after the row's penalties; and scoring the choice.
+after the row's penalties and within its grammar (`inference.constraints`); and scoring the choice.
 
 Greedy rows are deterministic; sampled rows use their own generator when they have a seed, so a seeded row
 draws the same tokens whatever company it keeps in the batch. Penalties (each off by default):
@@ -34,6 +34,8 @@ def choose(logits: torch.Tensor, rows: list[DecodeRow], outputs: list[list[int]]
     tokens = logits.argmax(dim=-1).tolist()
     for k, row in enumerate(rows):
         shaped = _penalised(logits[k], row, outputs[k] if outputs else [])
+        if row.constraint is not None:  # only what the grammar allows next
+            shaped = row.constraint.mask(shaped)
         if row.temperature > 0:
             tokens[k] = sample(shaped.float(), row.temperature, row.top_p, row.generator, row.top_k)
         elif shaped is not logits[k]:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from inference.constraints import GrammarSpec
 from specialist.base_models import DEFAULT_BASE_MODEL
 from specialist.config import StrictModel
 from specialist.paths import default_generalist_data, default_task_data
@@ -150,7 +151,6 @@ OPENAI_UNIMPLEMENTED: dict[str, tuple] = {
     "parallel_tool_calls": (None,),
     "functions": (None, []),
     "function_call": (None, "none"),
-    "response_format": (None, {"type": "text"}),
     "logit_bias": (None, {}),
     "audio": (None,),
     "modalities": (None, ["text"]),
@@ -176,7 +176,6 @@ class _OpenAIUnimplemented(TextBody):
     parallel_tool_calls: Any = Field(None, description=_UNUSED)
     functions: Any = Field(None, description=_UNUSED)
     function_call: Any = Field(None, description=_UNUSED)
-    response_format: Any = Field(None, description=_UNUSED)
     logit_bias: Any = Field(None, description=_UNUSED)
     audio: Any = Field(None, description=_UNUSED)
     modalities: Any = Field(None, description=_UNUSED)
@@ -195,6 +194,50 @@ class _OpenAIUnimplemented(TextBody):
         return neutral_only(info.field_name, value, OPENAI_UNIMPLEMENTED)
 
 
+class JsonSchemaFormat(_Request):
+    name: str = Field(max_length=64)
+    description: str | None = None
+    json_schema: dict = Field(alias="schema", description="the JSON schema the output must validate against")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Request):
+    """OpenAI's response_format: free text, any JSON object, or JSON valid against a schema (constrained
+    decoding: the output parses whenever the answer ends before its token budget)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self):
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is given with type json_schema, and only then")
+        return self
+
+    def grammar(self) -> GrammarSpec | None:
+        if self.type == "json_object":
+            return GrammarSpec.json({"type": "object"})
+        if self.type == "json_schema":
+            return GrammarSpec.json(self.json_schema.json_schema)
+        return None
+
+
+class TGIGrammar(_Request):
+    """TGI's grammar parameter: JSON valid against a schema, or text matching a regex."""
+
+    type: Literal["json", "regex"]
+    value: dict | str
+
+    @model_validator(mode="after")
+    def _value_fits(self):
+        if (self.type == "json") != isinstance(self.value, dict):
+            raise ValueError("a json grammar's value is a schema (an object); a regex grammar's is a string")
+        return self
+
+    def spec(self) -> GrammarSpec:
+        return GrammarSpec.json(self.value) if self.type == "json" else GrammarSpec("regex", self.value)
+
+
 class StreamOptions(_Request):
     include_usage: bool = Field(False, description="a last chunk with the usage of the whole request")
 
@@ -211,6 +254,7 @@ class _OpenAIRequest(_OpenAIUnimplemented):
     stop: str | list[str] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
     n: int = Field(1, ge=1, le=MAX_CHOICES, description="choices per prompt; seeded choice j uses seed + j")
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
@@ -264,7 +308,6 @@ class ChatRequest(_OpenAIRequest):
 TGI_UNIMPLEMENTED: dict[str, tuple] = {
     "best_of": (None, 1),
     "decoder_input_details": (None, False),
-    "grammar": (None,),
     "truncate": (None,),
     "typical_p": (None, 1),
     "watermark": (None, False),
@@ -291,7 +334,7 @@ class TGIParameters(TextBody):
     top_n_tokens: int | None = Field(None, ge=0, le=10, description="the N likeliest tokens at each position")
     best_of: Any = Field(None, description=_UNUSED)
     decoder_input_details: Any = Field(None, description=_UNUSED)
-    grammar: Any = Field(None, description=_UNUSED)
+    grammar: TGIGrammar | None = Field(None, description="a JSON schema or regex the output must match")
     truncate: Any = Field(None, description=_UNUSED)
     typical_p: Any = Field(None, description=_UNUSED)
     watermark: Any = Field(None, description=_UNUSED)

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from inference.adapter_cache import BASE_ADAPTER, AdapterCache, AdapterGone, AdapterRefused
+from inference.constraints import Constraint, GrammarSpec
 from inference.decoder import Decoder, DecodeRow
 from inference.kv_cache import RunningBatch
 from inference.sampling import TokenScore
@@ -57,6 +58,7 @@ class Sampling:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     top_logprobs: int = 0  # likeliest alternatives to report with each token
+    grammar: GrammarSpec | None = None  # what the output must match (inference.constraints)
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,7 @@ class Engine:
     ):
         self.decoder = Decoder(base_model, tokenizer)
         self.tokenizer = tokenizer
+        self._vocab = base_model.get_output_embeddings().weight.shape[0]  # the logits' width, for grammar masks
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.adapters = AdapterCache(self.decoder, base_sha256, max_resident)
@@ -353,6 +356,7 @@ class Engine:
                         s.presence_penalty,
                         s.frequency_penalty,
                         s.top_logprobs,
+                        Constraint(s.grammar, self.tokenizer, self._vocab) if s.grammar else None,
                     )
                 )
             self._batch = self.decoder.admit(self._batch, rows, streams)

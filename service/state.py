@@ -92,7 +92,14 @@ class ServingState:
         return served, self.render(served, text)
 
     def params(
-        self, max_new_tokens: int | None, temperature: float, top_p: float, stop, seed: int | None, **shaping
+        self,
+        max_new_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        stop,
+        seed: int | None,
+        grammar_param: str | None = None,
+        **shaping,
     ) -> GenParams:
         """The generation parameters of a request; `shaping`: Sampling's other fields (top_k, penalties,
         top_logprobs), at their defaults unless a dialect passes them."""
@@ -107,6 +114,12 @@ class ServingState:
             temperature = 0.0
         if temperature > 0 and seed is None:  # as TGI does: every sampled answer has a seed it can be replayed with
             seed = secrets.randbits(32)
+        grammar = shaping.get("grammar")
+        if grammar is not None:
+            try:
+                grammar.compiled()  # refused now (422), not mid-stream
+            except SpecialistError as e:
+                raise ApiError(422, str(e), param=grammar_param) from None
         return GenParams(n, Sampling(temperature, top_p, seed, **shaping), stops)
 
     async def run(self, task: str, text: str, params: GenParams, endpoint: str) -> tuple[ServedTask, Generation]:

@@ -150,6 +150,8 @@ def _params(state: ServingState, body, max_tokens: int | None, top_logprobs: int
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
         top_logprobs=top_logprobs,
+        grammar=body.response_format.grammar() if body.response_format else None,
+        grammar_param="response_format",
     )
 
 

@@ -31,6 +31,8 @@ def _tgi(state: ServingState, body: TGIRequest) -> GenParams:
         repetition_penalty=p.repetition_penalty or 1.0,
         frequency_penalty=p.frequency_penalty or 0.0,
         top_logprobs=p.top_n_tokens or 0,
+        grammar=p.grammar.spec() if p.grammar else None,
+        grammar_param="parameters.grammar",
     )
 
 

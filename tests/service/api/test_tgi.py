@@ -58,7 +58,6 @@ def test_return_full_text_prepends_the_inputs(service):
     "parameter, value",
     [
         ("truncate", 10),
-        ("grammar", {"type": "json", "value": {}}),
         ("best_of", 2),
         ("watermark", True),
         ("decoder_input_details", True),
@@ -136,3 +135,15 @@ def test_top_n_tokens_top_k_and_penalties_are_honoured(service):
     ]
     for penalty in ({"repetition_penalty": 1.3}, {"frequency_penalty": 1.0}):
         assert service.post("/generate", json=_body(**penalty)).status_code == 200
+
+
+def test_a_grammar_constrains_the_answer(service):
+    import re
+
+    regex = _body(grammar={"type": "regex", "value": "(POS|NEG)!"}, max_new_tokens=10)
+    assert re.fullmatch("(POS|NEG)!", service.post("/generate", json=regex).json()["generated_text"])
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    answer = service.post("/generate", json=_body(grammar={"type": "json", "value": schema}, max_new_tokens=30))
+    assert isinstance(json.loads(answer.json()["generated_text"])["ok"], bool)
+    bad = service.post("/generate", json=_body(grammar={"type": "regex", "value": "(unclosed"}))
+    assert bad.status_code == 422 and "regex" in bad.json()["error"]
