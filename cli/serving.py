@@ -263,7 +263,9 @@ def _add_request_parser(sub) -> None:
         "request",
         help="ask a running service for a new specialist (train -> evaluate -> gate -> serve) and follow the job",
         description="Submits POST /specialists to the server (admin token from --token or $SPECIALIST_ADMIN_TOKEN). "
-        "With --wait, shows the job's progress and its final decision; exit 0 when promoted, 1 otherwise.",
+        "With --wait, shows the job's events as they arrive (one line each: stages, candidates, checkpoints, "
+        "training samples, evaluation results, the decision), a progress bar and the final decision; "
+        "exit 0 when promoted, 1 otherwise.",
         epilog="example: specialist request --server http://127.0.0.1:3000 --task sst2 "
         "--superni-task task363_sst2_polarity_classification --instances-per-task 32 --max-steps 40 --wait",
     )

@@ -19,6 +19,7 @@ candidates (one adapter per generalist setting) -> selection set (choose) -> hel
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from eval.benchmarks import generalist_benchmark, selection_benchmark
@@ -26,20 +27,33 @@ from eval.gate import gate_adapter, load_policy, structural_checks
 from eval.runner import run_eval
 from factory.config import BuildConfig, selection_size
 from factory.decision import BuildDecision, CandidateResult, SelectionSet
-from specialist.adapters import DECISION_NAME, read_manifest
+from factory.milestones import (
+    CandidateGated,
+    CandidatesScored,
+    CandidateStarted,
+    CandidateTrained,
+    CheckpointSaved,
+    OnMilestone,
+)
+from specialist.adapters import DECISION_NAME, MANIFEST_NAME, read_manifest
 from specialist.base_models import resolve_base_model
 from specialist.config import TrainConfig
 from specialist.errors import SpecialistError
 from training.recipe import train_or_reuse
 
 
-def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
+def build_specialist(
+    cfg: BuildConfig,
+    on_event: Callable[[str, dict], None] | None = None,
+    on_milestone: OnMilestone | None = None,
+) -> BuildDecision:
     """Train, select, gate; returns (and writes to <out>/decision.json) the decision.
 
     `on_event(stage, info)` reports progress: ('training', {candidate, index, of, step, steps, loss, eta_seconds}),
-    ('evaluating', {...}), ('gating', {...}).
+    ('evaluating', {...}), ('gating', {...}). `on_milestone` gets the typed records of `factory.milestones`.
     """
     emit = on_event or (lambda stage, info: None)
+    mark = on_milestone or (lambda milestone: None)
     out = Path(cfg.out)
     specs = cfg.specs()
     policy = load_policy(cfg.policy)
@@ -58,6 +72,7 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
     adapters: dict[str, Path] = {}
     for index, spec in enumerate(specs):
         print(f"candidate {spec.name}: generalist ratio {spec.ratio:g}, filter {spec.filter}", flush=True)
+        mark(CandidateStarted(spec.name, index, len(specs), spec.ratio, spec.filter))
 
         def on_step(state, plan, name=spec.name, index=index):
             rate = state.elapsed / max(1, state.step)
@@ -74,12 +89,18 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
                 },
             )
 
+        def on_checkpoint(state, path, name=spec.name):
+            mark(CheckpointSaved(name, state.step, state.losses[-1], path))
+
         train_cfg = TrainConfig.model_validate(
             cfg.model_dump(include=set(TrainConfig.model_fields))
             | spec.train_options()
             | {"selection_instances": selection, "out": out / "candidates" / spec.name}
         )
-        adapters[spec.name] = train_or_reuse(train_cfg, on_step)
+        reused = (Path(train_cfg.out) / MANIFEST_NAME).is_file()
+        adapters[spec.name] = train_or_reuse(train_cfg, on_step, on_checkpoint)
+        training = read_manifest(adapters[spec.name]).training
+        mark(CandidateTrained(spec.name, index, len(specs), adapters[spec.name], training, reused))
 
     tasks = list(read_manifest(next(iter(adapters.values()))).tasks)
     candidates = [
@@ -107,6 +128,7 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
             instances_per_task=selection, instance_ids={b.name: [i.id for i in b.instances] for b in benchmarks}
         )
         selected, reason = _select(candidates, run, tasks, policy.interval_options())
+        mark(CandidatesScored(candidates, selected.name if selected else None, reason))
     else:  # the gate reports an unusable candidate's problems itself
         selected, reason = candidates[0], "a single candidate: nothing to choose"
 
@@ -117,6 +139,7 @@ def build_specialist(cfg: BuildConfig, on_event=None) -> BuildDecision:
     if selected is not None:
         emit("gating", {"set": "held-out", "candidate": selected.name})
         gate = gate_adapter(Path(selected.adapter), policy, base, cfg.task_data, cfg.champion, cfg.progress, cfg.device)
+        mark(CandidateGated(selected.name, gate))
         verdict = "passed the gate" if gate.passed else f"was not promoted: {gate.summary()}"
         reason += f"; on the held-out set {selected.name} {verdict}"
     decision = BuildDecision(

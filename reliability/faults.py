@@ -36,6 +36,7 @@ from reliability.results.faults import (
     UnwritableRegistryResult,
 )
 from reliability.traffic import Fingerprints, Traffic, predict
+from service.client import error_message
 from service.live import REPO, LiveServer, job_runners
 
 JOB_TASK = "task363_sst2_polarity_classification"
@@ -152,7 +153,7 @@ def fault_kill_training(server: LiveServer, inputs: dict, fp: Fingerprints, max_
     return KillTrainingResult(  # its `passed` is judged from these figures
         killed_pid=killed,
         status=job["status"],
-        error=job.get("error"),
+        error=error_message(job),  # the message of the job's {code, message}
         registry_unchanged=routes_snapshot(server.home) == before,
         runners_left=len(job_runners(server.home, job_id)),
         **_healthy(server, inputs, fp, max_new).model_dump(),
@@ -229,7 +230,7 @@ def fault_kill_restart(
     return KillRestartResult(
         job_status_before=job["status"],
         job_status_after=after_job["status"],
-        job_error_after=after_job.get("error"),
+        job_error_after=error_message(after_job),
         job_runner_outlived_the_crash=runner_survived,
         job_runners_left=len(job_runners(server.home, job_id)),
         gap_s=round(up - down, 1),

@@ -54,7 +54,29 @@ class SpecialistClient:
     def job(self, job_id: str) -> dict:
         return self._call("GET", f"/specialists/{job_id}")
 
-    def wait(self, job_id: str, progress: bool = True, poll: float = 1.0) -> dict:
+    def events(self, job_id: str, after: int | None = None, limit: int = 100) -> dict:
+        """One page of the job's events after event `after`: {data: [...], has_more}."""
+        params = {"limit": limit} | ({} if after is None else {"after": after})
+        return self._call("GET", f"/specialists/{job_id}/events", params=params)
+
+    def new_events(self, job_id: str, after: int | None = None) -> list[dict]:
+        """Every event after event `after`, however many pages."""
+        events: list[dict] = []
+        while True:
+            page = self.events(job_id, after, limit=1000)
+            events += page["data"]
+            if not page["has_more"] or not page["data"]:
+                return events
+            after = page["data"][-1]["id"]
+
+    def checkpoints(self, job_id: str) -> list[dict]:
+        return self._call("GET", f"/specialists/{job_id}/checkpoints")["data"]
+
+    def wait(self, job_id: str, progress: bool = True, poll: float = 1.0, events: bool | None = None) -> dict:
+        """Poll the job until it ends; with `progress` a bar, and (unless `events` is False) one line per event
+        as it arrives, above the bar."""
+        show_events = progress if events is None else events
+        last_event = None
         bar = tqdm(
             total=100,
             desc="queued",
@@ -65,6 +87,10 @@ class SpecialistClient:
         )
         while True:
             job = self.job(job_id)
+            if show_events:  # read after the job: a final status's event is already there
+                for event in self.new_events(job_id, last_event):
+                    tqdm.write(event_line(event))
+                    last_event = event["id"]
             info = job.get("progress") or {}
             bar.set_description(job["status"])
             percent = info.get("percent", 100 if job["status"] in FINAL else 0)
@@ -87,9 +113,22 @@ class SpecialistClient:
             lines += _decision_lines(BuildDecision.model_validate(result["decision"]))
         if result.get("route"):
             lines.append(f"serving: {result['route']['task']} v{result['route']['version']}")
-        if job.get("error") and job["status"] != "rejected":
-            lines.append(f"error: {job['error']}")
+        error = job.get("error")
+        if error and job["status"] != "rejected":
+            code = error.get("code") if isinstance(error, dict) else None
+            lines.append(f"error{f' ({code})' if code else ''}: {error_message(job)}")
         return "\n".join(lines)
+
+
+def event_line(event: dict) -> str:
+    """One job event for people: its time (UTC), a warning or error mark, the message; a training sample
+    also its ETA."""
+    mark = {"warn": "warning: ", "error": "error: "}.get(event.get("level"), "")
+    line = f"[{str(event.get('created_at', ''))[11:19]}] {mark}{event['message']}"
+    data = event.get("data") or {}
+    if event.get("type") == "metrics" and data.get("eta_seconds") and data.get("step") != data.get("steps"):
+        line += f" (ETA {data['eta_seconds']:.0f}s)"
+    return line
 
 
 def _decision_lines(decision: BuildDecision) -> list[str]:

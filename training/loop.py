@@ -97,8 +97,10 @@ def train_loop(
     resume: bool,
     progress: bool = True,
     on_step: Callable[[LoopState, Plan], None] | None = None,
+    on_checkpoint: Callable[[LoopState, Path], None] | None = None,
 ) -> LoopState:
-    """Run `plan.total_steps` optimizer steps; returns the final state (loss curve, tokens, time)."""
+    """Run `plan.total_steps` optimizer steps; returns the final state (loss curve, tokens, time).
+    `on_step(state, plan)` follows every step; `on_checkpoint(state, path)` every checkpoint, once it is complete."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opt.learning_rate, weight_decay=opt.weight_decay)
     warmup = int(opt.warmup_ratio * plan.total_steps)
@@ -170,7 +172,9 @@ def train_loop(
             if on_step is not None:
                 on_step(state, plan)
             if state.step % checkpoint_every == 0 and state.step < plan.total_steps:
-                save_checkpoint(work_dir, model, optimizer, scheduler, state)
+                path = save_checkpoint(work_dir, model, optimizer, scheduler, state)
+                if on_checkpoint is not None:
+                    on_checkpoint(state, path)
     bar.close()
     return state
 

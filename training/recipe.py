@@ -14,6 +14,7 @@ import json
 import random
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from specialist.config import LoraSettings, OptimSettings, TrainConfig
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, share_read
 from training.batching import encode_examples
-from training.loop import latest_checkpoint, plan_steps, train_loop
+from training.loop import LoopState, Plan, latest_checkpoint, plan_steps, train_loop
 from training.lora import attach_lora
 from training.mixture import build_mixture
 
@@ -51,8 +52,13 @@ def work_dir_for(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
-    """Train one adapter into `cfg.out`. `on_step(state, plan)` is called after every optimizer step."""
+def train_specialist(
+    cfg: TrainConfig,
+    on_step: Callable[[LoopState, Plan], None] | None = None,
+    on_checkpoint: Callable[[LoopState, Path], None] | None = None,
+) -> TrainOutcome:
+    """Train one adapter into `cfg.out`. `on_step(state, plan)` is called after every optimizer step,
+    `on_checkpoint(state, path)` after every resumable checkpoint is written."""
     out = Path(cfg.out)
     work = work_dir_for(out)
     _check_out(out, work, cfg)
@@ -101,6 +107,7 @@ def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
         resume=cfg.resume,
         progress=cfg.progress,
         on_step=on_step,
+        on_checkpoint=on_checkpoint,
     )
 
     manifest = AdapterManifest(
@@ -144,7 +151,11 @@ def train_specialist(cfg: TrainConfig, on_step=None) -> TrainOutcome:
     return TrainOutcome(adapter_dir=out, manifest=manifest)
 
 
-def train_or_reuse(cfg: TrainConfig, on_step=None) -> Path:
+def train_or_reuse(
+    cfg: TrainConfig,
+    on_step: Callable[[LoopState, Plan], None] | None = None,
+    on_checkpoint: Callable[[LoopState, Path], None] | None = None,
+) -> Path:
     """Train `cfg.out` unless it already holds an adapter made with the same options (recipes that train many
     adapters rerun cheaply); an interrupted one is resumed."""
     out = Path(cfg.out)
@@ -155,7 +166,7 @@ def train_or_reuse(cfg: TrainConfig, on_step=None) -> Path:
             )
         print(f"reusing {out}", flush=True)
         return out
-    return train_specialist(cfg.model_copy(update={"resume": True}), on_step).adapter_dir
+    return train_specialist(cfg.model_copy(update={"resume": True}), on_step, on_checkpoint).adapter_dir
 
 
 def _check_out(out: Path, work: Path, cfg: TrainConfig) -> None:

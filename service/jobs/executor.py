@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from service.jobs.schema import FINAL
+from service.jobs.schema import FINAL, JobError
 
 if TYPE_CHECKING:
     from service.jobs.store import JobStore
@@ -66,7 +66,8 @@ class LocalExecutor:
             except Exception as e:  # noqa: BLE001 - one bad job must not stop the queue
                 logging.getLogger("specialist.service").exception("job %s failed in the worker", job_id)
                 if job_id is not None:
-                    self.store.update(job_id, status="failed", error=f"worker error: {type(e).__name__}: {e}")
+                    error = JobError(code="internal", message=f"worker error: {type(e).__name__}: {e}")
+                    self.store.update(job_id, status="failed", error=error)
 
     def _execute(self, job_id: str) -> None:
         budget = self.store.request(job_id).budget.max_wall_seconds
@@ -80,7 +81,7 @@ class LocalExecutor:
         )
         self.store.set_pid(job_id, proc.pid)
         started = time.time()
-        reason = None
+        reason: JobError | None = None
         while proc.poll() is None:
             if self._stop.wait(self.poll):
                 reason = None  # service shutting down: the restart marks the job failed
@@ -88,10 +89,10 @@ class LocalExecutor:
             if self.store.promoting(job_id):
                 continue  # registering its adapter: let it finish (cancels and the budget no longer apply)
             if self.store.cancel_requested(job_id):
-                reason = "canceled"
+                reason = JobError(code="canceled", message="canceled by request; nothing was promoted")
             elif budget is not None and time.time() - started > budget:
-                reason = f"exceeded the wall-time budget of {budget:g} s"
-            if reason:
+                reason = JobError(code="wall_time_exceeded", message=f"exceeded the wall-time budget of {budget:g} s")
+            if reason is not None:
                 break
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # the whole process group: no orphaned training
@@ -102,14 +103,11 @@ class LocalExecutor:
                 proc.wait()
         log.close()
         self.current = None
-        if reason == "canceled":
-            self.store.update(job_id, status="canceled", error="canceled by request; nothing was promoted")
-        elif reason:
-            self.store.update(job_id, status="failed", error=reason)
+        if reason is not None:
+            self.store.update(job_id, status="canceled" if reason.code == "canceled" else "failed", error=reason)
         elif not self._stop.is_set() and self.store.get(job_id).status not in FINAL:
-            self.store.update(
-                job_id, status="failed", error=f"the job process exited with code {proc.returncode} (see {log.name})"
-            )
+            message = f"the job process exited with code {proc.returncode} (see {log.name})"
+            self.store.update(job_id, status="failed", error=JobError(code="process_exited", message=message))
 
 
 def is_runner_cmdline(cmdline: bytes) -> bool:

@@ -2,7 +2,8 @@
 
     python -m service.jobs.runner JOB_ID      # started by the service's LocalExecutor
 
-Progress and the outcome go to the job table; the service picks the new route up from the registry.
+Progress, events, checkpoints and the outcome go to the job store (through `events.JobRecorder`); the service
+picks the new route up from the registry.
 (`service.jobs` imports no Hugging Face library, so the defaults below are set before any of them loads.)
 """
 
@@ -27,7 +28,8 @@ def main(job_id: str) -> int:
     from factory.config import build_config_for_job
     from service.config import load_config
     from service.jobs.data import task_source
-    from service.jobs.schema import candidate_settings, job_policy
+    from service.jobs.events import JobRecorder
+    from service.jobs.schema import JobError, RequestRejected, candidate_settings, job_policy
     from service.jobs.store import JobStore
     from specialist.superni import load_task
     from specialist.tasks import training_pool
@@ -38,6 +40,7 @@ def main(job_id: str) -> int:
     config = load_config()
     job_dir = store.job_dir(job_id)
     job_dir.mkdir(parents=True, exist_ok=True)
+    recorder = JobRecorder(store, job_id)
     try:
         source, task_name = task_source(request, config, job_dir)
         _, pool = training_pool(load_task(source, task_name))
@@ -60,30 +63,28 @@ def main(job_id: str) -> int:
             out=job_dir / "build",
         )
 
-        def on_event(stage: str, info: dict) -> None:
-            if stage == "training":
-                done = info["index"] + info["step"] / max(1, info["steps"])
-                info = info | {"percent": round(100 * done / info["of"], 1)}
-            store.update(job_id, status=stage, progress={"stage": stage, **info})
-
-        decision = build_specialist(cfg, on_event)
+        decision = build_specialist(cfg, recorder.progress, recorder.milestone)
+        recorder.decided(decision)
         summary = {"decision": decision.model_dump(mode="json")}  # clients read it back as a BuildDecision
         if decision.chosen is None:
-            store.update(job_id, status="rejected", result=summary, error=decision.reason)
+            rejected = JobError(code="gate_rejected", message=decision.reason)
+            store.update(job_id, status="rejected", result=summary, error=rejected)
             return 0
         if not store.begin_promotion(job_id):  # a cancel won the race: nothing is registered
-            store.update(job_id, status="canceled", result=summary, error="canceled by request; nothing was promoted")
+            canceled = JobError(code="canceled", message="canceled by request; nothing was promoted")
+            store.update(job_id, status="canceled", result=summary, error=canceled)
             return 0
         version = Registry(home).add(Path(decision.chosen_adapter), request.task, actor=f"job:{job_id}")
         summary["route"] = {"task": request.task, "version": version.version, "adapter": str(version.path)}
+        recorder.registered(summary["route"])
         store.update(job_id, status="promoted", result=summary, progress={"stage": "promoted", "percent": 100})
         return 0
-    except SpecialistError as e:
-        store.update(job_id, status="failed", error=str(e))
+    except (SpecialistError, RequestRejected) as e:  # a message that says what to fix
+        recorder.failed(e, expected=True)
         return 1
     except Exception as e:  # noqa: BLE001 - recorded on the job; the traceback goes to the job log
         traceback.print_exc()
-        store.update(job_id, status="failed", error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        recorder.failed(e, expected=False)
         return 1
 
 

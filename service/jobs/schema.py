@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eval.benchmarks import GateMetric, Metric
 from service.config import ServeConfig, TextBody
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 Stage = Literal["queued", "preparing", "training", "evaluating", "gating", "promoted", "rejected", "failed", "canceled"]
 FINAL: tuple[str, ...] = ("promoted", "rejected", "failed", "canceled")
 RUNNING: tuple[str, ...] = ("preparing", "training", "evaluating", "gating")
+# Metadata a requester attaches to a job (OpenAI's limits for fine-tuning jobs' metadata).
+METADATA_KEYS, METADATA_KEY_CHARS, METADATA_VALUE_CHARS = 16, 64, 512
 
 
 # -- the request ---------------------------------------------------------------------------------------------
@@ -116,6 +118,24 @@ class SpecialistRequest(_Body):
     budget: Budget = Field(default_factory=Budget)
     lora: LoraOverrides = Field(default_factory=LoraOverrides)
     gate: GateOverrides = Field(default_factory=GateOverrides)
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"the requester's own labels, returned with the job: at most {METADATA_KEYS} keys of "
+        f"1-{METADATA_KEY_CHARS} characters, values of at most {METADATA_VALUE_CHARS}",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > METADATA_KEYS:
+            raise ValueError(f"at most {METADATA_KEYS} keys, got {len(value)}")
+        for key, text in value.items():
+            if not 1 <= len(key) <= METADATA_KEY_CHARS:
+                shown = repr(key[:METADATA_KEY_CHARS]) + ("..." if len(key) > METADATA_KEY_CHARS else "")
+                raise ValueError(f"keys have 1 to {METADATA_KEY_CHARS} characters, not {len(key)} ({shown})")
+            if len(text) > METADATA_VALUE_CHARS:
+                raise ValueError(f"the value of {key!r} has {len(text)} characters, at most {METADATA_VALUE_CHARS}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -136,6 +156,26 @@ class SpecialistRequest(_Body):
 # -- the job, as the API shows it ----------------------------------------------------------------------------------
 
 
+ErrorCode = Literal[
+    "invalid_data",  # the data could not be made into a task or a training mixture
+    "training_failed",
+    "evaluation_failed",  # scoring the candidates or gating the chosen one
+    "gate_rejected",  # no candidate passed the gate: nothing was promoted (status rejected)
+    "canceled",
+    "wall_time_exceeded",  # the request's budget.max_wall_seconds
+    "process_exited",  # the job's process ended without recording an outcome (killed, out of memory)
+    "interrupted",  # the service restarted while the job ran
+    "internal",  # a bug: the job log has the traceback
+]
+
+
+class JobError(BaseModel):
+    """Why a job ended without promoting: `code` for programs, `message` for people."""
+
+    code: ErrorCode
+    message: str
+
+
 class JobSummary(BaseModel):
     """One job in GET /specialists (the field order is the API's)."""
 
@@ -143,10 +183,14 @@ class JobSummary(BaseModel):
     task: str
     status: Stage
     progress: dict[str, Any] = Field(description="the latest progress event: stage, and per stage its numbers")
-    error: str | None
+    error: JobError | None
     created_at: str
     started_at: str | None
     finished_at: str | None
+    metadata: dict[str, str] = Field(description="as the request sent it")
+    trained_tokens: int | None = Field(
+        description="tokens processed in training, summed over the candidates (None until all are trained)"
+    )
 
 
 class Job(JobSummary):
@@ -157,6 +201,44 @@ class Job(JobSummary):
         description="{decision: a BuildDecision, route: {task, version, adapter} once promoted}"
     )
     request: dict[str, Any]
+
+
+EventLevel = Literal["info", "warn", "error"]
+EventType = Literal["message", "metrics"]
+
+
+class JobEvent(BaseModel):
+    """One entry of GET /specialists/{id}/events: a stage change, a candidate, a checkpoint, a training
+    sample (type metrics), an evaluation result or the decision. Ids increase: `after` the last one seen."""
+
+    id: int
+    created_at: str
+    level: EventLevel
+    type: EventType
+    message: str
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    data: list[JobEvent] = Field(description="oldest first")
+    has_more: bool = Field(description="more events follow the last one here: ask again with after=its id")
+
+
+class Checkpoint(BaseModel):
+    """A checkpoint training wrote: a resumable `step-N` one (optimizer state; the run removes its work dir,
+    and these, once the candidate's adapter is written) or the candidate's finished adapter."""
+
+    step: int
+    train_loss: float | None
+    validation_loss: float | None = Field(None, description="None: training measures no validation loss")
+    path: str
+    candidate: str
+    kind: Literal["resumable", "adapter"]
+    created_at: str
+
+
+class CheckpointList(BaseModel):
+    data: list[Checkpoint] = Field(description="in the order training wrote them")
 
 
 class DuplicateJob(Exception):

@@ -47,6 +47,8 @@ def test_every_route_is_public_by_intent_or_protected():
         "/uploads",
         "/specialists",
         "/specialists/{job_id}",
+        "/specialists/{job_id}/events",
+        "/specialists/{job_id}/checkpoints",
     }
 
 

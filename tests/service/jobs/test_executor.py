@@ -17,6 +17,7 @@ def test_cancel_stops_training_and_promotes_nothing(job_service):
     assert job_service.delete(f"/specialists/{job_id}", headers=ADMIN).status_code == 200
     job, _ = wait_for_job(job_service, job_id, timeout=60)
     assert job["status"] == "canceled" and job_service.state.registry.routes() == {}
+    assert job["error"] == {"code": "canceled", "message": "canceled by request; nothing was promoted"}
     assert job_service.state.worker.current is None
 
 

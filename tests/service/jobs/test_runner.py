@@ -35,7 +35,8 @@ def test_rejected_job_is_not_routed_and_says_why(job_service):
         "/specialists", json=job_request(gate={"min_score": {"score": 100}, "eval_instances": 8}), headers=ADMIN
     )
     job, _ = wait_for_job(job_service, r.json()["job_id"])
-    assert job["status"] == "rejected" and "was not promoted" in job["error"]
+    assert job["status"] == "rejected" and "was not promoted" in job["error"]["message"]
+    assert job["error"]["code"] == "gate_rejected"
     failed = [c["name"] for c in job["result"]["decision"]["gate"]["checks"] if not c["passed"]]
     assert failed == ["mean score >= 100"]
     assert "toy" not in job_service.state.registry.routes()

@@ -22,7 +22,7 @@ def test_restart_marks_interrupted_jobs_failed(tmp_path, task_dir):
     store.update(job_id, status="training", progress={"step": 3})
     assert JobStore(tmp_path).fail_interrupted() == 1
     job = JobStore(tmp_path).get(job_id)
-    assert job.status == "failed" and "restart" in job.error
+    assert job.status == "failed" and "restart" in job.error.message and job.error.code == "interrupted"
     store.update(job_id, status="promoted")  # a final status is never overwritten
     assert store.get(job_id).status == "failed"
 
@@ -40,11 +40,21 @@ def test_a_job_table_from_an_earlier_version_is_upgraded(tmp_path):
         " cancel_requested INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
         " started_at TEXT, finished_at TEXT)"
     )
+    old.execute(  # a job that version recorded: its error a bare message, no metadata, no events
+        "INSERT INTO jobs (id, task, status, request, error, created_at, updated_at, finished_at)"
+        " VALUES (?, 'old', 'failed', ?, 'interrupted by a service restart', 't0', 't1', 't1')",
+        ("a" * 32, SpecialistRequest.model_validate(job_request(task="old")).model_dump_json()),
+    )
     old.commit()
     old.close()
     store = JobStore(tmp_path)
     job_id = store.create(SpecialistRequest.model_validate(job_request()))
     assert store.claim(job_id) and store.begin_promotion(job_id) and store.fail_interrupted() == 1
+    earlier = store.get("a" * 32)
+    assert earlier.error.model_dump() == {"code": "interrupted", "message": "interrupted by a service restart"}
+    assert earlier.metadata == {} and earlier.trained_tokens is None and earlier.finished_at == "t1"
+    assert store.events("a" * 32).data == [] and store.checkpoints("a" * 32).data == []
+    assert [e.data["status"] for e in store.events(job_id).data] == ["queued", "preparing", "failed"]
 
 
 def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path):
@@ -57,7 +67,10 @@ def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path):
     job_id = store.create(request)
     job, [brief] = store.get(job_id), store.list()
     assert isinstance(job, Job) and isinstance(brief, JobSummary) and not isinstance(brief, Job)
-    summary_keys = ["job_id", "task", "status", "progress", "error", "created_at", "started_at", "finished_at"]
+    summary_keys = [
+        *["job_id", "task", "status", "progress", "error", "created_at", "started_at", "finished_at"],
+        *["metadata", "trained_tokens"],  # added with the fine-tuning API's job fields (issue 13)
+    ]
     assert list(jsonable_encoder(brief)) == summary_keys and list(jsonable_encoder(job)) == [
         *summary_keys,
         "result",
