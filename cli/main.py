@@ -91,24 +91,23 @@ def _models_prepare(args: argparse.Namespace) -> int:
     from specialist.base_models import prepare_default
 
     ref = prepare_default()
-    print(f"{ref.id}: {ref.path} (content sha256 {ref.content_sha256[:16]}...)")
+    print(
+        f"{ref.id}: {ref.path}\n  content sha256 {ref.content_sha256}\n  from {ref.source}, sha256 {ref.source_sha256}"
+    )
     return 0
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    import json
-
-    from specialist.base_models import MARKER
+    from specialist.base_models import prepared_models
     from specialist.paths import models_cache_dir
 
-    cache = models_cache_dir()
-    found = sorted(p for p in cache.glob("*") if (p / MARKER).is_file()) if cache.is_dir() else []
+    found = prepared_models()
     if not found:
-        print(f"no prepared models in {cache} (run `specialist models prepare`)")
-    for path in found:
-        info = json.loads((path / MARKER).read_text())
-        size = sum(f.stat().st_size for f in path.iterdir()) / 1e6
-        print(f"{info['id']}\t{path}\t{size:.0f} MB\tfrom {info['source']}")
+        print(f"no prepared models in {models_cache_dir()} (run `specialist models prepare`)")
+    for ref in found:
+        size = sum(f.stat().st_size for f in ref.path.iterdir()) / 1e6
+        source = f"\tfrom {ref.source}, sha256 {ref.source_sha256}" if ref.source else ""
+        print(f"{ref.id}\t{ref.path}\t{size:.0f} MB\tcontent sha256 {ref.content_sha256}{source}")
     return 0
 
 

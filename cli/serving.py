@@ -11,8 +11,11 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from cli.options import POSITIONAL, add_model_flags, model_from_args
+from specialist.base_models import DEFAULT_BASE_MODEL
 from specialist.config import StrictModel
 from specialist.errors import SpecialistError
+
+TGI_MODEL_MOUNT = "/model"  # where the engine's container sees a mounted base model
 
 
 def add_parsers(sub) -> None:
@@ -130,7 +133,11 @@ class Listen(StrictModel):
 class TgiEngine(StrictModel):
     """The TGI engine to configure."""
 
-    model_id: str = Field("HuggingFaceTB/SmolLM2-135M-Instruct", description="base model id the engine loads")
+    model_id: str = Field(
+        DEFAULT_BASE_MODEL,
+        description=f"base model the engine loads: {DEFAULT_BASE_MODEL} (its converted weights are mounted), a "
+        "local HF model folder (mounted), or a hub id (passed on)",
+    )
     port: int = Field(8080, ge=1, le=65535, description="host port the engine's container publishes")
 
 
@@ -201,16 +208,43 @@ def _tgi_config(args: TgiEngine) -> int:
     routes = Registry().routes()
     if not routes:
         raise SpecialistError("no routed adapters", "register and promote adapters first (`specialist registry add`)")
+    model_dir, model_id = _tgi_model(args.model_id, routes)
     # Inside the container the registry is mounted at /adapters.
     setting = ",".join(
         f"{task}=/adapters/{v.path.relative_to(_home() / 'registry' / 'adapters')}" for task, v in routes.items()
     )
+    # A mounted model: the engine loads exactly those weights and never asks the hub.
+    model = f"-v {model_dir}:{TGI_MODEL_MOUNT}:ro -e HF_HUB_OFFLINE=1 " if model_dir else ""
     print(f"LORA_ADAPTERS={setting}")
     print(
-        f"docker run --gpus all -p {args.port}:80 -v {_home() / 'registry' / 'adapters'}:/adapters:ro "
-        f"-e LORA_ADAPTERS={setting} ghcr.io/huggingface/text-generation-inference:latest --model-id {args.model_id}"
+        f"docker run --gpus all -p {args.port}:80 -v {_home() / 'registry' / 'adapters'}:/adapters:ro {model}"
+        f"-e LORA_ADAPTERS={setting} ghcr.io/huggingface/text-generation-inference:latest --model-id {model_id}"
     )
     return 0
+
+
+def _tgi_model(spec: str, routes: dict) -> tuple[Path | None, str]:
+    """(folder to mount or None, the engine's --model-id) for `spec`, refused when the routed adapters were
+    trained on other weights: TGI would serve them on that other model without a word."""
+    from specialist.base_models import prepared_default, resolve_base_model
+
+    if spec == DEFAULT_BASE_MODEL or Path(spec).expanduser().is_dir():
+        base = prepared_default() if spec == DEFAULT_BASE_MODEL else resolve_base_model(spec)
+        mount, model_id, sha256 = base.path, TGI_MODEL_MOUNT, base.content_sha256
+    else:  # a hub id: its weights are not here to hash, so the adapters must name it
+        mount, model_id, sha256 = None, spec, None
+    other = sorted(
+        f"{task} ({v.base_model})"
+        for task, v in routes.items()
+        if (v.base_sha256 != sha256 if sha256 else v.base_model != spec)
+    )
+    if other:
+        raise SpecialistError(
+            f"the routed adapters {', '.join(other)} were not trained on {spec}: a TGI engine would serve them on "
+            "other weights",
+            f"pass --model-id with their base model (default {DEFAULT_BASE_MODEL}: the converted weights are mounted)",
+        )
+    return mount, model_id
 
 
 class RequestOptions(StrictModel):

@@ -38,6 +38,7 @@ from specialist.adapters.decision import (
     GateDecision,
     save_decision,
 )
+from specialist.adapters.model_card import write_model_card
 from specialist.base_models import BaseModelRef
 from specialist.config import StrictModel, load_yaml_config, validate_config
 from specialist.errors import SpecialistError
@@ -293,6 +294,7 @@ def gate_adapter(
         checks += decide(run, CANDIDATE, policy, [], CHAMPION if champion else None)
     decision = make_decision(candidate, checks, base, policy, scores, champion, run.stop_rule)
     save_decision(candidate, decision)
+    write_model_card(candidate)  # the card shows the gate result and the scores with their intervals
     return decision
 
 

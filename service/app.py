@@ -13,15 +13,17 @@ import threading
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
 
 from service.api import ROUTERS
 from service.api.specialists import UPLOADS
 from service.backends import Backend, LocalBackend, TGIBackend
 from service.config import ADMIN_TOKEN_ENV, CONFIG_ENV, ServeConfig
-from service.http import AdminAuth, BodyLimit, admin_prefixes, install_error_handlers
+from service.http import AdminAuth, BodyLimit, admin_prefixes, install_error_handlers, requires_admin
 from service.jobs import JobStore, LocalExecutor
 from service.metrics import Metrics
+from service.openapi import new_app, responses_for
 from service.router import Router
 from service.state import ServingState
 from specialist.adapters import Registry
@@ -80,9 +82,7 @@ class ServiceState(ServingState):
 
 def create_app(state: ServingState) -> FastAPI:
     """The app over `state`, which is only read per request (BentoML builds the app before the state exists)."""
-    app = FastAPI(
-        title="Specialist Factory", description="Task specialists (LoRA adapters) behind one API.", version="0.1.0"
-    )
+    app = new_app()  # title, version, description, offline docs, GET /
     app.state.serving = state  # what `ServingDep` hands the routes
     for router in ROUTERS:
         _include(app, router)
@@ -104,13 +104,17 @@ def _include(app: FastAPI, router: APIRouter) -> None:
     the router instead): `app.routes` stays the flat list of every endpoint that the security tests audit."""
     for route in router.routes:
         assert isinstance(route, APIRoute), route  # the dialects declare endpoints only
+        (method,) = route.methods  # one method per endpoint: its documented statuses are per method
+        admin = requires_admin(route)
+        validates = route.body_field is not None or bool(get_flat_params(route.dependant))
         app.add_api_route(
             route.path,
             route.endpoint,
-            methods=sorted(route.methods),
+            methods=[method],
             status_code=route.status_code,
             dependencies=route.dependencies,
             name=route.name,
             summary=route.summary,
             description=route.description,
+            responses=responses_for(method, route.path, admin, validates) | route.responses,
         )

@@ -14,11 +14,13 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
@@ -90,12 +92,23 @@ def check_admin_header(header: str) -> None:
         raise ApiError(403, "wrong admin token", "permission_error")
 
 
-async def require_admin(request: Request) -> None:
+# Declares the admin token in the OpenAPI spec: a bearer scheme on every route that requires it. It never refuses by
+# itself (auto_error=False); `check_admin_header` decides, with the same answer as the middleware.
+ADMIN_BEARER = HTTPBearer(
+    scheme_name="adminToken",
+    description="SPECIALIST_ADMIN_TOKEN, sent as `Authorization: Bearer <token>`",
+    auto_error=False,
+)
+
+
+async def require_admin(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN_BEARER)]
+) -> None:
     """The dependency an admin route declares; `admin_prefixes` finds those routes by it (async: no thread hop)."""
     check_admin_header(request.headers.get("authorization", ""))
 
 
-def _requires_admin(route: APIRoute) -> bool:
+def requires_admin(route: APIRoute) -> bool:
     pending = [route.dependant]
     while pending:
         dependant = pending.pop()
@@ -110,8 +123,8 @@ def admin_prefixes(routes: Iterable[BaseRoute]) -> tuple[str, ...]:
     under them (an unknown /admin/x is 401 too, not a 404 that confirms the path space). A public route under
     one of them would be guarded by mistake, so that is refused here."""
     routes = [r for r in routes if isinstance(r, APIRoute)]
-    prefixes = tuple(sorted({"/" + r.path.split("/")[1] for r in routes if _requires_admin(r)}))
-    public = [r.path for r in routes if not _requires_admin(r) and under(r.path, prefixes)]
+    prefixes = tuple(sorted({"/" + r.path.split("/")[1] for r in routes if requires_admin(r)}))
+    public = [r.path for r in routes if not requires_admin(r) and under(r.path, prefixes)]
     if public:
         raise RuntimeError(
             f"public routes {public} lie under the admin paths {prefixes}: move them or declare require_admin"

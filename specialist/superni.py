@@ -104,6 +104,7 @@ def _load_task_file(path: Path, _mtime_ns: int, _size: int) -> Task:
             categories=tuple(raw.get("Categories", [])),
             evaluation=evaluation,
             trainable=trainable,
+            licenses=_licenses(raw.get("Instance License")),
         )
     except (KeyError, TypeError, IndexError, AttributeError, ValueError, ValidationError) as e:
         if isinstance(e, KeyError):
@@ -117,6 +118,12 @@ def _load_task_file(path: Path, _mtime_ns: int, _size: int) -> Task:
             f"{path} is not a SuperNI task file: {detail}",
             "expected the upstream format with 'Definition', 'Positive Examples' and 'Instances'",
         ) from None
+
+
+def _licenses(value) -> tuple[str, ...]:
+    """A task file's 'Instance License' (a list upstream; a string is accepted; anything else: none stated)."""
+    items = value if isinstance(value, list) else [value]
+    return tuple(str(v) for v in items if isinstance(v, str) and v.strip())
 
 
 def _read_json(path: Path):

@@ -45,6 +45,7 @@ class Task(BaseModel):
     categories: tuple[str, ...]
     evaluation: tuple[Instance, ...] = Field(description="held out: scored, never trained on")
     trainable: tuple[Instance, ...] = Field(description="what training (and the selection set) may draw from")
+    licenses: tuple[str, ...] = Field((), description="the instances' licence(s) (SuperNI: 'Instance License')")
 
     def prompt(self, num_examples: int) -> TaskPrompt:
         return TaskPrompt(definition=self.definition, examples=self.positive_examples, num_examples=num_examples)

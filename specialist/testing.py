@@ -113,7 +113,9 @@ def random_adapters(
         write_manifest(
             path,
             AdapterManifest(
-                base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
+                base_model=BaseModelInfo(
+                    id=base.id, content_sha256=base.content_sha256, source=base.source, source_sha256=base.source_sha256
+                ),
                 tasks={task: task_benchmark(task_data, task, limit=1).prompt},
                 mixture=MixtureRecord(
                     spec={}, specialist_examples=0, generalist_examples=0, per_task={}, sources={}, content_sha256=""

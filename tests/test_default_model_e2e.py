@@ -8,7 +8,14 @@ import torch
 
 from cli.main import main
 from specialist.adapters import lora_only_problems, read_manifest
-from specialist.base_models import DEFAULT_BASE_MODEL, load_model, load_tokenizer, resolve_base_model
+from specialist.base_models import (
+    DEFAULT_BASE_MODEL,
+    DEFAULT_GGUF_SHA256,
+    DEFAULT_SOURCE,
+    load_model,
+    load_tokenizer,
+    resolve_base_model,
+)
 from tests.conftest import SHARED_ALPACA, SHARED_TASKS
 
 SST2 = "task363_sst2_polarity_classification"
@@ -51,6 +58,12 @@ def test_specialist_train_on_the_default_model(tmp_path, capsys):
     assert manifest.mixture.per_task == {SST2: 8} and manifest.mixture.generalist_examples == 4
     assert manifest.mixture.sources["generalist"].available == 51924
     assert lora_only_problems(out) == [] and manifest.training.steps == 3
+    # Provenance: the Q4_1 GGUF it was converted from, and the data's licences, in the manifest and the card.
+    assert manifest.base_model.source == DEFAULT_SOURCE and manifest.base_model.source_sha256 == DEFAULT_GGUF_SHA256
+    assert manifest.mixture.sources["generalist"].license == "CC BY-NC 4.0"
+    assert manifest.mixture.sources[SST2].license == "Unknown"  # the task file's Instance License
+    card = (out / "README.md").read_text()
+    assert ref.content_sha256 in card and DEFAULT_SOURCE in card and "| generalist | 4 | 51924 | CC BY-NC 4.0 |" in card
 
     # The adapter is a standard PEFT dir that changes what the real model computes.
     from peft import PeftModel

@@ -71,7 +71,13 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
         chosen = rng.sample(trainable, wanted)
         examples += [TrainExample(prompt, inst.input, inst.output[0], name) for inst in chosen]
         per_task[name] = wanted
-        sources[name] = SourceInfo(source=str(task.path), sha256=task.sha256, available=len(trainable), used=wanted)
+        sources[name] = SourceInfo(
+            source=str(task.path),
+            sha256=task.sha256,
+            available=len(trainable),
+            used=wanted,
+            license=", ".join(task.licenses) or None,
+        )
 
     generalist_n = _generalist_count(cfg, len(examples))
     if generalist_n:
@@ -87,7 +93,7 @@ def build_mixture(cfg: MixtureConfig) -> Mixture:
             for r in (records[i] for i in picks)
         ]
         sources[GENERALIST] = SourceInfo(
-            source=data.source, sha256=data.sha256, available=len(records), used=generalist_n
+            source=data.source, sha256=data.sha256, available=len(records), used=generalist_n, license=data.license
         )
 
     rng.shuffle(examples)

@@ -29,6 +29,7 @@ from specialist.adapters import (
     read_manifest,
     write_manifest,
 )
+from specialist.adapters.model_card import write_model_card
 from specialist.base_models import load_model, load_tokenizer, pick_device, portable_id, resolve_base_model
 from specialist.config import LoraSettings, OptimSettings, TrainConfig
 from specialist.errors import SpecialistError
@@ -111,7 +112,9 @@ def train_specialist(
     )
 
     manifest = AdapterManifest(
-        base_model=BaseModelInfo(id=base.id, content_sha256=base.content_sha256),
+        base_model=BaseModelInfo(
+            id=base.id, content_sha256=base.content_sha256, source=base.source, source_sha256=base.source_sha256
+        ),
         tasks=mixture.task_prompts,
         mixture=record,
         hyperparameters=cfg.model_dump(
@@ -143,6 +146,7 @@ def train_specialist(
         )
         shutil.copy(work / "train_log.jsonl", tmp / "train_log.jsonl")
         write_manifest(tmp, manifest)
+        write_model_card(tmp, manifest)  # replaces peft's empty template
         problems = check_adapter(tmp).problems  # what every later stage will check, checked before publishing
         if problems:  # a bug, not a user error: refuse to publish an adapter nothing could load
             raise RuntimeError(f"refusing to write an unacceptable adapter: {'; '.join(problems)}")

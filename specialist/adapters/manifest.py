@@ -29,8 +29,13 @@ _LORA_KEY = re.compile(r"\.lora_(A|B|magnitude_vector)(\.weight)?$|\.lora_(embed
 
 
 class BaseModelInfo(BaseModel):
+    """The base model an adapter was trained on. `source` and `source_sha256` are set for a converted model (the
+    packaged default: a Q4_1 GGUF de-quantized to float32); manifests written before they existed still load."""
+
     id: str
     content_sha256: str
+    source: str | None = Field(None, description="what the weights were converted from, e.g. a GGUF file")
+    source_sha256: str | None = Field(None, description="sha256 of that file")
 
 
 class SourceInfo(BaseModel):
@@ -40,6 +45,7 @@ class SourceInfo(BaseModel):
     sha256: str
     available: int = Field(description="records available to training (after the held-out split)")
     used: int = Field(description="records in the mixture, repeats included")
+    license: str | None = Field(None, description="the data's licence as its file or its known source states it")
 
 
 class MixtureRecord(BaseModel):

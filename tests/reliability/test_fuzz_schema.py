@@ -67,6 +67,9 @@ def test_fuzzed_requests_never_get_a_server_error(rel_service, file_watch, metho
     def check(case) -> None:
         if case.body is not None and not isinstance(case.body, (bytes, str)):
             _route_to_served_task(case)
+        if auth == "no-token" and case.headers:  # the spec's bearer scheme makes schemathesis send made-up tokens
+            for name in [h for h in case.headers if h.lower() == "authorization"]:
+                del case.headers[name]
         response = case.call(app=app, headers=headers)
         problem = None
         if response.status_code >= 500:
