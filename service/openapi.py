@@ -111,6 +111,8 @@ ROUTE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("GET", "/specialists"): _STORAGE,
     ("GET", "/specialists/{job_id}"): {404: "No such job."} | _STORAGE,
     ("DELETE", "/specialists/{job_id}"): {404: "No such job."} | _STORAGE,
+    ("GET", "/specialists/{job_id}/events"): {404: "No such job.", 422: "after or limit out of range."} | _STORAGE,
+    ("GET", "/specialists/{job_id}/checkpoints"): {404: "No such job."} | _STORAGE,
 }
 TGI_ROUTES = {("POST", "/generate"), ("POST", "/generate_stream"), ("POST", "/")}
 _OR_STREAM = "JSON; server-sent events when `stream` is true (an error after the first event comes in-band)."
