@@ -20,7 +20,15 @@ from service.api import ROUTERS
 from service.api.specialists import UPLOADS
 from service.backends import Backend, LocalBackend, TGIBackend
 from service.config import ADMIN_TOKEN_ENV, CONFIG_ENV, ServeConfig
-from service.http import AdminAuth, BodyLimit, admin_prefixes, install_error_handlers, requires_admin
+from service.http import (
+    BodyLimit,
+    TokenAuth,
+    admin_prefixes,
+    guarded_prefixes,
+    inference_routes,
+    install_error_handlers,
+    route_role,
+)
 from service.jobs import JobStore, LocalExecutor
 from service.metrics import Metrics
 from service.openapi import new_app, responses_for
@@ -31,7 +39,7 @@ from specialist.base_models import resolve_base_model
 from specialist.paths import specialist_home
 
 log = logging.getLogger("specialist.service")
-# Every path that needs the admin token: the prefixes of the routes that declare `require_admin`.
+# Every path that needs a token the server must be given (admin or request role): the prefixes of their routes.
 ADMIN_PATHS = admin_prefixes(route for router in ROUTERS for route in router.routes)
 
 
@@ -92,9 +100,8 @@ def create_app(state: ServingState) -> FastAPI:
         limit_for=lambda path: state.config.max_upload_bytes if path == UPLOADS else state.config.max_body_bytes,
         timeout_for=lambda: state.config.body_timeout_seconds,
     )
-    app.add_middleware(
-        AdminAuth, prefixes=admin_prefixes(app.routes)
-    )  # added last = runs first: no admin body is read before the token is checked
+    # Added last = runs first: no body is read before its token is checked.
+    app.add_middleware(TokenAuth, prefixes=guarded_prefixes(app.routes), inference=inference_routes(app.routes))
     install_error_handlers(app, lambda status: state.metrics.errors.labels(str(status)).inc())
     return app
 
@@ -105,7 +112,7 @@ def _include(app: FastAPI, router: APIRouter) -> None:
     for route in router.routes:
         assert isinstance(route, APIRoute), route  # the dialects declare endpoints only
         (method,) = route.methods  # one method per endpoint: its documented statuses are per method
-        admin = requires_admin(route)
+        role = route_role(route)
         validates = route.body_field is not None or bool(get_flat_params(route.dependant))
         app.add_api_route(
             route.path,
@@ -116,5 +123,5 @@ def _include(app: FastAPI, router: APIRouter) -> None:
             name=route.name,
             summary=route.summary,
             description=route.description,
-            responses=responses_for(method, route.path, admin, validates) | route.responses,
+            responses=responses_for(method, route.path, role, validates) | route.responses,
         )

@@ -13,7 +13,10 @@ from specialist.base_models import DEFAULT_BASE_MODEL
 from specialist.config import StrictModel
 from specialist.paths import default_generalist_data, default_task_data
 
-ADMIN_TOKEN_ENV = "SPECIALIST_ADMIN_TOKEN"
+# The three roles' bearer tokens (service.http.Role says who may do what with each).
+ADMIN_TOKEN_ENV = "SPECIALIST_ADMIN_TOKEN"  # promote, roll back, reload; also grants the request role
+REQUEST_TOKEN_ENV = "SPECIALIST_REQUEST_TOKEN"  # submit, read and cancel specialist jobs
+INFERENCE_TOKEN_ENV = "SPECIALIST_INFERENCE_TOKEN"  # every inference endpoint, when set (unset: open)
 CONFIG_ENV = "SPECIALIST_SERVE_CONFIG"  # how `specialist serve` hands its config to the bentoml worker
 
 
@@ -66,10 +69,6 @@ def load_config() -> ServeConfig:
     """The config `specialist serve` handed over in $SPECIALIST_SERVE_CONFIG (defaults when unset)."""
     raw = os.environ.get(CONFIG_ENV)
     return ServeConfig.model_validate_json(raw) if raw else ServeConfig()
-
-
-def admin_token() -> str | None:
-    return os.environ.get(ADMIN_TOKEN_ENV) or None
 
 
 # -- request bodies ----------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
@@ -24,7 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from service.config import admin_token
+from service.config import ADMIN_TOKEN_ENV, INFERENCE_TOKEN_ENV, REQUEST_TOKEN_ENV
 from specialist.errors import error_line
 
 log = logging.getLogger("specialist.service")
@@ -80,76 +82,147 @@ def sse(payload: dict | str) -> str:
 # -- the admin token ------------------------------------------------------------------------------------------
 
 
-def check_admin_header(header: str) -> None:
-    token = admin_token()
-    if not token:
-        raise ApiError(401, "admin API disabled: set SPECIALIST_ADMIN_TOKEN on the server", "authentication_error")
-    if not header.lower().startswith("bearer "):
-        raise ApiError(
-            401, "missing bearer token: send Authorization: Bearer <SPECIALIST_ADMIN_TOKEN>", "authentication_error"
-        )
-    if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):  # constant time
-        raise ApiError(403, "wrong admin token", "permission_error")
+@dataclass(frozen=True)
+class Role:
+    """Who may call a group of routes: a bearer token from any of `token_envs` (the first is the role's own);
+    with none of them set the routes are `open_when_unset`, or refused."""
+
+    name: str
+    token_envs: tuple[str, ...]
+    open_when_unset: bool
+    scheme: HTTPBearer  # declares the role's bearer scheme in the OpenAPI spec; never refuses by itself
+
+    def tokens(self) -> list[str]:
+        return [t for t in (os.environ.get(env) for env in self.token_envs) if t]
+
+    def check(self, header: str) -> None:
+        """401 without a token (or with the role disabled), 403 with a wrong one; constant-time comparison."""
+        tokens, own = self.tokens(), self.token_envs[0]
+        if not tokens:
+            if self.open_when_unset:
+                return
+            raise ApiError(401, f"{self.name} API disabled: set {own} on the server", "authentication_error")
+        if not header.lower().startswith("bearer "):
+            raise ApiError(401, f"missing bearer token: send Authorization: Bearer <{own}>", "authentication_error")
+        sent = header[7:].strip().encode()
+        # Every token compared, each in constant time: the answer's timing says nothing about which was close.
+        if not any([hmac.compare_digest(sent, token.encode()) for token in tokens]):
+            raise ApiError(403, f"wrong {self.name} token", "permission_error")
 
 
-# Declares the admin token in the OpenAPI spec: a bearer scheme on every route that requires it. It never refuses by
-# itself (auto_error=False); `check_admin_header` decides, with the same answer as the middleware.
-ADMIN_BEARER = HTTPBearer(
-    scheme_name="adminToken",
-    description="SPECIALIST_ADMIN_TOKEN, sent as `Authorization: Bearer <token>`",
-    auto_error=False,
+def _scheme(name: str, envs: str) -> HTTPBearer:
+    return HTTPBearer(
+        scheme_name=name, description=f"{envs}, sent as `Authorization: Bearer <token>`", auto_error=False
+    )
+
+
+INFERENCE = Role("inference", (INFERENCE_TOKEN_ENV,), True, _scheme("inferenceToken", INFERENCE_TOKEN_ENV))
+REQUEST = Role(
+    "request",
+    (REQUEST_TOKEN_ENV, ADMIN_TOKEN_ENV),  # the admin token grants the request role too
+    False,
+    _scheme("requestToken", f"{REQUEST_TOKEN_ENV} (or {ADMIN_TOKEN_ENV})"),
 )
+ADMIN = Role("admin", (ADMIN_TOKEN_ENV,), False, _scheme("adminToken", ADMIN_TOKEN_ENV))
+ADMIN_BEARER = ADMIN.scheme
+
+
+async def require_inference(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(INFERENCE.scheme)]
+) -> None:
+    """Inference routes (native, OpenAI, TGI): open unless SPECIALIST_INFERENCE_TOKEN is set."""
+    INFERENCE.check(request.headers.get("authorization", ""))
+
+
+async def require_request(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(REQUEST.scheme)]
+) -> None:
+    """Specialist jobs: submit, read, cancel (the request token, or the admin token)."""
+    REQUEST.check(request.headers.get("authorization", ""))
 
 
 async def require_admin(
-    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN_BEARER)]
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(ADMIN.scheme)]
 ) -> None:
-    """The dependency an admin route declares; `admin_prefixes` finds those routes by it (async: no thread hop)."""
-    check_admin_header(request.headers.get("authorization", ""))
+    """Promote, roll back, reload (async: no thread hop)."""
+    ADMIN.check(request.headers.get("authorization", ""))
 
 
-def requires_admin(route: APIRoute) -> bool:
+_ROLE_OF = {require_inference: INFERENCE, require_request: REQUEST, require_admin: ADMIN}
+
+
+def route_role(route: APIRoute) -> Role | None:
+    """The role a route declares (on itself or its router), or None for a public route."""
     pending = [route.dependant]
     while pending:
         dependant = pending.pop()
-        if dependant.call is require_admin:
-            return True
+        if dependant.call in _ROLE_OF:
+            return _ROLE_OF[dependant.call]
         pending.extend(dependant.dependencies)
-    return False
+    return None
+
+
+def requires_admin(route: APIRoute) -> bool:
+    """Whether a route needs a token that the server must be given (the admin or request role)."""
+    return route_role(route) in (ADMIN, REQUEST)
 
 
 def admin_prefixes(routes: Iterable[BaseRoute]) -> tuple[str, ...]:
-    """The top-level path segments of the routes that declare `require_admin`: the middleware guards everything
-    under them (an unknown /admin/x is 401 too, not a 404 that confirms the path space). A public route under
-    one of them would be guarded by mistake, so that is refused here."""
+    """The top-level path segments of the routes that need an admin or request token: the middleware guards
+    everything under them (an unknown /admin/x is 401 too, not a 404 that confirms the path space). A public
+    route under one of them would be guarded by mistake, so that is refused here."""
+    return tuple(guarded_prefixes(routes))
+
+
+def guarded_prefixes(routes: Iterable[BaseRoute]) -> dict[str, Role]:
     routes = [r for r in routes if isinstance(r, APIRoute)]
-    prefixes = tuple(sorted({"/" + r.path.split("/")[1] for r in routes if requires_admin(r)}))
-    public = [r.path for r in routes if not requires_admin(r) and under(r.path, prefixes)]
+    guarded: dict[str, Role] = {}
+    for r in routes:
+        if requires_admin(r):
+            prefix = "/" + r.path.split("/")[1]
+            if guarded.setdefault(prefix, route_role(r)) is not route_role(r):
+                raise RuntimeError(f"routes under {prefix} need different roles: give each role its own prefix")
+    public = [r.path for r in routes if not requires_admin(r) and under(r.path, guarded)]
     if public:
         raise RuntimeError(
-            f"public routes {public} lie under the admin paths {prefixes}: move them or declare require_admin"
+            f"public routes {public} lie under the token-guarded paths {tuple(sorted(guarded))}: move them or "
+            "declare their role"
         )
-    return prefixes
+    return dict(sorted(guarded.items()))
+
+
+def inference_routes(routes: Iterable[BaseRoute]) -> set[tuple[str, str]]:
+    """(method, path) of every route that declares the inference role."""
+    return {
+        (method, r.path)
+        for r in routes
+        if isinstance(r, APIRoute) and route_role(r) is INFERENCE
+        for method in r.methods
+    }
 
 
 def under(path: str, prefixes: Iterable[str]) -> bool:
     return any(path == p or path.startswith(p + "/") for p in prefixes)
 
 
-class AdminAuth:
-    """401/403 on the admin paths before anything else reads the request: an unauthenticated client learns
-    nothing about bodies (no 400/413/422) and costs no parsing. The routes check the token again (`require_admin`)."""
+class TokenAuth:
+    """401/403 before anything else reads the request: an unauthenticated client learns nothing about bodies
+    (no 400/413/422) and costs no parsing. Token-guarded prefixes (admin, request) are guarded whole; inference
+    routes by their exact path. The routes check the token again (their `require_*` dependency)."""
 
-    def __init__(self, app, prefixes: tuple[str, ...]):
-        self.app, self.prefixes = app, prefixes
+    def __init__(self, app, prefixes: dict[str, Role], inference: set[tuple[str, str]]):
+        self.app, self.prefixes, self.inference = app, prefixes, inference
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-            if under(path, self.prefixes):
+            role = next((r for p, r in self.prefixes.items() if under(path, (p,))), None)
+            if role is None and (scope["method"], path) in self.inference:
+                role = INFERENCE
+            if role is not None:
                 header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")
                 try:
-                    check_admin_header(header)
+                    role.check(header)
                 except ApiError as e:
                     return await error_response(e, path, scope["method"])(scope, receive, send)
         await self.app(scope, receive, send)

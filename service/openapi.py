@@ -21,6 +21,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 import specialist
+from service.http import Role
 
 TITLE = "Specialist Factory"
 DOCS_ASSETS = "/docs/assets"
@@ -62,8 +63,8 @@ class TGIError(BaseModel):
 
 _MEANING = {
     400: "Malformed JSON, a body the client stopped sending, or a request that cannot be run as sent.",
-    401: "No bearer token, or the admin API is disabled (SPECIALIST_ADMIN_TOKEN unset on the server).",
-    403: "Wrong admin token.",
+    401: "No bearer token, or the role's API is disabled (its token unset on the server).",
+    403: "Wrong token for the role.",
     404: "Not found.",
     408: "The body did not arrive within the body timeout.",
     409: "Conflict.",
@@ -149,16 +150,18 @@ def new_app() -> FastAPI:
     return app
 
 
-def responses_for(method: str, path: str, requires_admin: bool, validates: bool) -> dict[int | str, dict]:
-    """The OpenAPI `responses` of one route: the shared limits and errors, the admin token's, and its own."""
+def responses_for(method: str, path: str, role: Role | None, validates: bool) -> dict[int | str, dict]:
+    """The OpenAPI `responses` of one route: the shared limits and errors, its role's token's, and its own."""
     key = (method, path)
     errors: dict[int, str] = {500: _MEANING[500]}
     if method in ("POST", "PUT", "PATCH"):  # service.http.BodyLimit reads every such body first
         errors |= {400: _MEANING[400], 408: _MEANING[408], 413: _MEANING[413]}
     if validates:
         errors[422] = _MEANING[422]
-    if requires_admin:
-        errors |= {401: _MEANING[401], 403: _MEANING[403]}
+    if role is not None:
+        envs = " or ".join(role.token_envs)
+        unset = " (open while it is unset)" if role.open_when_unset else ""
+        errors |= {401: f"{_MEANING[401]} The {role.name} role: {envs}{unset}.", 403: _MEANING[403]}
     errors |= ROUTE_ERRORS[key]
     model = TGIError if key in TGI_ROUTES else OpenAIError
     responses: dict[int | str, dict] = {

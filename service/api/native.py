@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from service.config import Parameters, PredictRequest
+from service.http import require_inference
 from service.state import ServingDep
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_inference)])
 
 
 @router.post("/predict")

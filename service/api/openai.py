@@ -14,16 +14,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from service.backends import GenParams
 from service.config import ChatRequest, CompletionRequest
 from service.engine import GeneratedToken, Generation, TextPiece
-from service.http import ApiError, error_body, sse
+from service.http import ApiError, error_body, require_inference, sse
 from service.state import ServingDep, ServingState
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_inference)])
 log = logging.getLogger("specialist.service")
 
 

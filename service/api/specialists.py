@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from service.http import ApiError, require_admin, storage_call
+from service.http import ApiError, require_request, storage_call
 from service.jobs import DuplicateJob, RequestRejected, SpecialistRequest, save_upload, validate_request
 from service.jobs.schema import CheckpointList, EventPage, Job
 from service.state import ServingDep
@@ -13,7 +13,7 @@ from specialist.errors import SpecialistError
 
 MAX_EVENT_ID = 2**63 - 1  # SQLite's largest integer: a larger `after` would not bind
 UPLOADS = "/uploads"  # its body limit is max_upload_bytes, not max_body_bytes (see create_app)
-router = APIRouter(dependencies=[Depends(require_admin)])
+router = APIRouter(dependencies=[Depends(require_request)])
 
 
 @router.post(UPLOADS, status_code=201)

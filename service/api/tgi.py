@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from service.backends import GenParams
 from service.config import TGIRequest
 from service.engine import GeneratedToken, Generation, TextPiece
-from service.http import ApiError, error_body, sse
+from service.http import ApiError, error_body, require_inference, sse
 from service.state import ServingDep, ServingState
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(require_inference)])
 
 
 def _tgi(state: ServingState, body: TGIRequest) -> GenParams:

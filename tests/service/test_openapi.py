@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 
 from service.api import ROUTERS
 from service.app import ADMIN_PATHS, create_app
-from service.http import requires_admin
 from service.openapi import ROUTE_ERRORS, TITLE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,17 +56,31 @@ def test_tgi_routes_declare_tgi_errors(path):
     assert set(SPEC["components"]["schemas"]["TGIError"]["properties"]) == {"error", "error_type"}
 
 
-def test_bearer_scheme_on_exactly_the_admin_routes():
-    scheme = SPEC["components"]["securitySchemes"]["adminToken"]
-    assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
-    admin = [(m, r.path) for router in ROUTERS for r in router.routes for m in r.methods if requires_admin(r)]
-    assert admin and all(any(p == a or p.startswith(a + "/") for a in ADMIN_PATHS) for _, p in admin)
+def test_each_route_declares_its_roles_bearer_scheme():
+    """Inference routes: inferenceToken; specialist jobs: requestToken; admin: adminToken; the rest: none."""
+    from service.http import ADMIN, INFERENCE, REQUEST, route_role
+
+    names = {INFERENCE: "inferenceToken", REQUEST: "requestToken", ADMIN: "adminToken"}
+    for name in names.values():
+        scheme = SPEC["components"]["securitySchemes"][name]
+        assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
+    roles = {(m, r.path): route_role(r) for router in ROUTERS for r in router.routes for m in r.methods}
+    assert {role for role in roles.values()} == {INFERENCE, REQUEST, ADMIN}
+    guarded = [key for key, role in roles.items() if requires_admin_or_request(role)]
+    assert all(any(p == a or p.startswith(a + "/") for a in ADMIN_PATHS) for _, p in guarded)
     for path, methods in SPEC["paths"].items():
         for method, operation in methods.items():
-            secured = operation.get("security") == [{"adminToken": []}]
-            assert secured == ((method.upper(), path) in admin), (method, path)
-            if secured:
+            role = roles.get((method.upper(), path))
+            expected = [{names[role]: []}] if role else None
+            assert operation.get("security") == expected, (method, path)
+            if role:
                 assert {"401", "403"} <= set(operation["responses"])
+
+
+def requires_admin_or_request(role) -> bool:
+    from service.http import ADMIN, REQUEST
+
+    return role in (ADMIN, REQUEST)
 
 
 def test_declared_error_bodies_are_what_the_server_sends(service):
