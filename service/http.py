@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ _TASK_PARAM = {"openai": "model", "tgi": "parameters.adapter_id", "native": "tas
 
 
 def dialect(path: str, method: str = "POST") -> str:
-    if path in TGI_PATHS or (path == "/" and method == "POST"):
+    if path in TGI_PATHS or path.startswith("/tgi/") or (path == "/" and method == "POST"):
         return "tgi"
     return "openai" if path.startswith("/v1/") else "native"
 
@@ -191,14 +192,14 @@ def guarded_prefixes(routes: Iterable[BaseRoute]) -> dict[str, Role]:
     return dict(sorted(guarded.items()))
 
 
-def inference_routes(routes: Iterable[BaseRoute]) -> set[tuple[str, str]]:
-    """(method, path) of every route that declares the inference role."""
-    return {
-        (method, r.path)
+def inference_routes(routes: Iterable[BaseRoute]) -> list[tuple[str, re.Pattern]]:
+    """(method, path pattern) of every route that declares the inference role (`/tgi/{task}` included)."""
+    return [
+        (method, r.path_regex)
         for r in routes
         if isinstance(r, APIRoute) and route_role(r) is INFERENCE
         for method in r.methods
-    }
+    ]
 
 
 def under(path: str, prefixes: Iterable[str]) -> bool:
@@ -210,14 +211,14 @@ class TokenAuth:
     (no 400/413/422) and costs no parsing. Token-guarded prefixes (admin, request) are guarded whole; inference
     routes by their exact path. The routes check the token again (their `require_*` dependency)."""
 
-    def __init__(self, app, prefixes: dict[str, Role], inference: set[tuple[str, str]]):
+    def __init__(self, app, prefixes: dict[str, Role], inference: list[tuple[str, re.Pattern]]):
         self.app, self.prefixes, self.inference = app, prefixes, inference
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
             role = next((r for p, r in self.prefixes.items() if under(path, (p,))), None)
-            if role is None and (scope["method"], path) in self.inference:
+            if role is None and any(m == scope["method"] and p.match(path) for m, p in self.inference):
                 role = INFERENCE
             if role is not None:
                 header = dict(scope.get("headers", [])).get(b"authorization", b"").decode("latin-1")

@@ -93,6 +93,7 @@ ROUTE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/generate"): _GENERATION,
     ("POST", "/generate_stream"): _GENERATION,
     ("POST", "/"): _GENERATION,
+    ("POST", "/tgi/{task}"): _GENERATION,
     ("GET", "/info"): {},
     ("POST", "/admin/promote"): {400: "The task or version cannot be promoted.", 404: "No such version."} | _STORAGE,
     ("POST", "/admin/rollback"): {400: "No earlier champion to roll back to."} | _STORAGE,
@@ -115,11 +116,12 @@ ROUTE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("GET", "/specialists/{job_id}/events"): {404: "No such job.", 422: "after or limit out of range."} | _STORAGE,
     ("GET", "/specialists/{job_id}/checkpoints"): {404: "No such job."} | _STORAGE,
 }
-TGI_ROUTES = {("POST", "/generate"), ("POST", "/generate_stream"), ("POST", "/")}
+TGI_ROUTES = {("POST", "/generate"), ("POST", "/generate_stream"), ("POST", "/"), ("POST", "/tgi/{task}")}
 _OR_STREAM = "JSON; server-sent events when `stream` is true (an error after the first event comes in-band)."
 STREAMING = {
     ("POST", "/generate_stream"): "Server-sent events: one per token; the last carries the details.",
     ("POST", "/"): _OR_STREAM,
+    ("POST", "/tgi/{task}"): _OR_STREAM,
     ("POST", "/v1/completions"): _OR_STREAM,
     ("POST", "/v1/chat/completions"): _OR_STREAM,
 }

@@ -60,6 +60,17 @@ async def tgi_compat(body: TGIRequest, state: ServingDep):
     return [await generate(body, state)]
 
 
+@router.post("/tgi/{task}")
+async def tgi_for_task(task: str, body: TGIRequest, state: ServingDep):
+    """A TGI base URL per task, for clients that cannot name an adapter (the `text-generation` client posts
+    every request, streamed or not, to its base URL): `Client("http://host:3000/tgi/<task>")`."""
+    given = body.parameters.adapter_id
+    if given is not None and given != task:
+        raise ApiError(422, f"parameters.adapter_id: {given!r} differs from the task in the URL ({task!r})")
+    body.parameters.adapter_id = task
+    return await tgi_compat(body, state)
+
+
 @router.post("/generate_stream")
 async def generate_stream(body: TGIRequest, state: ServingDep):
     params = _tgi(state, body)

@@ -14,6 +14,12 @@ import requests
 from service.live import LiveServer, free_port
 
 ADMIN = {"Authorization": "Bearer s3cret"}
+VERDICT = {
+    "type": "object",
+    "properties": {"label": {"type": "string", "enum": ["POS", "NEG"]}},
+    "required": ["label"],
+    "additionalProperties": False,
+}
 pytestmark = pytest.mark.slow
 
 
@@ -62,6 +68,30 @@ def test_bentoml_serve_end_to_end(served_home, tiny_model_dir, tiny_adapters, tm
         assert out.returncode == 0, out.stderr[-2000:]
         plain, streamed = json.loads(out.stdout)
         assert plain.strip() == expected and streamed == plain
+
+        # The frozen `text-generation` client, which cannot name an adapter: a base URL per task.
+        from text_generation import Client
+
+        old_client = Client(f"{url}/tgi/sentiment", timeout=60)
+        answer = old_client.generate("a lovely film", max_new_tokens=6)
+        assert answer.generated_text == plain and answer.details.tokens and answer.details.tokens[0].logprob < 0
+        assert "".join(r.token.text for r in old_client.generate_stream("a lovely film", max_new_tokens=6)) == plain
+
+        # The openai client over the live server: choices, log-probabilities and structured output.
+        from openai import OpenAI
+
+        oai = OpenAI(base_url=f"{url}/v1", api_key="unused")
+        chat = oai.chat.completions.create(
+            model="sentiment",
+            messages=[{"role": "user", "content": "a lovely film"}],
+            max_tokens=30,
+            n=2,
+            logprobs=True,
+            response_format={"type": "json_schema", "json_schema": {"name": "v", "schema": VERDICT}},
+        )
+        assert [c.index for c in chat.choices] == [0, 1]
+        assert json.loads(chat.choices[0].message.content)["label"] in ("POS", "NEG")
+        assert all(t.logprob <= 0 for t in chat.choices[0].logprobs.content)
 
         # Remote backend: a second service forwards to this one through the TGI protocol.
         remote = ["--backend", "tgi", "--tgi-urls", url, "--base-model", str(tiny_model_dir)]

@@ -147,3 +147,15 @@ def test_a_grammar_constrains_the_answer(service):
     assert isinstance(json.loads(answer.json()["generated_text"])["ok"], bool)
     bad = service.post("/generate", json=_body(grammar={"type": "regex", "value": "(unclosed"}))
     assert bad.status_code == 422 and "regex" in bad.json()["error"]
+
+
+def test_a_per_task_base_url_serves_clients_that_cannot_name_an_adapter(service):
+    """The frozen `text-generation` client posts every request to its base URL: /tgi/<task> is one per task
+    (tests/service/test_serve_e2e.py runs the client itself against a live server)."""
+    plain = service.post("/generate", json=_body(details=True)).json()
+    sent = {"inputs": TEXT, "parameters": {"max_new_tokens": 6, "details": True, "watermark": False}, "stream": False}
+    via_url = service.post("/tgi/sentiment", json=sent).json()
+    assert via_url == [plain]
+    mismatch = service.post("/tgi/sentiment", json={"inputs": TEXT, "parameters": {"adapter_id": "other"}})
+    assert mismatch.status_code == 422 and "differs" in mismatch.json()["error"]
+    assert service.post("/tgi/nope", json=sent).status_code == 404
