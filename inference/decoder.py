@@ -39,6 +39,7 @@ class DecodeRow:
     frequency_penalty: float = 0.0
     top_logprobs: int = 0  # alternatives to score per token
     constraint: Constraint | None = None  # a grammar the output must match (inference.constraints)
+    typical_p: float = 1.0  # 1 = off (locally typical sampling)
 
 
 def eos_ids(model, tokenizer) -> list[int]:
@@ -149,6 +150,16 @@ class Decoder:
             )
         batch.logits = out.logits[:, -1, :]
         return finished, batch
+
+    @torch.no_grad()
+    def prompt_logprobs(self, ids: list[int], adapter: str | None) -> list[float | None]:
+        """log p of each prompt token given the ones before it, with `adapter` (the first has none): what TGI's
+        `decoder_input_details` reports. One full forward pass, outside the running batch."""
+        with self.lora.rows([self.lora.slot(adapter)]):
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device)).logits[0].float()
+        logp = torch.log_softmax(logits[:-1], dim=-1)
+        follow = torch.tensor(ids[1:], device=self.device)
+        return [None, *logp[torch.arange(len(ids) - 1, device=self.device), follow].tolist()]
 
     def _cached_len(self, row: DecodeRow) -> int:
         """Leading prompt tokens whose keys/values come from the prefix cache. At least one token is not

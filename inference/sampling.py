@@ -37,7 +37,7 @@ def choose(logits: torch.Tensor, rows: list[DecodeRow], outputs: list[list[int]]
         if row.constraint is not None:  # only what the grammar allows next
             shaped = row.constraint.mask(shaped)
         if row.temperature > 0:
-            tokens[k] = sample(shaped.float(), row.temperature, row.top_p, row.generator, row.top_k)
+            tokens[k] = sample(shaped.float(), row.temperature, row.top_p, row.generator, row.top_k, row.typical_p)
         elif shaped is not logits[k]:
             tokens[k] = int(shaped.argmax())
     return tokens
@@ -76,13 +76,24 @@ def _penalised(logits: torch.Tensor, row: DecodeRow, output: list[int]) -> torch
 
 
 def sample(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None, top_k: int = 0
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    top_k: int = 0,
+    typical_p: float = 1.0,
 ) -> int:
     if top_k and top_k < logits.numel():  # keep the k likeliest tokens
         kth = logits.topk(top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     # Shift by the max first: with a tiny temperature the scaled logits overflow, and inf - inf is NaN.
     probs = torch.softmax((logits - logits.max()) / temperature, dim=-1)
+    if typical_p < 1.0:  # locally typical (Meister et al. 2023): tokens whose surprise is closest to the entropy
+        logp = probs.clamp_min(1e-30).log()
+        entropy = -(probs * logp).sum()
+        order = (-logp - entropy).abs().argsort()
+        kept = probs[order].cumsum(-1) - probs[order] < typical_p  # the smallest such set reaching typical_p
+        probs = torch.zeros_like(probs).scatter_(0, order[kept], probs[order][kept])
     if top_p < 1.0:  # nucleus: keep the smallest set of tokens whose probability reaches top_p
         sorted_probs, sorted_ids = probs.sort(descending=True)
         outside = sorted_probs.cumsum(-1) - sorted_probs > top_p

@@ -32,6 +32,7 @@ class GenParams:
     max_new_tokens: int
     sampling: Sampling = Sampling()
     stop: tuple[str, ...] = ()
+    prompt_logprobs: bool = False  # score the prompt's own tokens too (TGI's decoder_input_details)
 
 
 class Backend(Protocol):
@@ -112,6 +113,7 @@ class LocalBackend:
             sampling=params.sampling,
             stop=params.stop,
             end_markers=FRAME_STOPS,
+            prompt_logprobs=params.prompt_logprobs,
             on_text=on_text,
         )
 

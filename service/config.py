@@ -306,9 +306,7 @@ class ChatRequest(_OpenAIRequest):
 # InferenceClient sends every parameter, unset ones as null or false).
 TGI_UNIMPLEMENTED: dict[str, tuple] = {
     "best_of": (None, 1),
-    "decoder_input_details": (None, False),
     "truncate": (None,),
-    "typical_p": (None, 1),
     "watermark": (None, False),
 }
 
@@ -331,11 +329,11 @@ class TGIParameters(TextBody):
     repetition_penalty: float | None = Field(None, gt=0, le=10, description="1 = none (transformers' definition)")
     frequency_penalty: float | None = Field(None, ge=-2, le=2, description="per earlier appearance in the output")
     top_n_tokens: int | None = Field(None, ge=0, le=10, description="the N likeliest tokens at each position")
+    typical_p: float | None = Field(None, gt=0, le=1, description="locally typical sampling (1 = off)")
+    decoder_input_details: bool | None = Field(False, description="details.prefill: the prompt's tokens and logprobs")
     best_of: Any = Field(None, description=_UNUSED)
-    decoder_input_details: Any = Field(None, description=_UNUSED)
     grammar: TGIGrammar | None = Field(None, description="a JSON schema or regex the output must match")
     truncate: Any = Field(None, description=_UNUSED)
-    typical_p: Any = Field(None, description=_UNUSED)
     watermark: Any = Field(None, description=_UNUSED)
 
     @field_validator(*TGI_UNIMPLEMENTED)

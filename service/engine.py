@@ -54,6 +54,7 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     top_k: int = 0  # 0 = every token
+    typical_p: float = 1.0  # 1 = off
     repetition_penalty: float = 1.0  # 1 = none (inference.sampling says how each penalty works)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -93,6 +94,7 @@ class Generation:
     tokens: list[GeneratedToken] = field(default_factory=list)  # every generated token, EOS excluded
     stop_sequence: str | None = None  # the client's stop string that ended it, if one did
     seed: int | None = None  # the sampling seed (None: greedy)
+    prefill: list[GeneratedToken] = field(default_factory=list)  # the prompt's tokens, when asked for
 
     @property
     def token_ids(self) -> list[int]:
@@ -119,6 +121,7 @@ class GenRequest:
     # The prompt format's end markers (`FRAME_STOPS`): they stop a row like stop strings, and a partial one left
     # at the end of a generation that ran out of tokens is dropped (the model had begun a new line of the frame).
     end_markers: tuple[str, ...] = ()
+    prompt_logprobs: bool = False  # also score the prompt's own tokens (Generation.prefill)
     prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see inference.prefix_cache)
     on_text: Callable[[TextPiece], None] | None = None  # new text pieces as tokens arrive
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client is gone
@@ -146,6 +149,7 @@ class _Stream:
         self.special = set(tokenizer.all_special_ids)
         self.tokens: list[GeneratedToken] = []
         self._handed = 0  # tokens whose text has been handed to the client
+        self.prefill: list[GeneratedToken] = []
 
     def on_token(self, token: int, score: TokenScore) -> bool:
         """Record a new token; True when the request is finished (a stop string, or its client left)."""
@@ -173,7 +177,14 @@ class _Stream:
         reason = self.output.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
         seed = r.sampling.seed if r.sampling.temperature > 0 else None
         return Generation(
-            self.output.text, len(r.prompt_ids), len(ids), reason, self.tokens, self.output.stop_sequence, seed
+            self.output.text,
+            len(r.prompt_ids),
+            len(ids),
+            reason,
+            self.tokens,
+            self.output.stop_sequence,
+            seed,
+            self.prefill,
         )
 
 
@@ -314,6 +325,13 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - handed to the caller through the future
             cmd.future.set_exception(e)
 
+    def _prefill_tokens(self, r: GenRequest) -> list[GeneratedToken]:
+        logprobs = self.decoder.prompt_logprobs(r.prompt_ids, r.adapter)
+        special = set(self.tokenizer.all_special_ids)
+        return [
+            GeneratedToken(i, self.tokenizer.decode([i]), lp, i in special) for i, lp in zip(r.prompt_ids, logprobs)
+        ]
+
     def _admit(self) -> None:
         """Move pending requests (oldest first) into the running batch, as far as it has room."""
         room = self.max_batch_size - (len(self._batch) if self._batch is not None else 0)
@@ -348,17 +366,20 @@ class Engine:
                         r.max_new_tokens,
                         r.adapter,
                         r.prefix_len,
-                        s.temperature,
-                        s.top_p,
-                        generator,
-                        s.top_k,
-                        s.repetition_penalty,
-                        s.presence_penalty,
-                        s.frequency_penalty,
-                        s.top_logprobs,
-                        Constraint(s.grammar, self.tokenizer, self._vocab) if s.grammar else None,
+                        temperature=s.temperature,
+                        top_p=s.top_p,
+                        generator=generator,
+                        top_k=s.top_k,
+                        typical_p=s.typical_p,
+                        repetition_penalty=s.repetition_penalty,
+                        presence_penalty=s.presence_penalty,
+                        frequency_penalty=s.frequency_penalty,
+                        top_logprobs=s.top_logprobs,
+                        constraint=Constraint(s.grammar, self.tokenizer, self._vocab) if s.grammar else None,
                     )
                 )
+                if r.prompt_logprobs:  # TGI's decoder_input_details: one forward pass over the prompt
+                    streams[len(rows) - 1].prefill = self._prefill_tokens(r)
             self._batch = self.decoder.admit(self._batch, rows, streams)
         except Exception as e:  # noqa: BLE001 - every waiting client gets the error instead of hanging
             self._fail(taken, e)

@@ -99,6 +99,7 @@ class ServingState:
         stop,
         seed: int | None,
         grammar_param: str | None = None,
+        prompt_logprobs: bool = False,
         **shaping,
     ) -> GenParams:
         """The generation parameters of a request; `shaping`: Sampling's other fields (top_k, penalties,
@@ -120,7 +121,7 @@ class ServingState:
                 grammar.compiled()  # refused now (422), not mid-stream
             except SpecialistError as e:
                 raise ApiError(422, str(e), param=grammar_param) from None
-        return GenParams(n, Sampling(temperature, top_p, seed, **shaping), stops)
+        return GenParams(n, Sampling(temperature, top_p, seed, **shaping), stops, prompt_logprobs)
 
     async def run(self, task: str, text: str, params: GenParams, endpoint: str) -> tuple[ServedTask, Generation]:
         started = time.perf_counter()

@@ -28,6 +28,8 @@ def _tgi(state: ServingState, body: TGIRequest) -> GenParams:
         p.stop,
         p.seed,
         top_k=p.top_k or 0,
+        typical_p=p.typical_p or 1.0,
+        prompt_logprobs=bool(p.decoder_input_details),
         repetition_penalty=p.repetition_penalty or 1.0,
         frequency_penalty=p.frequency_penalty or 0.0,
         top_logprobs=p.top_n_tokens or 0,
@@ -46,7 +48,8 @@ async def generate(body: TGIRequest, state: ServingDep):
     _, result = await state.run(body.parameters.adapter_id, body.inputs, params, "generate")
     response = {"generated_text": _text(body, result.text)}
     if body.parameters.details:
-        response["details"] = _details(result) | {"prefill": [], "tokens": [_token(t) for t in result.tokens]}
+        prefill = [{"id": t.id, "text": t.text, "logprob": t.logprob} for t in result.prefill]
+        response["details"] = _details(result) | {"prefill": prefill, "tokens": [_token(t) for t in result.tokens]}
         if body.parameters.top_n_tokens:
             response["details"]["top_tokens"] = [[_token(x) for x in t.top] for t in result.tokens]
     return response

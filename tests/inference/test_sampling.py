@@ -57,3 +57,10 @@ def test_top_k_samples_only_among_the_k_likeliest():
     logits = torch.tensor([3.0, 2.9, 2.8, -5.0, -5.0])
     draws = {sample(logits, 5.0, 1.0, torch.Generator().manual_seed(s), top_k=2) for s in range(60)}
     assert draws == {0, 1}
+
+
+def test_typical_p_keeps_the_tokens_whose_surprise_is_closest_to_the_entropy():
+    logits = torch.log(torch.tensor([0.7, 0.2, 0.1]))  # entropy 0.80 nats; surprises 0.36, 1.61, 2.30
+    draw = [sample(logits, 1.0, 1.0, torch.Generator().manual_seed(s), typical_p=0.8) for s in range(100)]
+    assert set(draw) == {0, 1}
+    assert {sample(logits, 1.0, 1.0, torch.Generator().manual_seed(s), typical_p=0.5) for s in range(30)} == {0}

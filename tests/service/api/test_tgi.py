@@ -60,8 +60,6 @@ def test_return_full_text_prepends_the_inputs(service):
         ("truncate", 10),
         ("best_of", 2),
         ("watermark", True),
-        ("decoder_input_details", True),
-        ("typical_p", 0.5),
     ],
 )
 def test_an_unimplemented_parameter_is_refused_naming_it(service, parameter, value):
@@ -159,3 +157,27 @@ def test_a_per_task_base_url_serves_clients_that_cannot_name_an_adapter(service)
     mismatch = service.post("/tgi/sentiment", json={"inputs": TEXT, "parameters": {"adapter_id": "other"}})
     assert mismatch.status_code == 422 and "differs" in mismatch.json()["error"]
     assert service.post("/tgi/nope", json=sent).status_code == 404
+
+
+def test_decoder_input_details_are_the_prompts_own_logprobs(service, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    details = service.post("/generate", json=_body(details=True, decoder_input_details=True)).json()["details"]
+    prefill = details["prefill"]
+    state = service.state
+    served = state.router.resolve("sentiment")
+    ids = state.backend.tokenizer(state.render(served, TEXT))["input_ids"]
+    assert [t["id"] for t in prefill] == ids and prefill[0]["logprob"] is None  # the first token has no context
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), served.path).eval()
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+    assert all(abs(t["logprob"] - logp[i - 1, t["id"]].item()) < 2e-3 for i, t in enumerate(prefill) if i)
+    assert service.post("/generate", json=_body(details=True)).json()["details"]["prefill"] == []
+
+
+def test_typical_p_samples_and_replays(service):
+    body = _body(details=True, do_sample=True, typical_p=0.5, seed=5)
+    first, again = (service.post("/generate", json=body).json() for _ in range(2))
+    assert first["generated_text"] == again["generated_text"]
