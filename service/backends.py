@@ -37,6 +37,10 @@ class GenParams:
 
 class Backend(Protocol):
     def count_tokens(self, text: str) -> int: ...
+    def keep_last_tokens(self, text: str, tokens: int) -> str:
+        """`text` cut to its last `tokens` tokens (TGI's `truncate`)."""
+        ...
+
     def load(self, name: str, path: Path) -> None: ...
     def unload(self, name: str) -> None: ...
     def permanent(self, error: Exception) -> bool:
@@ -82,6 +86,10 @@ class LocalBackend:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text)["input_ids"])
+
+    def keep_last_tokens(self, text: str, tokens: int) -> str:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= tokens else self.tokenizer.decode(ids[-tokens:])
 
     def load(self, name: str, path: Path) -> None:
         self.engine.load_adapter(name, path).result(timeout=LOAD_TIMEOUT)
@@ -179,6 +187,9 @@ class TGIBackend:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())  # the engines enforce their own token limits; this bounds only abuse
+
+    def keep_last_tokens(self, text: str, tokens: int) -> str:
+        return " ".join(text.split()[-tokens:])  # in words: the engines' tokenizer is not known here
 
     def load(self, name: str, path: Path) -> None:
         """Nothing to load here, but refuse what an engine would refuse, before routing to it."""

@@ -306,7 +306,6 @@ class ChatRequest(_OpenAIRequest):
 # InferenceClient sends every parameter, unset ones as null or false).
 TGI_UNIMPLEMENTED: dict[str, tuple] = {
     "best_of": (None, 1),
-    "truncate": (None,),
     "watermark": (None, False),
 }
 
@@ -330,10 +329,10 @@ class TGIParameters(TextBody):
     frequency_penalty: float | None = Field(None, ge=-2, le=2, description="per earlier appearance in the output")
     top_n_tokens: int | None = Field(None, ge=0, le=10, description="the N likeliest tokens at each position")
     typical_p: float | None = Field(None, gt=0, le=1, description="locally typical sampling (1 = off)")
+    truncate: int | None = Field(None, ge=1, description="keep only the last N tokens of inputs")
     decoder_input_details: bool | None = Field(False, description="details.prefill: the prompt's tokens and logprobs")
     best_of: Any = Field(None, description=_UNUSED)
     grammar: TGIGrammar | None = Field(None, description="a JSON schema or regex the output must match")
-    truncate: Any = Field(None, description=_UNUSED)
     watermark: Any = Field(None, description=_UNUSED)
 
     @field_validator(*TGI_UNIMPLEMENTED)

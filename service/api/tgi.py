@@ -19,6 +19,8 @@ router = APIRouter(dependencies=[Depends(require_inference)])
 
 def _tgi(state: ServingState, body: TGIRequest) -> GenParams:
     p = body.parameters
+    if p.truncate:  # the task input, before the prompt is rendered around it
+        body.inputs = state.backend.keep_last_tokens(body.inputs, p.truncate)
     state.prepare(p.adapter_id, body.inputs)  # TGI itself would silently use the base model: we never do
     temperature = (p.temperature or 1.0) if (p.do_sample or p.temperature) else 0.0
     return state.params(

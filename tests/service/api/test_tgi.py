@@ -57,7 +57,6 @@ def test_return_full_text_prepends_the_inputs(service):
 @pytest.mark.parametrize(
     "parameter, value",
     [
-        ("truncate", 10),
         ("best_of", 2),
         ("watermark", True),
     ],
@@ -181,3 +180,18 @@ def test_typical_p_samples_and_replays(service):
     body = _body(details=True, do_sample=True, typical_p=0.5, seed=5)
     first, again = (service.post("/generate", json=body).json() for _ in range(2))
     assert first["generated_text"] == again["generated_text"]
+
+
+def test_truncate_keeps_the_last_tokens_of_the_input(service):
+    tokenizer = service.state.backend.tokenizer
+    long_input = "this was a very long and winding review of " + TEXT
+    ids = tokenizer(long_input, add_special_tokens=False)["input_ids"]
+    tail = tokenizer.decode(ids[-5:])
+    cut = service.post(
+        "/generate",
+        json={"inputs": long_input, "parameters": {"adapter_id": "sentiment", "max_new_tokens": 6, "truncate": 5}},
+    )
+    alone = service.post(
+        "/generate", json={"inputs": tail, "parameters": {"adapter_id": "sentiment", "max_new_tokens": 6}}
+    )
+    assert cut.json() == alone.json()
