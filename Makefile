@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup model test quickstart bench real-data-check reliability experiment experiment-small clean
+.PHONY: setup model test quickstart bench real-data-check dialect-check reliability experiment experiment-small clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ quickstart: model
 
 bench: model
 	$(PY) benchmarks/train_throughput.py
+
+dialect-check: model
+	$(PY) scripts/dialect_check.py
 
 real-data-check: model
 	$(PY) scripts/real_data_check.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -139,7 +140,7 @@ def neutral_only(field: str, value, neutral: dict[str, tuple]):
     """A field a real server would honour but this one does not is accepted only at a value that changes
     nothing; any other value is refused (a 422 naming the field), never silently ignored."""
     if value not in neutral[field]:
-        raise ValueError(f"not supported by this server; omit {field} or send {neutral[field][0]!r}")
+        raise ValueError(f"not supported by this server; omit {field} or send {json.dumps(neutral[field][0])}")
     return value
 
 

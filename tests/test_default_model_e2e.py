@@ -3,6 +3,8 @@
 Slow-marked but part of `make test`: a few training steps, then the adapter must load and change outputs.
 """
 
+import json
+
 import pytest
 import torch
 
@@ -105,3 +107,24 @@ def test_the_base_model_is_scored_fairly_under_the_stop_rule(tmp_path, capsys):
     assert scores["stop_rule"]["name"] == "frame-markers"
     report = (out / "report.md").read_text()
     assert "majority label" in report and "Confusion tables" in report
+
+
+def test_the_api_dialects_new_user_checks_pass_on_the_default_model(tmp_path):
+    """scripts/dialect_check.py: the official openai, huggingface_hub and text-generation clients against a live
+    `specialist serve` of the real default model, with all three tokens set (~40 s)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "dialects"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "dialect_check.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    checks = json.loads(out.with_suffix(".json").read_text())["checks"]
+    assert len(checks) >= 15 and all(c["passed"] for c in checks)
