@@ -181,3 +181,14 @@ def test_configs_with_unknown_keys_are_refused(tmp_path, tiny_model_dir, task_di
         ServeConfig.model_validate({"max_batch_sise": 4})
     for name in ("serve.yaml", "train.yaml", "gate.yaml", "serve-env"):
         record("bad-file", f"config/{name}", None)
+
+
+def test_a_task_whose_only_adapter_is_refused_says_so_and_why(fresh_service, tiny_adapters, tmp_path):
+    """Not "unknown task ... served tasks": the task exists, its adapter could not be served, and why."""
+    defect = AT_LOAD[0]
+    build, _ = badfiles.ADAPTER_DEFECTS[defect]
+    fresh_service.state.registry.add(build(tiny_adapters["beta"], tmp_path / defect), "lonely", skip_gate=True)
+    assert fresh_service.post("/admin/reload", headers=ADMIN).status_code == 200
+    r = fresh_service.post("/predict", json={"task": "lonely", "input": "x"})
+    message = r.json()["error"]["message"]
+    assert r.status_code == 404 and "adapter was refused" in message and "v1: adapter" in message, message
