@@ -21,6 +21,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 import specialist
+from service.api.schemas import SUCCESS
 from service.http import Role
 
 TITLE = "Specialist Factory"
@@ -32,8 +33,11 @@ DESCRIPTION = """Task specialists (LoRA adapters on one base model) behind one A
 - **OpenAI-compatible:** `/v1/completions`, `/v1/chat/completions` and `/v1/models`; the model is the task name.
 - **TGI-compatible:** `/generate`, `/generate_stream` and `POST /` (which `huggingface_hub.InferenceClient` uses);
   the `adapter_id` is the task name, and a request without a served one is a 404, never a base-model answer.
-- **Specialists and admin** (bearer token `SPECIALIST_ADMIN_TOKEN`): request a new specialist (train, evaluate,
-  gate, serve) with `POST /specialists` and follow its job; promote, roll back and reload routes under `/admin`.
+  `POST /tgi/{task}` is a base URL per task, for the `text-generation` client, which cannot name an adapter.
+- **Specialists** (bearer `SPECIALIST_REQUEST_TOKEN`, or the admin token): request a new specialist (train,
+  evaluate, gate, serve) with `POST /specialists` and follow its job, its events and checkpoints.
+- **Admin** (bearer `SPECIALIST_ADMIN_TOKEN`): promote, roll back and reload routes under `/admin`.
+- Inference routes need `SPECIALIST_INFERENCE_TOKEN` as a bearer token when the server sets it (else they are open).
 
 Errors are JSON in the dialect's shape: `{"error": {"message", "type", "param", "code"}}` (OpenAI's, also used by
 the native and admin routes) or `{"error", "error_type"}` on the TGI routes. A field that a real server would honour
@@ -169,6 +173,9 @@ def responses_for(method: str, path: str, role: Role | None, validates: bool) ->
     responses: dict[int | str, dict] = {
         status: {"description": text, "model": model} for status, text in sorted(errors.items())
     }
+    if key in SUCCESS:
+        responses[200] = {"description": "Success.", "model": SUCCESS[key]}
     if key in STREAMING:
-        responses[200] = {"description": STREAMING[key], "content": {"text/event-stream": {}}}
+        streamed = {"text/event-stream": {}}
+        responses[200] = responses.get(200, {}) | {"description": STREAMING[key], "content": streamed}
     return responses

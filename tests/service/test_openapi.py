@@ -121,3 +121,42 @@ def test_behind_bentoml_our_pages_answer_not_its_index_with_a_tag_manager():
 
     app = SpecialistService.to_asgi(is_main=True)  # as `bentoml serve` mounts it (the worker is not started)
     _pages_and_assets(TestClient(app))
+
+
+def test_declared_success_bodies_are_what_the_server_sends(service):
+    """The spec's 200 models forbid unknown keys: every real answer validates, so spec and server agree."""
+    from service.api.schemas import SUCCESS
+
+    chat = [{"role": "user", "content": "a fine film"}]
+    sent = {
+        ("POST", "/predict"): {"task": "sentiment", "input": "a fine film", "parameters": {"max_new_tokens": 3}},
+        ("GET", "/tasks"): None,
+        ("POST", "/generate"): {
+            "inputs": "a fine film",
+            "parameters": {
+                "adapter_id": "sentiment",
+                "max_new_tokens": 3,
+                "details": True,
+                "top_n_tokens": 2,
+                "decoder_input_details": True,
+            },
+        },
+        ("POST", "/v1/completions"): {"model": "sentiment", "prompt": "x", "max_tokens": 3, "logprobs": 1, "n": 2},
+        ("POST", "/v1/chat/completions"): {
+            "model": "sentiment",
+            "messages": chat,
+            "max_tokens": 3,
+            "logprobs": True,
+            "top_logprobs": 1,
+        },
+        ("GET", "/v1/models"): None,
+    }
+    assert set(sent) == set(SUCCESS)
+    for (method, path), body in sent.items():
+        r = service.request(method, path, json=body)
+        assert r.status_code == 200, (path, r.text)
+        SUCCESS[(method, path)].model_validate(r.json())
+        assert "200" in SPEC["paths"][path][method.lower()]["responses"]
+    SUCCESS[("POST", "/generate")].model_validate(
+        service.post("/generate", json={"inputs": "x", "parameters": {"adapter_id": "sentiment"}}).json()
+    )
