@@ -22,6 +22,7 @@ PUBLIC = {
     "/v1/chat/completions",
     "/generate",
     "/generate_stream",
+    "/tgi/{task}",
     "/",
     "/info",
     "/openapi.json",
