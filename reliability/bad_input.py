@@ -172,7 +172,7 @@ def run_bad_input_live(server: LiveServer) -> BadInputLiveResult:
             problems.append(f"{case.id}: connection error")
             continue
         statuses[r.status_code] += 1
-        problem = check_response(case, r.status_code, r.content, plain_ok=True)
+        problem = check_response(case, r.status_code, r.content)  # every error JSON, unknown paths included
         plain += r.status_code >= 400 and not r.headers.get("content-type", "").startswith("application/json")
         if problem:
             problems.append(problem)

@@ -12,9 +12,11 @@ import os
 import threading
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.api import ROUTERS
 from service.api.specialists import UPLOADS
@@ -94,6 +96,9 @@ def create_app(state: ServingState) -> FastAPI:
     app.state.serving = state  # what `ServingDep` hands the routes
     for router in ROUTERS:
         _include(app, router)
+    # Last, so every real route matches first. BentoML mounts this app "passively": a path none of its routes
+    # matches would get BentoML's plain-text "Not Found"; this makes every unknown path and method a JSON error.
+    app.add_api_route("/{path:path}", _no_such_route, methods=list(ANY_METHOD), include_in_schema=False)
 
     app.add_middleware(
         BodyLimit,
@@ -104,6 +109,18 @@ def create_app(state: ServingState) -> FastAPI:
     app.add_middleware(TokenAuth, prefixes=guarded_prefixes(app.routes), inference=inference_routes(app.routes))
     install_error_handlers(app, lambda status: state.metrics.errors.labels(str(status)).inc())
     return app
+
+
+ANY_METHOD = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def _no_such_route(request: Request, path: str):
+    """404 for a path no route has, 405 for a method the path's route does not take (as Starlette would)."""
+    scope = {**request.scope, "method": request.method}
+    others = [r for r in request.app.routes if isinstance(r, APIRoute) and r.endpoint is not _no_such_route]
+    if any(r.matches(scope)[0] == Match.PARTIAL for r in others):
+        raise StarletteHTTPException(405)
+    raise StarletteHTTPException(404, "Not Found")
 
 
 def _include(app: FastAPI, router: APIRouter) -> None:

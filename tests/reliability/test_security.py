@@ -29,6 +29,7 @@ PUBLIC = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    "/{path:path}",  # the catch-all that answers an unknown path or method with a JSON error
 }
 ROUTES = sorted((m, r.path) for r in create_app(object()).routes if isinstance(r, Route) for m in r.methods - {"HEAD"})
 PROTECTED = [(m, p) for m, p in ROUTES if p not in PUBLIC]
