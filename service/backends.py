@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Protocol
 
 from inference.text_stream import TextStream
-from service.engine import AdapterRefused, Engine, GeneratedToken, Generation, GenRequest, Sampling, TextPiece
+from service.engine import AdapterRefused, Engine
+from service.generation import GeneratedToken, Generation, GenRequest, Sampling, TextPiece
 from service.router import ServedTask
 from specialist.adapters import check_adapter
 from specialist.base_models import BaseModelRef

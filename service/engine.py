@@ -25,108 +25,17 @@ from pathlib import Path
 import torch
 
 from inference.adapter_cache import BASE_ADAPTER, AdapterCache, AdapterGone, AdapterRefused
-from inference.constraints import Constraint, GrammarSpec
+from inference.constraints import Constraint
 from inference.decoder import Decoder, DecodeRow
 from inference.kv_cache import RunningBatch
 from inference.sampling import TokenScore
 from inference.text_stream import TextStream
+from service.generation import GeneratedToken, Generation, GenRequest, TextPiece
 from specialist.errors import SpecialistError
 
-# What the rest of the service imports from here (the adapter names and errors live with the adapter cache).
-__all__ = [
-    "BASE_ADAPTER",
-    "AdapterGone",
-    "AdapterRefused",
-    "Engine",
-    "GenRequest",
-    "GeneratedToken",
-    "Generation",
-    "Sampling",
-    "TextPiece",
-]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How one request picks its tokens (each row of a batch has its own)."""
-
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    seed: int | None = None
-    top_k: int = 0  # 0 = every token
-    typical_p: float = 1.0  # 1 = off
-    repetition_penalty: float = 1.0  # 1 = none (inference.sampling says how each penalty works)
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    top_logprobs: int = 0  # likeliest alternatives to report with each token
-    grammar: GrammarSpec | None = None  # what the output must match (inference.constraints)
-
-
-@dataclass(frozen=True)
-class GeneratedToken:
-    id: int
-    text: str  # this token alone, decoded
-    logprob: float | None  # log p under the model's own distribution; None where an engine did not say
-    special: bool
-    top: tuple[GeneratedToken, ...] = ()  # the likeliest tokens at its position, when asked for
-
-
-@dataclass(frozen=True)
-class TextPiece:
-    """A piece of streamed text and the tokens it came from: those since the previous piece (text held back
-    while it could still become a stop string comes out with the token that settles it)."""
-
-    text: str
-    tokens: tuple[GeneratedToken, ...] = ()
-
-    @property
-    def token(self) -> GeneratedToken | None:
-        """The token whose arrival released this text."""
-        return self.tokens[-1] if self.tokens else None
-
-
-@dataclass
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" (EOS or stop string) or "length"
-    tokens: list[GeneratedToken] = field(default_factory=list)  # every generated token, EOS excluded
-    stop_sequence: str | None = None  # the client's stop string that ended it, if one did
-    seed: int | None = None  # the sampling seed (None: greedy)
-    prefill: list[GeneratedToken] = field(default_factory=list)  # the prompt's tokens, when asked for
-
-    @property
-    def token_ids(self) -> list[int]:
-        return [t.id for t in self.tokens]
-
-    def answer_tokens(self) -> list[GeneratedToken]:
-        """The tokens the answer's text is made of (not those of a stop string cut from its end)."""
-        kept, length = [], 0
-        for t in self.tokens:
-            if length >= len(self.text):
-                break
-            kept.append(t)
-            length += len(t.text)
-        return kept
-
-
-@dataclass
-class GenRequest:
-    prompt_ids: list[int]
-    adapter: str | None  # an adapter name, or BASE_ADAPTER
-    max_new_tokens: int
-    sampling: Sampling = Sampling()
-    stop: tuple[str, ...] = ()  # the client's stop strings
-    # The prompt format's end markers (`FRAME_STOPS`): they stop a row like stop strings, and a partial one left
-    # at the end of a generation that ran out of tokens is dropped (the model had begun a new line of the frame).
-    end_markers: tuple[str, ...] = ()
-    prompt_logprobs: bool = False  # also score the prompt's own tokens (Generation.prefill)
-    prefix_len: int = 0  # leading prompt tokens its task's other prompts share (see inference.prefix_cache)
-    on_text: Callable[[TextPiece], None] | None = None  # new text pieces as tokens arrive
-    cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client is gone
-    future: Future = field(default_factory=Future)
-    enqueued: float = field(default_factory=time.perf_counter)
+# What the rest of the service imports from here (the adapter names and errors live with the adapter cache;
+# requests and results in service.generation).
+__all__ = ["BASE_ADAPTER", "AdapterGone", "AdapterRefused", "Engine"]
 
 
 @dataclass

@@ -15,7 +15,8 @@ from fastapi import Depends, Request
 
 from service.backends import Backend, EngineError, GenParams
 from service.config import ServeConfig
-from service.engine import AdapterGone, Generation, Sampling, TextPiece
+from service.engine import AdapterGone
+from service.generation import Generation, Sampling, TextPiece
 from service.http import MODEL_NOT_FOUND, ApiError
 from service.jobs import Executor, JobStore
 from service.metrics import Metrics

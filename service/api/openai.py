@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from service.backends import GenParams
 from service.config import ChatRequest, CompletionRequest
-from service.engine import GeneratedToken, Generation, TextPiece
+from service.generation import GeneratedToken, Generation, TextPiece
 from service.http import ApiError, error_body, require_inference, sse
 from service.state import ServingDep, ServingState
 

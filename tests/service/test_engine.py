@@ -48,7 +48,7 @@ def test_more_routed_tasks_than_resident_slots_are_all_served(served_home, tiny_
 
 
 def test_a_request_whose_client_left_stops_generating(service):
-    from service.engine import GenRequest
+    from service.generation import GenRequest
 
     engine = service.state.backend.engine
     served = service.state.router.resolve("sentiment")
