@@ -227,17 +227,11 @@ class TGIBackend:
         text, cut = cut_at_frame(out.generated_text, params.stop, final=True)
         reason = "length" if not cut and str(out.details.finish_reason).endswith("length") else "stop"
         stop = next((s for s in params.stop if out.generated_text[len(text) :].startswith(s)), None) if cut else None
-        tokens = [_token(t) for t in getattr(out.details, "tokens", None) or []]
-        kept, length = [], 0  # the engine's tokens that make up the text kept
-        for t in tokens:
-            if length >= len(text):
-                break
-            kept.append(t)
-            length += len(t.text)
+        tokens = [_token(t) for t in getattr(out.details, "tokens", None) or []]  # all, as the local engine keeps
         seed = getattr(out.details, "seed", None)
-        return Generation(text, self.count_tokens(prompt), out.details.generated_tokens, reason, kept, stop, seed)
+        return Generation(text, self.count_tokens(prompt), out.details.generated_tokens, reason, tokens, stop, seed)
 
-    async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[str | Generation]:
+    async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[TextPiece | Generation]:
         client = self.clients[next(self._next)]
         # TGI includes a stop string in its text, and knows nothing of the frame's stop rule: the stream cuts both,
         # and holds back text that may still grow into a stop, as the local engine does.

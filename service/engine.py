@@ -51,11 +51,11 @@ class _Command:
 class _Stream:
     """One request in the running batch: its text stream, the pieces handed to its client, its Generation."""
 
-    def __init__(self, request: GenRequest, tokenizer):
+    def __init__(self, request: GenRequest, tokenizer, special: frozenset[int]):
         self.request = request
         self.output = TextStream(request.stop, request.end_markers, tokenizer)
         self.tokenizer = tokenizer
-        self.special = set(tokenizer.all_special_ids)
+        self.special = special
         self.tokens: list[GeneratedToken] = []
         self._handed = 0  # tokens whose text has been handed to the client
         self.prefill: list[GeneratedToken] = []
@@ -110,6 +110,7 @@ class Engine:
         self.decoder = Decoder(base_model, tokenizer)
         self.tokenizer = tokenizer
         self._vocab = base_model.get_output_embeddings().weight.shape[0]  # the logits' width, for grammar masks
+        self._special = frozenset(tokenizer.all_special_ids)  # once: every generated token is looked up in it
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.adapters = AdapterCache(self.decoder, base_sha256, max_resident)
@@ -236,9 +237,9 @@ class Engine:
 
     def _prefill_tokens(self, r: GenRequest) -> list[GeneratedToken]:
         logprobs = self.decoder.prompt_logprobs(r.prompt_ids, r.adapter)
-        special = set(self.tokenizer.all_special_ids)
         return [
-            GeneratedToken(i, self.tokenizer.decode([i]), lp, i in special) for i, lp in zip(r.prompt_ids, logprobs)
+            GeneratedToken(i, self.tokenizer.decode([i]), lp, i in self._special)
+            for i, lp in zip(r.prompt_ids, logprobs)
         ]
 
     def _admit(self) -> None:
@@ -258,7 +259,7 @@ class Engine:
         taken = [r for r in taken if r not in missing and r not in gone]
         if not taken:
             return
-        streams = [_Stream(r, self.tokenizer) for r in taken]
+        streams = [_Stream(r, self.tokenizer, self._special) for r in taken]
         try:
             rows = []
             for r in taken:
