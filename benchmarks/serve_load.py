@@ -1,10 +1,16 @@
-"""Serving under closed-loop load: our service with K adapters vs a naive PEFT server, in one run.
+"""Serving under closed-loop load, in one run: our service on the local backend (K adapters) and on the vLLM
+backend, a raw vLLM server, and a naive PEFT server.
 
-    .venv/bin/python benchmarks/serve_load.py [--clients 8 32] [--seconds 20] [--max-new-tokens 16] [--threads 2] [--task T]
+    .venv/bin/python benchmarks/serve_load.py [--clients 8 32] [--seconds 20] [--max-new-tokens 16] [--threads 2] [--task T] [--no-vllm]
 
-- Ours: `specialist serve` (bentoml, local backend, default SmolLM2) with 8 routed adapters; the clients spread
-  their requests over K = 1, 4 and 8 of them. Every adapter is made for the same SuperNI task and every
+- Ours, local: `specialist serve` (bentoml, local backend, default SmolLM2) with 8 routed adapters; the clients
+  spread their requests over K = 1, 4 and 8 of them. Every adapter is made for the same SuperNI task and every
   configuration sends the same inputs in the same order, so K changes only how traffic spreads over adapters.
+- Ours, vLLM: the same service with `--backend vllm` (its own vLLM engine, from `make vllm`), 8 adapters.
+- Raw vLLM: vLLM's own OpenAI server as its docs run it, the same 8 adapters as `--lora-modules`, the same
+  engine settings (threads, KV cache, max LoRA rank and count, model length); the clients send it the prompts
+  our service renders (`model` = the adapter), greedy, with 4 of the frame's end markers as `stop` (vLLM takes
+  at most 4). What separates it from ours-on-vLLM is the cost of routing, validation and the stop rule.
 - Naive: an HTTP server written here that handles one request at a time: `set_adapter`, then `generate`.
 - Load: C closed-loop clients for each C given (ours and naive alike), prompts from real SuperNI held-out
   instances, fixed max_new_tokens. C bounds the batch a server can form: a comparison holds only at equal C.
@@ -39,6 +45,8 @@ from service.live import LiveServer, free_port, wait_ready  # noqa: E402
 
 TASK = "task363_sst2_polarity_classification"
 ADMIN_TOKEN = "bench-token"
+RAW_VLLM_STOPS = ["\nInput:", "\nOutput:", "\nPositive Example", "\nDefinition:"]  # vLLM takes at most 4
+LORA_RANK = 16  # random_adapters' rank: both vLLM engines get max_lora_rank 16
 
 
 def make_adapters(root: Path, n: int, task: str) -> list[Path]:
@@ -58,8 +66,15 @@ def prompts_per_adapter(n: int, task: str, per: int = 40) -> dict[str, list[str]
 
 
 def closed_loop(
-    url: str, tasks: list[str], prompts: dict[str, list[str]], clients: int, seconds: float, max_new: int
+    url: str,
+    tasks: list[str],
+    prompts: dict[str, list[str]],
+    clients: int,
+    seconds: float,
+    max_new: int,
+    raw_vllm: dict[str, object] | None = None,
 ) -> dict:
+    """`raw_vllm`: task -> its TaskPrompt, to send vLLM's own /v1/completions the prompt our service renders."""
     latencies, tokens, errors = [], [0], [0]
     lock = threading.Lock()
     stop_at = time.time() + seconds
@@ -73,11 +88,21 @@ def closed_loop(
             i += clients
             started = time.perf_counter()
             try:
-                r = session.post(
-                    f"{url}/predict",
-                    json={"task": task, "input": text, "parameters": {"max_new_tokens": max_new}},
-                    timeout=300,
-                )
+                if raw_vllm is None:
+                    r = session.post(
+                        f"{url}/predict",
+                        json={"task": task, "input": text, "parameters": {"max_new_tokens": max_new}},
+                        timeout=300,
+                    )
+                else:
+                    body = {
+                        "model": task,
+                        "prompt": raw_vllm[task].render(text),
+                        "max_tokens": max_new,
+                        "temperature": 0,
+                        "stop": RAW_VLLM_STOPS,
+                    }
+                    r = session.post(f"{url}/v1/completions", json=body, timeout=300)
                 ok = r.status_code == 200
                 n = r.json()["usage"]["completion_tokens"] if ok else 0
             except requests.RequestException:
@@ -166,6 +191,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each server")
     parser.add_argument("--task", default=TASK, help="the SuperNI task every adapter is made for")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve_load.json")
+    parser.add_argument("--no-vllm", action="store_true", help="leave out both vLLM configurations")
     args = parser.parse_args()
     args.clients = sorted(set(args.clients))
 
@@ -212,6 +238,15 @@ def main() -> int:
             report["hot_load_seconds"] = round(time.perf_counter() - started, 3)
             assert r.json()["serving_version"] == 2, r.text
             print(f"hot load: {report['hot_load_seconds']} s", flush=True)
+            requests.post(
+                f"{url}/admin/promote",
+                json={"task": "t0", "version": 1},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                timeout=60,
+            ).raise_for_status()
+
+        if not args.no_vllm:
+            run_vllm(report, args, root, adapters[:8], prompts)
 
         port = free_port()
         naive_url = f"http://127.0.0.1:{port}"
@@ -238,11 +273,16 @@ def main() -> int:
         one, eight, naive_tps = (
             runs[k]["tokens_per_second"] for k in ("ours_1_adapters", "ours_8_adapters", "naive_8_adapters")
         )
-        runs["ratio_8_vs_1_adapters"] = round(eight / one, 3) if one else None
-        runs["ratio_ours_vs_naive_8_adapters"] = round(eight / naive_tps, 3) if naive_tps else None
-        print(
-            f"{c} clients: 8 vs 1 adapters {runs['ratio_8_vs_1_adapters']}x; ours vs naive (8 adapters) {runs['ratio_ours_vs_naive_8_adapters']}x"
-        )
+        runs["ratio_8_vs_1_adapters"] = _ratio(eight, one)
+        runs["ratio_ours_vs_naive_8_adapters"] = _ratio(eight, naive_tps)
+        if "raw_vllm_8_adapters" in runs:
+            ours_vllm, raw = (
+                runs["ours_vllm_8_adapters"]["tokens_per_second"],
+                runs["raw_vllm_8_adapters"]["tokens_per_second"],
+            )
+            runs["ratio_ours_vllm_vs_raw_vllm"] = _ratio(ours_vllm, raw)
+            runs["ratio_local_vs_vllm_backend"] = _ratio(eight, ours_vllm)
+        print(f"{c} clients: " + ", ".join(f"{k} {v}x" for k, v in runs.items() if k.startswith("ratio_")))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(report))
@@ -251,10 +291,56 @@ def main() -> int:
     return 0
 
 
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def run_vllm(report: dict, args, root: Path, adapters: list[Path], prompts: dict[str, list[str]]) -> None:
+    """Ours on the vLLM backend, then vLLM's own server with the same adapters and engine settings."""
+    from service.config import ServeConfig
+    from service.router import task_prompt
+    from service.vllm.process import engine_command, vllm_python
+    from specialist.base_models import DEFAULT_BASE_MODEL, resolve_base_model
+
+    engine = ["--vllm-max-lora-rank", str(LORA_RANK), "--vllm-max-loras", "8", "--num-threads", str(args.threads)]
+    with LiveServer(root / "home", ADMIN_TOKEN, ["--backend", "vllm", *engine], ready_timeout=600) as ours:
+        closed_loop(ours.url, ["t0"], prompts, 2, 5, args.max_new_tokens)  # warm-up
+        for c in args.clients:
+            result = closed_loop(ours.url, [f"t{i}" for i in range(8)], prompts, c, args.seconds, args.max_new_tokens)
+            report["by_clients"][str(c)]["ours_vllm_8_adapters"] = result
+            print(f"{c} clients, ours on vLLM, 8 adapters: {result}", flush=True)
+
+    config = ServeConfig(backend="vllm", vllm_max_lora_rank=LORA_RANK, vllm_max_loras=8, num_threads=args.threads)
+    port = free_port()
+    import torch
+
+    cuda = torch.cuda.is_available()  # as our backend decides for its own engine
+    command = engine_command(vllm_python(config), resolve_base_model(DEFAULT_BASE_MODEL), config, port, cuda)
+    command += ["--lora-modules", *(f"t{i}={path}" for i, path in enumerate(adapters))]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), VLLM_CPU_KVCACHE_SPACE=str(config.vllm_kv_cache_gb))
+    raw = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, raw, path="/health", timeout=600)
+        rendered = {f"t{i}": task_prompt(path, args.task) for i, path in enumerate(adapters)}
+        closed_loop(url, ["t0"], prompts, 2, 5, args.max_new_tokens, rendered)  # warm-up
+        for c in args.clients:
+            result = closed_loop(url, list(rendered), prompts, c, args.seconds, args.max_new_tokens, rendered)
+            report["by_clients"][str(c)]["raw_vllm_8_adapters"] = result
+            print(f"{c} clients, raw vLLM, 8 adapters: {result}", flush=True)
+    finally:
+        raw.send_signal(signal.SIGTERM)
+        raw.wait(timeout=60)
+
+
 CONFIGS = [
-    ("ours_1_adapters", "ours, traffic on 1 adapter"),
-    ("ours_4_adapters", "ours, traffic on 4 adapters"),
-    ("ours_8_adapters", "ours, traffic on 8 adapters"),
+    ("ours_1_adapters", "ours (local), traffic on 1 adapter"),
+    ("ours_4_adapters", "ours (local), traffic on 4 adapters"),
+    ("ours_8_adapters", "ours (local), traffic on 8 adapters"),
+    ("ours_vllm_8_adapters", "ours (vLLM backend), 8 adapters"),
+    ("raw_vllm_8_adapters", "raw vLLM server, 8 adapters"),
     ("naive_8_adapters", "naive server, 8 adapters"),
 ]
 
@@ -271,13 +357,25 @@ def markdown(report: dict) -> str:
     ]
     for c, runs in report["by_clients"].items():
         for key, label in CONFIGS:
+            if key not in runs:
+                continue
             r = runs[key]
             lines.append(
                 f"| {c} | {label} | {r['requests']} | {r['errors']} | {r['tokens_per_second']} | {r['p50_seconds']} | {r['p99_seconds']} |"
             )
-    lines += ["", "| clients | 8 vs 1 adapters | ours vs naive (8 adapters) |", "|---:|---:|---:|"]
+    lines += [
+        "",
+        "| clients | 8 vs 1 adapters | ours vs naive (8 adapters) | ours-on-vLLM vs raw vLLM | local vs vLLM backend |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     for c, runs in report["by_clients"].items():
-        lines.append(f"| {c} | {runs['ratio_8_vs_1_adapters']}x | {runs['ratio_ours_vs_naive_8_adapters']}x |")
+        ratios = (
+            "ratio_8_vs_1_adapters",
+            "ratio_ours_vs_naive_8_adapters",
+            "ratio_ours_vllm_vs_raw_vllm",
+            "ratio_local_vs_vllm_backend",
+        )
+        lines.append(f"| {c} | " + " | ".join(f"{runs.get(k)}x" if runs.get(k) else "-" for k in ratios) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -291,7 +389,7 @@ def plot(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(CONFIGS)
     for k, (key, label) in enumerate(CONFIGS):
-        values = [report["by_clients"][c][key]["tokens_per_second"] for c in clients]
+        values = [report["by_clients"][c].get(key, {}).get("tokens_per_second", 0) for c in clients]
         ax.bar([i + k * width for i in range(len(clients))], values, width, label=label)
     ax.set_xticks([i + width * (len(CONFIGS) - 1) / 2 for i in range(len(clients))], [f"{c} clients" for c in clients])
     ax.set_ylabel("generated tokens/s")

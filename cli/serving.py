@@ -149,7 +149,9 @@ def _add_serve_parsers(sub) -> None:
         help="serve every routed adapter behind one API (wraps `bentoml serve`)",
         description="Start the BentoML service: native /predict and /tasks, OpenAI /v1/*, TGI /generate and "
         "/generate_stream, admin /admin/* (bearer $SPECIALIST_ADMIN_TOKEN), /livez, /readyz, /metrics. Routes come "
-        "from the registry in $SPECIALIST_HOME and hot-swap on promotion. Stop it with Ctrl-C or SIGTERM.",
+        "from the registry in $SPECIALIST_HOME and hot-swap on promotion. Generation runs in process (--backend "
+        "local), on vLLM engines (--backend vllm: one started here from `make vllm`'s .venv-vllm, or --vllm-urls "
+        "engines elsewhere, which fetch adapters from /artifacts), or on TGI engines. Stop it with Ctrl-C or SIGTERM.",
         epilog="example: SPECIALIST_ADMIN_TOKEN=change-me specialist serve --port 3000",
     )
     add_model_flags(serve, Listen, config_file=False)
@@ -176,6 +178,10 @@ def _serve(args: argparse.Namespace) -> int:
         env.pop("HF_HUB_OFFLINE", None)
     else:
         env["HF_HUB_OFFLINE"] = "1"
+    if config.backend == "vllm" and not config.vllm_urls:
+        from service.vllm.process import vllm_python
+
+        vllm_python(config)  # no vLLM to start: one line now, not a worker's traceback after bentoml starts
     project = Path(service.__file__).resolve().parent.parent
     cmd = [
         "bentoml",

@@ -37,7 +37,7 @@ from service.openapi import new_app, responses_for
 from service.router import Router
 from service.state import ServingState
 from specialist.adapters import Registry
-from specialist.base_models import resolve_base_model
+from specialist.base_models import BaseModelRef, resolve_base_model
 from specialist.paths import specialist_home
 
 log = logging.getLogger("specialist.service")
@@ -51,18 +51,14 @@ class ServiceState(ServingState):
     def __init__(self, config: ServeConfig, home: Path | None = None, backend: Backend | None = None):
         registry = Registry(home)
         base = resolve_base_model(config.base_model)
+        self.home = Path(home) if home is not None else None
         if backend is None:
-            if config.backend == "local":
-                backend = LocalBackend(
-                    base, config.device, config.max_batch_size, config.max_wait_ms, config.max_resident_adapters
-                )
-            else:
-                backend = TGIBackend(config.tgi_urls, base)
+            backend = make_backend(config, base, self.home or specialist_home())
         metrics = Metrics()
         backend.report_batches(lambda size, seconds: metrics.batch_size.observe(size))
-        router = Router(registry, backend.load, backend.unload, backend.permanent)
+        backend.report_engines(metrics.engine)
+        router = Router(registry, backend.load, backend.unload, backend.permanent, capacity=backend.max_tasks)
         router.sync()
-        self.home = Path(home) if home is not None else None
         jobs = JobStore(self.home or specialist_home())
         interrupted = jobs.fail_interrupted()
         if interrupted:
@@ -79,6 +75,8 @@ class ServiceState(ServingState):
         self._poller.start()
 
     def _poll(self) -> None:
+        # This thread starts last in the worker's start: from here on the service answers (or queues) requests.
+        self.backend.service_started()
         while not self._stop.wait(self.config.poll_seconds):
             try:
                 self.router.sync()
@@ -88,6 +86,19 @@ class ServiceState(ServingState):
     def close(self) -> None:
         self._stop.set()
         super().close()
+
+
+def make_backend(config: ServeConfig, base: BaseModelRef, home: Path) -> Backend:
+    """The backend `config.backend` names."""
+    if config.backend == "local":
+        return LocalBackend(
+            base, config.device, config.max_batch_size, config.max_wait_ms, config.max_resident_adapters
+        )
+    if config.backend == "vllm":
+        from service.vllm.backend import VLLMBackend  # its engine client and supervisor: only for this backend
+
+        return VLLMBackend(base, config, home / "engines")
+    return TGIBackend(config.tgi_urls, base)
 
 
 def create_app(state: ServingState) -> FastAPI:

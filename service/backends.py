@@ -1,4 +1,5 @@
-"""Where generation happens: in process (`local`), or on remote TGI-compatible engines (`tgi`).
+"""Where generation happens: in process (`local`), on remote TGI-compatible engines (`tgi`), or on vLLM
+engines (`vllm`, in service/vllm/).
 
 Both take a rendered prompt and a served task and return a `Generation`, or stream text pieces. A backend is
 any object with this shape (a Protocol, not a class hierarchy). Both end every generation by the prompt
@@ -54,6 +55,28 @@ class Backend(Protocol):
 
     def report_batches(self, on_batch: Callable[[int, float], None]) -> None:
         """Call `on_batch(rows, seconds)` once per decoding step, for the batch-size metric."""
+        ...
+
+    def report_engines(self, on_engine: Callable[[str, bool, int], None]) -> None:
+        """Call `on_engine(engine, up, adapters held)` whenever an engine's state is checked (engine backends)."""
+        ...
+
+    max_tasks: int | None  # most tasks it can serve at once (None: no limit); the router refuses tasks beyond it
+
+    def unsupported(self, params: GenParams) -> list[str]:
+        """The request parameters set in `params` that this backend cannot honour (the service answers 422)."""
+        ...
+
+    def ready(self) -> bool:
+        """Whether generation can run on every routed adapter (engine backends: every engine holds them)."""
+        ...
+
+    def service_started(self) -> None:
+        """The service answers requests now (engines elsewhere may fetch adapters from its /artifacts)."""
+        ...
+
+    def artifact(self, name: str) -> Path | None:
+        """The folder of an adapter this backend's engines must hold, by its engine-side name (None: not one)."""
         ...
 
     async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation: ...
@@ -112,6 +135,23 @@ class LocalBackend:
     def report_batches(self, on_batch: Callable[[int, float], None]) -> None:
         self.engine.on_batch = on_batch
 
+    max_tasks = None  # adapters beyond max_resident are evicted (LRU) and reloaded on use, not refused
+
+    def report_engines(self, on_engine: Callable[[str, bool, int], None]) -> None:
+        pass  # no engine outside this process
+
+    def unsupported(self, params: GenParams) -> list[str]:
+        return []
+
+    def ready(self) -> bool:
+        return True  # `load` returns once an adapter is resident
+
+    def service_started(self) -> None:
+        pass
+
+    def artifact(self, name: str) -> Path | None:
+        return None
+
     def _request(self, served: ServedTask, prompt: str, params: GenParams, on_text=None) -> GenRequest:
         ids = self.tokenizer(prompt)["input_ids"]
         return GenRequest(
@@ -160,12 +200,16 @@ def _token(t) -> GeneratedToken:
 
 
 class EngineError(SpecialistError):
-    """A remote engine failed or refused: 502 for the client, with the engine's reason."""
+    """A remote engine failed or refused: its 4xx for the client, else 502 (503: none can take it now)."""
 
-    def __init__(self, error: Exception):
+    def __init__(self, problem: str, status: int = 502, fix: str | None = None):
+        self.status = status if 400 <= status < 500 or status == 503 else 502
+        super().__init__(problem, fix)
+
+    @classmethod
+    def from_exception(cls, error: Exception) -> EngineError:
         status = getattr(getattr(error, "response", None), "status_code", None)
-        self.status = status if isinstance(status, int) and 400 <= status < 500 else 502
-        super().__init__(f"the generation engine answered: {error_line(error)}")
+        return cls(f"the generation engine answered: {error_line(error)}", status if isinstance(status, int) else 502)
 
 
 class TGIBackend:
@@ -210,20 +254,53 @@ class TGIBackend:
     def report_batches(self, on_batch: Callable[[int, float], None]) -> None:
         pass  # the engines batch; their own metrics report it
 
+    max_tasks = None  # the engines' own limits apply
+
+    def report_engines(self, on_engine: Callable[[str, bool, int], None]) -> None:
+        pass  # the engines are not watched from here
+
+    def unsupported(self, params: GenParams) -> list[str]:
+        """What this backend does not forward to the engines (so it must not be accepted and dropped)."""
+        s = params.sampling
+        asked = {
+            "presence_penalty": s.presence_penalty != 0.0,
+            "logprobs": s.top_logprobs > 0,
+            "grammar": s.grammar is not None,
+            "prompt_logprobs": params.prompt_logprobs,
+        }
+        return [name for name, set_ in asked.items() if set_]
+
+    def ready(self) -> bool:
+        return True
+
+    def service_started(self) -> None:
+        pass
+
+    def artifact(self, name: str) -> Path | None:
+        return None
+
     def _kwargs(self, served: ServedTask, params: GenParams) -> dict:
+        s = params.sampling
         kwargs = {"adapter_id": served.task, "max_new_tokens": params.max_new_tokens, "stop": list(params.stop) or None}
-        if params.sampling.temperature > 0:
-            kwargs |= {"do_sample": True, "temperature": params.sampling.temperature, "seed": params.sampling.seed}
-            if params.sampling.top_p < 1.0:  # TGI rejects top_p >= 1
-                kwargs["top_p"] = params.sampling.top_p
-        return kwargs
+        if s.temperature > 0:
+            kwargs |= {"do_sample": True, "temperature": s.temperature, "seed": s.seed}
+            if s.top_p < 1.0:  # TGI rejects top_p >= 1
+                kwargs["top_p"] = s.top_p
+        # TGI's own parameters of the same meaning, sent only when set (it rejects some neutral values, e.g. top_k 0).
+        optional = {
+            "top_k": s.top_k or None,
+            "typical_p": s.typical_p if s.typical_p < 1.0 else None,
+            "repetition_penalty": s.repetition_penalty if s.repetition_penalty != 1.0 else None,
+            "frequency_penalty": s.frequency_penalty or None,
+        }
+        return kwargs | {k: v for k, v in optional.items() if v is not None}
 
     async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation:
         client = self.clients[next(self._next)]
         try:
             out = await client.text_generation(prompt, details=True, **self._kwargs(served, params))
         except Exception as e:  # noqa: BLE001 - the engine's failure, reported as such (not as our bug)
-            raise EngineError(e) from None
+            raise EngineError.from_exception(e) from None
         text, cut = cut_at_frame(out.generated_text, params.stop, final=True)
         reason = "length" if not cut and str(out.details.finish_reason).endswith("length") else "stop"
         stop = next((s for s in params.stop if out.generated_text[len(text) :].startswith(s)), None) if cut else None
@@ -254,7 +331,7 @@ class TGIBackend:
                         ran_out = str(chunk.details.finish_reason).endswith("length")
                         seed = getattr(chunk.details, "seed", None)
         except Exception as e:  # noqa: BLE001
-            raise EngineError(e) from None
+            raise EngineError.from_exception(e) from None
         if piece := text.finish():  # held back at the end: part of the answer, unless it begins a frame marker
             yield TextPiece(piece, tuple(got[handed:]))
         reason = text.finish_reason(ran_out)

@@ -18,19 +18,48 @@ from specialist.paths import default_generalist_data, default_task_data
 ADMIN_TOKEN_ENV = "SPECIALIST_ADMIN_TOKEN"  # promote, roll back, reload; also grants the request role
 REQUEST_TOKEN_ENV = "SPECIALIST_REQUEST_TOKEN"  # submit, read and cancel specialist jobs
 INFERENCE_TOKEN_ENV = "SPECIALIST_INFERENCE_TOKEN"  # every inference endpoint, when set (unset: open)
+ARTIFACT_TOKEN_ENV = "SPECIALIST_ARTIFACT_TOKEN"  # engines elsewhere download the routed adapters' files
 CONFIG_ENV = "SPECIALIST_SERVE_CONFIG"  # how `specialist serve` hands its config to the bentoml worker
 
 
 class ServeConfig(StrictModel):
     """`specialist serve`: everything the service reads at start."""
 
-    backend: Literal["local", "tgi"] = Field(
-        "local", description="generate in process, or forward to TGI-compatible engines"
+    backend: Literal["local", "tgi", "vllm"] = Field(
+        "local",
+        description="generate in process (local), on vLLM engines (vllm: started here, or --vllm-urls), or on "
+        "TGI-compatible engines (tgi)",
     )
     base_model: str = Field(DEFAULT_BASE_MODEL, description="base model every routed adapter must have been trained on")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N]")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch")
     tgi_urls: list[str] = Field(default_factory=list, description="engines for backend tgi (round robin)")
+    vllm_urls: list[str] = Field(
+        default_factory=list,
+        description="vLLM engines running elsewhere for backend vllm (they fetch adapters from /artifacts); none: "
+        "start and supervise one here",
+    )
+    vllm_python: str | None = Field(
+        None,
+        description="the Python with vLLM for the engine started here (default: $SPECIALIST_VLLM_PYTHON, else "
+        ".venv-vllm from `make vllm`)",
+    )
+    vllm_max_loras: int = Field(8, ge=1, le=256, description="adapters a vLLM engine batches together (max_loras)")
+    vllm_max_cpu_loras: int = Field(
+        32, ge=1, le=4096, description="adapters a vLLM engine holds (max_cpu_loras): more routed tasks are refused"
+    )
+    vllm_max_lora_rank: int = Field(
+        64,
+        description="largest LoRA rank a vLLM engine serves, one of 1 8 16 32 64 128 256 320 512 (adapters "
+        "above it are refused)",
+    )
+    vllm_kv_cache_gb: int = Field(
+        1, ge=1, le=1024, description="KV cache in GB of the engine started here on CPU (VLLM_CPU_KVCACHE_SPACE)"
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="share of GPU memory the engine started here takes (on a GPU)"
+    )
+    vllm_start_seconds: float = Field(600, gt=0, description="longest wait for the engine started here to come up")
     max_batch_size: int = Field(16, ge=1, le=256, description="most requests decoded together (continuous batching)")
     max_wait_ms: float = Field(
         5.0,
@@ -57,11 +86,26 @@ class ServeConfig(StrictModel):
     job_threads: int = Field(1, ge=1, le=256, description="torch threads of a training job (the rest serve requests)")
     max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest uploaded data file")
 
-    @field_validator("tgi_urls")
+    @field_validator("vllm_max_lora_rank")
+    @classmethod
+    def _rank(cls, rank: int) -> int:
+        from service.vllm.adapters import VLLM_LORA_RANKS
+
+        if rank not in VLLM_LORA_RANKS:
+            raise ValueError(f"vLLM takes max_lora_rank {' '.join(map(str, VLLM_LORA_RANKS))}, not {rank}")
+        return rank
+
+    @field_validator("tgi_urls", "vllm_urls")
     @classmethod
     def _urls(cls, urls: list[str]) -> list[str]:
+        import httpx
+
         for url in urls:
-            if not url.startswith(("http://", "https://")):
+            try:
+                parsed = httpx.URL(url)
+            except httpx.InvalidURL as e:
+                raise ValueError(f"{url!r} is not a URL ({e}); give one engine per flag, repeated") from None
+            if parsed.scheme not in ("http", "https") or not parsed.host:
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
 

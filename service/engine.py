@@ -28,9 +28,7 @@ from inference.adapter_cache import BASE_ADAPTER, AdapterCache, AdapterGone, Ada
 from inference.constraints import Constraint
 from inference.decoder import Decoder, DecodeRow
 from inference.kv_cache import RunningBatch
-from inference.sampling import TokenScore
-from inference.text_stream import TextStream
-from service.generation import GeneratedToken, Generation, GenRequest, TextPiece
+from service.generation import GeneratedToken, GenRequest, RequestStream
 from specialist.errors import SpecialistError
 
 # What the rest of the service imports from here (the adapter names and errors live with the adapter cache;
@@ -46,55 +44,6 @@ class _Command:
     name: str
     path: Path | None = None
     future: Future = field(default_factory=Future)
-
-
-class _Stream:
-    """One request in the running batch: its text stream, the pieces handed to its client, its Generation."""
-
-    def __init__(self, request: GenRequest, tokenizer, special: frozenset[int]):
-        self.request = request
-        self.output = TextStream(request.stop, request.end_markers, tokenizer)
-        self.tokenizer = tokenizer
-        self.special = special
-        self.tokens: list[GeneratedToken] = []
-        self._handed = 0  # tokens whose text has been handed to the client
-        self.prefill: list[GeneratedToken] = []
-
-    def on_token(self, token: int, score: TokenScore) -> bool:
-        """Record a new token; True when the request is finished (a stop string, or its client left)."""
-        top = tuple(self._token(i, lp) for i, lp in score.top)
-        self.tokens.append(self._token(token, score.logprob, top))
-        self._hand_over(self.output.add_token(token))
-        return self.output.stopped or self.request.cancelled.is_set()
-
-    def _token(self, token: int, logprob: float, top: tuple[GeneratedToken, ...] = ()) -> GeneratedToken:
-        return GeneratedToken(token, self.tokenizer.decode([token]), logprob, token in self.special, top)
-        return self.output.stopped or self.request.cancelled.is_set()
-
-    def _hand_over(self, piece: str) -> None:
-        if piece and self.request.on_text is not None:
-            tokens, self._handed = tuple(self.tokens[self._handed :]), len(self.tokens)
-            try:
-                self.request.on_text(TextPiece(piece, tokens))
-            except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
-                self.request.cancelled.set()
-
-    def finish(self) -> Generation:
-        """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
-        self._hand_over(self.output.finish())
-        r, ids = self.request, self.output.ids
-        reason = self.output.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
-        seed = r.sampling.seed if r.sampling.temperature > 0 else None
-        return Generation(
-            self.output.text,
-            len(r.prompt_ids),
-            len(ids),
-            reason,
-            self.tokens,
-            self.output.stop_sequence,
-            seed,
-            self.prefill,
-        )
 
 
 class Engine:
@@ -259,7 +208,7 @@ class Engine:
         taken = [r for r in taken if r not in missing and r not in gone]
         if not taken:
             return
-        streams = [_Stream(r, self.tokenizer, self._special) for r in taken]
+        streams = [RequestStream(r, self.tokenizer, self._special) for r in taken]
         try:
             rows = []
             for r in taken:

@@ -8,8 +8,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from inference.constraints import GrammarSpec
+from inference.text_stream import TextStream
+
+if TYPE_CHECKING:
+    from inference.sampling import TokenScore
 
 
 @dataclass(frozen=True)
@@ -93,3 +98,54 @@ class GenRequest:
     cancelled: threading.Event = field(default_factory=threading.Event)  # set when the client is gone
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
+
+
+class RequestStream:
+    """One request being decoded, in any engine: its tokens (as ids, with their scores) become its text stream
+    (our tokenizer, the client's stops and the frame's end markers), the pieces handed to its client, and its
+    Generation. The local engine and the vLLM backend both feed it, so both end and report a generation alike."""
+
+    def __init__(self, request: GenRequest, tokenizer, special: frozenset[int]):
+        self.request = request
+        self.output = TextStream(request.stop, request.end_markers, tokenizer)
+        self.tokenizer = tokenizer
+        self.special = special
+        self.tokens: list[GeneratedToken] = []
+        self._handed = 0  # tokens whose text has been handed to the client
+        self.prefill: list[GeneratedToken] = []
+
+    def on_token(self, token: int, score: TokenScore) -> bool:
+        """Record a new token; True when the request is finished (a stop string, or its client left)."""
+        top = tuple(self._token(i, lp) for i, lp in score.top)
+        self.tokens.append(self._token(token, score.logprob, top))
+        self._hand_over(self.output.add_token(token))
+        return self.output.stopped or self.request.cancelled.is_set()
+
+    def _token(self, token: int, logprob: float, top: tuple[GeneratedToken, ...] = ()) -> GeneratedToken:
+        return GeneratedToken(token, self.tokenizer.decode([token]), logprob, token in self.special, top)
+        return self.output.stopped or self.request.cancelled.is_set()
+
+    def _hand_over(self, piece: str) -> None:
+        if piece and self.request.on_text is not None:
+            tokens, self._handed = tuple(self.tokens[self._handed :]), len(self.tokens)
+            try:
+                self.request.on_text(TextPiece(piece, tokens))
+            except Exception:  # noqa: BLE001 - the client's callback failed (e.g. its event loop closed): it is gone
+                self.request.cancelled.set()
+
+    def finish(self) -> Generation:
+        """Hand over whatever was held back (the streamed pieces add up to the final text), then the result."""
+        self._hand_over(self.output.finish())
+        r, ids = self.request, self.output.ids
+        reason = self.output.finish_reason(ran_out=len(ids) >= r.max_new_tokens)  # else EOS or a stop string
+        seed = r.sampling.seed if r.sampling.temperature > 0 else None
+        return Generation(
+            self.output.text,
+            len(r.prompt_ids),
+            len(ids),
+            reason,
+            self.tokens,
+            self.output.stop_sequence,
+            seed,
+            self.prefill,
+        )

@@ -27,7 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
-from service.config import ADMIN_TOKEN_ENV, INFERENCE_TOKEN_ENV, REQUEST_TOKEN_ENV
+from service.config import ADMIN_TOKEN_ENV, ARTIFACT_TOKEN_ENV, INFERENCE_TOKEN_ENV, REQUEST_TOKEN_ENV
 from specialist.errors import error_line
 
 log = logging.getLogger("specialist.service")
@@ -126,6 +126,12 @@ REQUEST = Role(
 )
 ADMIN = Role("admin", (ADMIN_TOKEN_ENV,), False, _scheme("adminToken", ADMIN_TOKEN_ENV))
 ADMIN_BEARER = ADMIN.scheme
+ARTIFACTS = Role(
+    "artifacts",
+    (ARTIFACT_TOKEN_ENV, ADMIN_TOKEN_ENV),  # engines get their own token: it reads adapter files, nothing else
+    False,
+    _scheme("artifactToken", f"{ARTIFACT_TOKEN_ENV} (or {ADMIN_TOKEN_ENV})"),
+)
 
 
 async def require_inference(
@@ -149,7 +155,19 @@ async def require_admin(
     ADMIN.check(request.headers.get("authorization", ""))
 
 
-_ROLE_OF = {require_inference: INFERENCE, require_request: REQUEST, require_admin: ADMIN}
+async def require_artifacts(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(ARTIFACTS.scheme)]
+) -> None:
+    """Adapter files for engines elsewhere (the artifact token, or the admin token)."""
+    ARTIFACTS.check(request.headers.get("authorization", ""))
+
+
+_ROLE_OF = {
+    require_inference: INFERENCE,
+    require_request: REQUEST,
+    require_admin: ADMIN,
+    require_artifacts: ARTIFACTS,
+}
 
 
 def route_role(route: APIRoute) -> Role | None:
@@ -164,8 +182,9 @@ def route_role(route: APIRoute) -> Role | None:
 
 
 def requires_admin(route: APIRoute) -> bool:
-    """Whether a route needs a token that the server must be given (the admin or request role)."""
-    return route_role(route) in (ADMIN, REQUEST)
+    """Whether a route needs a token that the server must be given (every role but inference, which is open
+    unless its token is set)."""
+    return route_role(route) not in (None, INFERENCE)
 
 
 def admin_prefixes(routes: Iterable[BaseRoute]) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""Prometheus metrics, exported on BentoML's /metrics: requests, errors, latency, generated tokens, batch sizes.
+"""Prometheus metrics, exported on BentoML's /metrics: requests, errors, latency, generated tokens, batch sizes,
+and each generation engine's health and adapter count (engine backends).
 
 Created once per process (Prometheus refuses a second registration of the same name).
 """
@@ -28,6 +29,14 @@ def _instruments():
         "tokens": bentoml.metrics.Counter(
             name="specialist_generated_tokens_total", documentation="generated tokens", labelnames=["task"]
         ),
+        "engine_up": bentoml.metrics.Gauge(
+            name="specialist_engine_up", documentation="1 while a generation engine answers", labelnames=["engine"]
+        ),
+        "engine_adapters": bentoml.metrics.Gauge(
+            name="specialist_engine_adapters",
+            documentation="routed adapters a generation engine holds",
+            labelnames=["engine"],
+        ),
         "batch_size": bentoml.metrics.Histogram(
             name="specialist_batch_size",
             documentation="requests decoded together per forward step",
@@ -44,6 +53,12 @@ class Metrics:
         self.latency = instruments["latency"]
         self.tokens = instruments["tokens"]
         self.batch_size = instruments["batch_size"]
+        self.engine_up = instruments["engine_up"]
+        self.engine_adapters = instruments["engine_adapters"]
+
+    def engine(self, engine: str, up: bool, adapters: int) -> None:
+        self.engine_up.labels(engine).set(1 if up else 0)
+        self.engine_adapters.labels(engine).set(adapters)
 
     def observe(self, task: str, endpoint: str, seconds: float, tokens: int) -> None:
         self.requests.labels(task, endpoint).inc()

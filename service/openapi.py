@@ -37,6 +37,8 @@ DESCRIPTION = """Task specialists (LoRA adapters on one base model) behind one A
 - **Specialists** (bearer `SPECIALIST_REQUEST_TOKEN`, or the admin token): request a new specialist (train,
   evaluate, gate, serve) with `POST /specialists` and follow its job, its events and checkpoints.
 - **Admin** (bearer `SPECIALIST_ADMIN_TOKEN`): promote, roll back and reload routes under `/admin`.
+- **Artifacts** (bearer `SPECIALIST_ARTIFACT_TOKEN`, or the admin token): the adapter files that vLLM engines on
+  other machines download (backend `vllm` with `--vllm-urls`).
 - Inference routes need `SPECIALIST_INFERENCE_TOKEN` as a bearer token when the server sets it (else they are open).
 
 Errors are JSON in the dialect's shape: `{"error": {"message", "type", "param", "code"}}` (OpenAI's, also used by
@@ -84,7 +86,7 @@ _GENERATION = {
     413: "Body over the size limit, or a prompt longer than max_input_tokens after rendering.",
     422: _MEANING[422] + " Also max_new_tokens above the cap.",
     502: _MEANING[502],
-    503: "The task's adapter is being swapped; retry.",
+    503: "The task's adapter is being swapped, or no engine holds it right now (one is restarting); retry.",
 }
 _STORAGE = {503: "The registry or job store cannot be read or written (disk full, read-only home)."}
 # (method, path) -> the statuses of that route's own errors, beyond the shared ones (`responses_for`).
@@ -119,6 +121,8 @@ ROUTE_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("DELETE", "/specialists/{job_id}"): {404: "No such job."} | _STORAGE,
     ("GET", "/specialists/{job_id}/events"): {404: "No such job.", 422: "after or limit out of range."} | _STORAGE,
     ("GET", "/specialists/{job_id}/checkpoints"): {404: "No such job."} | _STORAGE,
+    ("GET", "/artifacts/{name}"): {404: "No adapter of that content id is held by this service's engines."},
+    ("GET", "/artifacts/{name}/{file}"): {404: "No such adapter, or a file that is not one of its artifacts."},
 }
 TGI_ROUTES = {("POST", "/generate"), ("POST", "/generate_stream"), ("POST", "/"), ("POST", "/tgi/{task}")}
 _OR_STREAM = "JSON; server-sent events when `stream` is true (an error after the first event comes in-band)."

@@ -46,10 +46,20 @@ def task_prompt(path: Path, task: str) -> TaskPrompt:
 
 
 class Router:
-    def __init__(self, registry: Registry, load, unload, permanent=lambda error: isinstance(error, SpecialistError)):
+    def __init__(
+        self,
+        registry: Registry,
+        load,
+        unload,
+        permanent=lambda error: isinstance(error, SpecialistError),
+        capacity: int | None = None,
+    ):
         """`load(name, path)` must block until the adapter is usable (or raise); `unload(name)` may defer;
-        `permanent(error)` says whether a load failure means the adapter itself is bad."""
+        `permanent(error)` says whether a load failure means the adapter itself is bad; `capacity`: the most
+        tasks the backend serves at once (a task beyond it is refused with the reason, until one is removed)."""
         self.registry = registry
+        self.capacity = capacity
+        self._over_capacity: set[str] = set()
         self._load, self._unload, self.permanent = load, unload, permanent
         self.routes: dict[str, ServedTask] = {}
         self.errors: dict[str, str] = {}  # task -> why its newest champion is not served
@@ -76,8 +86,17 @@ class Router:
                 if current is not None and current.version == version.version and current.path == version.path:
                     self.errors.pop(task, None)  # e.g. rolled back to the version served in place of a refused one
                     continue
-                if self.errors.get(task, "").startswith(f"v{version.version}:"):
+                served = sum(t in wanted for t in routes)  # a task removed from the registry frees its room
+                if current is None and self.capacity is not None and served >= self.capacity:
+                    self.errors[task] = (
+                        f"v{version.version}: the backend serves at most {self.capacity} tasks at once and "
+                        f"{served} are routed (remove one, or raise the engine's limit: --vllm-max-cpu-loras)"
+                    )
+                    self._over_capacity.add(task)  # looked at again every sync: room may free up
+                    continue
+                if task not in self._over_capacity and self.errors.get(task, "").startswith(f"v{version.version}:"):
                     continue  # this version was refused for good; keep serving the previous one
+                self._over_capacity.discard(task)
                 self._names += 1
                 name = f"adapter{self._names}_v{version.version}"
                 try:

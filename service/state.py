@@ -51,7 +51,7 @@ class ServingState:
         self.router, self.jobs, self.worker = router, jobs, worker
 
     def ready(self) -> bool:
-        return self.router.ready()
+        return self.router.ready() and self.backend.ready()
 
     def close(self) -> None:
         self.worker.close()
@@ -122,7 +122,15 @@ class ServingState:
                 grammar.compiled()  # refused now (422), not mid-stream
             except SpecialistError as e:
                 raise ApiError(422, str(e), param=grammar_param) from None
-        return GenParams(n, Sampling(temperature, top_p, seed, **shaping), stops, prompt_logprobs)
+        params = GenParams(n, Sampling(temperature, top_p, seed, **shaping), stops, prompt_logprobs)
+        unsupported = self.backend.unsupported(params)
+        if unsupported:
+            raise ApiError(
+                422,
+                f"{', '.join(unsupported)}: not supported by the {self.config.backend} backend; leave "
+                f"{'it' if len(unsupported) == 1 else 'them'} at the default",
+            )
+        return params
 
     async def run(self, task: str, text: str, params: GenParams, endpoint: str) -> tuple[ServedTask, Generation]:
         started = time.perf_counter()

@@ -37,7 +37,7 @@ JOB = "0" * 32
 
 
 def _url(path: str) -> str:
-    return path.replace("{job_id}", JOB)
+    return path.replace("{job_id}", JOB).replace("{name}", "sf-" + "0" * 24).replace("{file}", "adapter_config.json")
 
 
 def test_every_route_is_public_by_intent_or_protected():
@@ -51,6 +51,8 @@ def test_every_route_is_public_by_intent_or_protected():
         "/specialists/{job_id}",
         "/specialists/{job_id}/events",
         "/specialists/{job_id}/checkpoints",
+        "/artifacts/{name}",
+        "/artifacts/{name}/{file}",
     }
 
 

@@ -83,13 +83,36 @@ def test_tgi_stream_drops_a_marker_the_budget_cut_off():
 # -- what the app asks of every backend (the Backend Protocol), without knowing which one it has ----------------
 
 
-def test_both_backends_implement_the_whole_protocol():
+def test_every_backend_implements_the_whole_protocol():
     from service.backends import Backend, LocalBackend
+    from service.vllm.backend import VLLMBackend
 
-    wanted = {name for name in vars(Backend) if not name.startswith("_")}
-    assert {"permanent", "share_cores", "report_batches"} <= wanted
-    for cls in (LocalBackend, TGIBackend):
-        assert all(callable(getattr(cls, name, None)) for name in wanted), (cls, wanted - set(dir(cls)))
+    methods = {name for name, value in vars(Backend).items() if not name.startswith("_") and callable(value)}
+    attributes = set(Backend.__annotations__)
+    assert {"permanent", "share_cores", "report_batches", "unsupported", "ready", "artifact"} <= methods
+    assert attributes == {"max_tasks"}
+    for cls in (LocalBackend, TGIBackend, VLLMBackend):
+        assert all(callable(getattr(cls, name, None)) for name in methods), (cls, methods - set(dir(cls)))
+        assert all(name in vars(cls) or name in cls.__init__.__code__.co_names for name in attributes), cls
+
+
+def test_tgi_forwards_the_parameters_it_has_and_names_those_it_has_not():
+    from inference.constraints import GrammarSpec
+    from service.generation import Sampling
+
+    backend, _ = _backend(["x"])
+    shaped = Sampling(0.7, 0.9, 5, top_k=20, typical_p=0.8, repetition_penalty=1.2, frequency_penalty=0.5)
+    kwargs = backend._kwargs(SERVED, GenParams(4, shaped))
+    assert kwargs["top_k"] == 20 and kwargs["typical_p"] == 0.8 and kwargs["frequency_penalty"] == 0.5
+    assert kwargs["repetition_penalty"] == 1.2 and kwargs["seed"] == 5
+    assert "top_k" not in backend._kwargs(SERVED, GenParams(4)) and backend.unsupported(GenParams(4)) == []
+    dropped = Sampling(presence_penalty=0.5, top_logprobs=2, grammar=GrammarSpec("regex", "[0-9]+"))
+    assert backend.unsupported(GenParams(4, dropped, prompt_logprobs=True)) == [
+        "presence_penalty",
+        "logprobs",
+        "grammar",
+        "prompt_logprobs",
+    ]
 
 
 def test_permanent_load_failures():

@@ -48,7 +48,7 @@ def test_admin_paths_are_derived_from_the_routes_that_require_the_token():
     from service.app import ADMIN_PATHS
     from service.http import admin_prefixes, require_admin
 
-    assert ADMIN_PATHS == ("/admin", "/specialists", "/uploads")
+    assert ADMIN_PATHS == ("/admin", "/artifacts", "/specialists", "/uploads")
     guarded, public = APIRouter(dependencies=[Depends(require_admin)]), APIRouter()
     guarded.post("/ops/restart")(lambda: None)
     guarded.get("/ops/{item}")(lambda item: None)

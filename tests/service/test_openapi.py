@@ -57,16 +57,17 @@ def test_tgi_routes_declare_tgi_errors(path):
 
 
 def test_each_route_declares_its_roles_bearer_scheme():
-    """Inference routes: inferenceToken; specialist jobs: requestToken; admin: adminToken; the rest: none."""
-    from service.http import ADMIN, INFERENCE, REQUEST, route_role
+    """Inference routes: inferenceToken; specialist jobs: requestToken; admin: adminToken; adapter files for
+    engines: artifactToken; the rest: none."""
+    from service.http import ADMIN, ARTIFACTS, INFERENCE, REQUEST, route_role
 
-    names = {INFERENCE: "inferenceToken", REQUEST: "requestToken", ADMIN: "adminToken"}
+    names = {INFERENCE: "inferenceToken", REQUEST: "requestToken", ADMIN: "adminToken", ARTIFACTS: "artifactToken"}
     for name in names.values():
         scheme = SPEC["components"]["securitySchemes"][name]
         assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
     roles = {(m, r.path): route_role(r) for router in ROUTERS for r in router.routes for m in r.methods}
-    assert {role for role in roles.values()} == {INFERENCE, REQUEST, ADMIN}
-    guarded = [key for key, role in roles.items() if requires_admin_or_request(role)]
+    assert {role for role in roles.values()} == {INFERENCE, REQUEST, ADMIN, ARTIFACTS}
+    guarded = [key for key, role in roles.items() if role not in (None, INFERENCE)]
     assert all(any(p == a or p.startswith(a + "/") for a in ADMIN_PATHS) for _, p in guarded)
     for path, methods in SPEC["paths"].items():
         for method, operation in methods.items():
@@ -75,12 +76,6 @@ def test_each_route_declares_its_roles_bearer_scheme():
             assert operation.get("security") == expected, (method, path)
             if role:
                 assert {"401", "403"} <= set(operation["responses"])
-
-
-def requires_admin_or_request(role) -> bool:
-    from service.http import ADMIN, REQUEST
-
-    return role in (ADMIN, REQUEST)
 
 
 def test_declared_error_bodies_are_what_the_server_sends(service):

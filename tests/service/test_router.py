@@ -143,3 +143,14 @@ def test_a_removed_task_is_unrouted_then_unloaded(registry, engine):
 def test_unknown_task_with_nothing_served_says_none():
     error = UnknownTask("nope", [])
     assert isinstance(error, SpecialistError) and error.fix == "served tasks: none"
+
+
+def test_a_task_beyond_the_backends_capacity_is_refused_until_there_is_room(registry, engine, tiny_adapters):
+    engine.router = Router(registry, engine.load, engine.unload, capacity=1)
+    router = engine.router
+    router.sync()
+    assert sorted(router.routes) == ["mixed"]  # the first in the registry's order; the second has no room
+    assert "at most 1 tasks" in router.errors["sentiment"] and router.ready()  # refused with the reason
+    registry.remove("mixed")
+    router.sync()
+    assert sorted(router.routes) == ["sentiment"] and "sentiment" not in router.errors
