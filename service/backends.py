@@ -282,14 +282,16 @@ class TGIBackend:
     def _kwargs(self, served: ServedTask, params: GenParams) -> dict:
         s = params.sampling
         kwargs = {"adapter_id": served.task, "max_new_tokens": params.max_new_tokens, "stop": list(params.stop) or None}
-        if s.temperature > 0:
+        sampled = s.temperature > 0
+        if sampled:
             kwargs |= {"do_sample": True, "temperature": s.temperature, "seed": s.seed}
             if s.top_p < 1.0:  # TGI rejects top_p >= 1
                 kwargs["top_p"] = s.top_p
-        # TGI's own parameters of the same meaning, sent only when set (it rejects some neutral values, e.g. top_k 0).
+        # TGI's own parameters of the same meaning, sent only when set (it rejects some neutral values, e.g. top_k
+        # 0). top_k and typical_p only shape sampling: sent with a greedy request, they would make TGI sample.
         optional = {
-            "top_k": s.top_k or None,
-            "typical_p": s.typical_p if s.typical_p < 1.0 else None,
+            "top_k": s.top_k if sampled and s.top_k else None,
+            "typical_p": s.typical_p if sampled and s.typical_p < 1.0 else None,
             "repetition_penalty": s.repetition_penalty if s.repetition_penalty != 1.0 else None,
             "frequency_penalty": s.frequency_penalty or None,
         }

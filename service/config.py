@@ -36,8 +36,8 @@ class ServeConfig(StrictModel):
     tgi_urls: list[str] = Field(default_factory=list, description="engines for backend tgi (round robin)")
     vllm_urls: list[str] = Field(
         default_factory=list,
-        description="vLLM engines running elsewhere for backend vllm (they fetch adapters from /artifacts); none: "
-        "start and supervise one here",
+        description="a vLLM engine running elsewhere for backend vllm, repeated for each (they fetch adapters "
+        "from /artifacts); none: start and supervise one here",
     )
     vllm_python: str | None = Field(
         None,

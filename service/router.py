@@ -96,7 +96,9 @@ class Router:
                     continue
                 if task not in self._over_capacity and self.errors.get(task, "").startswith(f"v{version.version}:"):
                     continue  # this version was refused for good; keep serving the previous one
-                self._over_capacity.discard(task)
+                if task in self._over_capacity:  # there is room now: its capacity refusal no longer holds
+                    self._over_capacity.discard(task)
+                    self.errors.pop(task, None)
                 self._names += 1
                 name = f"adapter{self._names}_v{version.version}"
                 try:

@@ -69,8 +69,12 @@ class ArtifactClient:
                     raise ValueError(
                         f"{name}/{entry['name']}: sha256 {digest.hexdigest()} is not the listed {entry['sha256']}"
                     )
-            if final.exists():
-                shutil.rmtree(final)
+            if final.is_dir() and all(_sha256(final / f["name"]) == f["sha256"] for f in listing["files"]):
+                return final  # another engine sharing this cache got it first: never delete what it may be loading
+            if final.exists():  # a stale or damaged copy: moved aside in one rename, then removed
+                aside = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=self.cache))
+                os.replace(final, aside / "adapter")
+                shutil.rmtree(aside, ignore_errors=True)
             os.replace(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

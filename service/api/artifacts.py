@@ -8,6 +8,8 @@ and loads the adapter from its own cache.
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
@@ -29,10 +31,13 @@ def _folder(state, name: str):
 @router.get("/artifacts/{name}")
 async def artifact(name: str, state: ServingDep):
     folder = _folder(state, name)
-    files = [
-        {"name": f, "sha256": sha256_file(folder / f), "size": (folder / f).stat().st_size} for f in ARTIFACT_FILES
-    ]
-    return {"name": name, "files": files}
+
+    def listing() -> list[dict]:  # hashing the weights reads them: off the event loop
+        return [
+            {"name": f, "sha256": sha256_file(folder / f), "size": (folder / f).stat().st_size} for f in ARTIFACT_FILES
+        ]
+
+    return {"name": name, "files": await asyncio.to_thread(listing)}
 
 
 @router.get("/artifacts/{name}/{file}")

@@ -14,6 +14,7 @@ never forwarded), and the engine's tokens come back as ids, decoded by our token
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -43,6 +44,20 @@ VLLM_API_KEY_ENV = "SPECIALIST_VLLM_API_KEY"  # the key engines elsewhere were s
 RECONCILE_SECONDS = 1.0
 
 
+def _is_data(line: str) -> bool:
+    return line.startswith("data: ") and line != "data: [DONE]"
+
+
+async def _aiter(items):
+    """An async iterator over a list or an async generator alike."""
+    if isinstance(items, list):
+        for item in items:
+            yield item
+    else:
+        async for item in items:
+            yield item
+
+
 def _no_engine(problem: str) -> EngineError:
     """No engine can take the request right now (restarting, or down): 503, retry."""
     return EngineError(problem, 503, "retry shortly")
@@ -55,7 +70,9 @@ def _engine_error(response: httpx.Response) -> EngineError:
         message = detail.get("message") if isinstance(detail, dict) else detail
     except ValueError:
         message = response.text
-    return EngineError(f"the vLLM engine answered {response.status_code}: {str(message)[:300]}", response.status_code)
+    # The request's own faults pass through; the engine's (its key refused, its bugs) are the service's: 502.
+    status = response.status_code if response.status_code in (400, 413, 422, 429) else 502
+    return EngineError(f"the vLLM engine answered {response.status_code}: {str(message)[:300]}", status)
 
 
 class VLLMBackend:
@@ -83,6 +100,9 @@ class VLLMBackend:
         self._paths: dict[str, Path] = {}  # content id -> folder: the set every engine must hold
         self._held: dict[str, frozenset[str]] = {e.label: frozenset() for e in engines}  # as last seen
         self._up: dict[str, bool] = {e.label: False for e in engines}
+        # Retired here but not yet taken off every engine. Only these are unloaded by the reconciler: an engine
+        # may be shared by several replicas, and an adapter another one routes is not ours to take off.
+        self._retired: set[str] = set()
         self._lock = threading.RLock()  # one adapter operation at a time: the router's sync, or the reconciler
         self._turn = itertools.count()
         self._on_engine: Callable[[str, bool, int], None] = lambda engine, up, adapters: None
@@ -100,6 +120,7 @@ class VLLMBackend:
         lora = content_id(path)
         with self._lock:
             self._names[name], self._paths[lora] = lora, Path(path)
+            self._retired.discard(lora)
             for engine in self.engines:
                 if lora not in self._held[engine.label]:
                     self._load_on(engine, lora, Path(path))
@@ -122,6 +143,7 @@ class VLLMBackend:
                     engine.unload(lora)
                 except EngineDown as e:  # the reconciler takes it off once the engine answers
                     log.warning("%s", error_line(e))
+                    self._retired.add(lora)
 
     @staticmethod
     def permanent(error: Exception) -> bool:
@@ -174,7 +196,7 @@ class VLLMBackend:
                 "vLLM engine %s is up, holding %d of %d routed adapters", engine.label, len(held), len(self._paths)
             )
         self._up[engine.label], self._held[engine.label] = True, frozenset(held & set(self._paths))
-        for lora in sorted(held - set(self._paths)):  # ours, but nothing routes it (a retired one, or a restart's)
+        for lora in sorted((held & self._retired) - set(self._paths)):  # retired here while it did not answer
             try:
                 engine.unload(lora)
             except EngineDown:
@@ -184,9 +206,11 @@ class VLLMBackend:
                 try:
                     self._load_on(engine, lora, path)
                     log.info("vLLM engine %s: reloaded %s", engine.label, lora)
-                except (EngineDown, EngineRefused) as e:
+                except EngineDown as e:
                     log.warning("%s", error_line(e))
-                    return
+                    return  # it stopped answering: the next tick starts again
+                except EngineRefused as e:  # this one failed: the others still go back
+                    log.warning("%s", error_line(e))
 
     # -- the Backend protocol: generation --------------------------------------------------------------------
 
@@ -239,6 +263,7 @@ class VLLMBackend:
             body["top_k"] = s.top_k
         if s.grammar is not None:
             kind = "json" if s.grammar.kind == "json_schema" else "regex"
+            # Compact JSON, as the local backend's grammar makes it, is the engine's setting (engine_command).
             body["structured_outputs"] = {kind: json.loads(s.grammar.value) if kind == "json" else s.grammar.value}
         if params.prompt_logprobs:
             body["prompt_logprobs"] = 0
@@ -289,34 +314,24 @@ class VLLMBackend:
         raise AssertionError("a stream ends with its Generation")
 
     async def stream(self, served: ServedTask, prompt: str, params: GenParams) -> AsyncIterator[TextPiece | Generation]:
-        """Always a stream from the engine, also for a whole answer: vLLM takes at most 4 stop strings, fewer
-        than the frame's end markers, so RequestStream applies the stop rule and leaving the stream at a stop
-        makes the engine stop generating (it aborts a request whose client is gone)."""
+        """A stream from the engine, also for a whole answer: vLLM takes at most 4 stop strings, fewer than the
+        frame's end markers, so RequestStream applies the stop rule, and leaving the stream at a stop makes
+        the engine stop generating (it aborts a request whose client is gone). The one exception: prompt
+        logprobs come only in a whole answer, so such a request is sent whole (and cut here)."""
         engine, lora = self._engine_for(served)
         pieces: list[TextPiece] = []
         stream = self._stream_for(prompt, params, on_text=pieces.append)
+        body = self._body(lora, prompt, params) | {"stream": not params.prompt_logprobs}
         last: dict = {}
         try:
-            async with engine.client().stream(
-                "POST", "/v1/completions", json=self._body(lora, prompt, params)
-            ) as response:
-                if response.status_code == 404:  # it no longer holds the adapter (retired, or it restarted)
-                    self._held[engine.label] = self._held[engine.label] - {lora}
-                    raise AdapterGone(served.engine_name)
-                if response.status_code != 200:
-                    await response.aread()
-                    raise _engine_error(response)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line[6:])
-                    for choice in chunk.get("choices") or []:
-                        self._feed(stream, choice)
-                        last = choice
+            async with contextlib.aclosing(self._choices(engine, lora, served, body)) as choices:
+                async for choice in choices:
+                    self._feed(stream, choice)
+                    last = choice
                     while pieces:
                         yield pieces.pop(0)
                     if stream.output.stopped:
-                        break  # leaving the block closes the engine's stream: it stops generating
+                        break  # closing the engine's stream stops its generation
         except httpx.HTTPError as e:
             raise _no_engine(f"vLLM engine {engine.label} did not answer ({type(e).__name__}); retry") from None
         result = stream.finish()
@@ -324,6 +339,32 @@ class VLLMBackend:
         while pieces:
             yield pieces.pop(0)
         yield result
+
+    async def _choices(self, engine: VLLMEngine, lora: str, served: ServedTask, body: dict) -> AsyncIterator[dict]:
+        """vLLM's completion choices for `body`: one per stream chunk, or the whole answer's. An engine that
+        fails after its 200 says so in a chunk (or finishes with "abort"/"error"): that is an EngineError,
+        never a cut-off answer passed off as finished."""
+        async with engine.client().stream("POST", "/v1/completions", json=body) as response:
+            if response.status_code == 404:  # it no longer holds the adapter (retired, or it restarted)
+                self._held[engine.label] = self._held[engine.label] - {lora}
+                raise AdapterGone(served.engine_name)
+            if response.status_code != 200:
+                await response.aread()
+                raise _engine_error(response)
+            if not body["stream"]:
+                await response.aread()
+                chunks = [response.json()]
+            else:
+                chunks = (json.loads(line[6:]) async for line in response.aiter_lines() if _is_data(line))
+            async for chunk in _aiter(chunks):
+                if "error" in chunk:
+                    detail = chunk["error"]
+                    message = detail.get("message") if isinstance(detail, dict) else detail
+                    raise EngineError(f"the vLLM engine failed mid-answer: {str(message)[:300]}", 502)
+                for choice in chunk.get("choices") or []:
+                    if choice.get("finish_reason") in ("abort", "error"):
+                        raise EngineError(f"the vLLM engine ended the answer with {choice['finish_reason']!r}", 502)
+                    yield choice
 
     def close(self) -> None:
         self._stop.set()

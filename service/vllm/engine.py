@@ -91,13 +91,15 @@ class VLLMEngine:
             response = self._call("POST", "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(path)})
             if response.status_code == 400 and "already been loaded" in response.text:
                 return
-            if response.status_code != 200:  # it answered: the refusal is about this adapter
+            if response.status_code in (400, 404):  # a refusal about this adapter (a folder it cannot read)
                 raise EngineRefused(f"vLLM engine {self.label} refused adapter {name}: {_reason(response)}")
+            if response.status_code != 200:  # 5xx: any failure in the engine (out of memory, dying): retried
+                raise EngineDown(f"vLLM engine {self.label} failed loading {name}: {_reason(response)}")
             return
-        # The resolver plugin fetches it by name on first use: one token makes it load now.
+        # The resolver plugin fetches it by name on first use: one token makes it load now. vLLM answers 400
+        # for any failure to load what was fetched (an engine failure too) and 404 when nothing was fetched, so
+        # both are retried; the adapter itself was checked before it was routed (require_servable).
         response = self._call("POST", "/v1/completions", json={"model": name, "prompt": " ", "max_tokens": 1})
-        if response.status_code == 400:  # vLLM: "found but could not be loaded" -- the adapter itself
-            raise EngineRefused(f"vLLM engine {self.label} refused adapter {name}: {_reason(response)}")
         if response.status_code != 200:  # not found or not fetched: the plugin, its URL or token, or the network
             raise EngineDown(
                 f"vLLM engine {self.label} could not fetch adapter {name} ({response.status_code}: {_reason(response)}); "

@@ -4,7 +4,8 @@ Why a managed server process and not vLLM in-process: vLLM pins its own transfor
 <5.20; this project runs 5.24), so it lives in its own environment (`make vllm` builds .venv-vllm); a crash
 in the engine (or a kill) then takes down only the engine, which is restarted and given its adapters back;
 and an engine here is driven exactly like engines elsewhere, through vLLM's own HTTP API, so both take one
-code path. It listens on 127.0.0.1 only, with a per-start API key, and dies with this process (PDEATHSIG).
+code path. It listens on 127.0.0.1 only, with an API key made when the service starts (kept across the
+engine's restarts, as its port is), and dies with this process (PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from specialist.errors import SpecialistError
 
 log = logging.getLogger("specialist.service")
 PROJECT = Path(__file__).resolve().parents[2]
+STRUCTURED_OUTPUTS = '{"backend": "guidance", "disable_any_whitespace": true}'
 RESTART_DELAY = 2.0  # seconds between an engine's death and its restart (doubling to 60 while it keeps dying)
 
 
@@ -78,6 +80,8 @@ def engine_command(python: str, base: BaseModelRef, config: ServeConfig, port: i
         "--max-model-len", str(config.max_input_tokens + config.max_new_tokens_cap),
         "--dtype", "bfloat16" if cuda else "float32",
         "--generation-config", "vllm",  # sampling defaults are ours, not the model folder's
+        # Structured output by llguidance, as the local backend's, and compact JSON (vLLM sets this per engine).
+        "--structured-outputs-config", STRUCTURED_OUTPUTS,
         "--disable-uvicorn-access-log",
     ]  # fmt: skip
     if cuda:

@@ -106,6 +106,8 @@ def test_tgi_forwards_the_parameters_it_has_and_names_those_it_has_not():
     assert kwargs["top_k"] == 20 and kwargs["typical_p"] == 0.8 and kwargs["frequency_penalty"] == 0.5
     assert kwargs["repetition_penalty"] == 1.2 and kwargs["seed"] == 5
     assert "top_k" not in backend._kwargs(SERVED, GenParams(4)) and backend.unsupported(GenParams(4)) == []
+    greedy = backend._kwargs(SERVED, GenParams(4, Sampling(0.0, top_k=20, typical_p=0.8)))
+    assert "top_k" not in greedy and "typical_p" not in greedy  # they would make TGI sample
     dropped = Sampling(presence_penalty=0.5, top_logprobs=2, grammar=GrammarSpec("regex", "[0-9]+"))
     assert backend.unsupported(GenParams(4, dropped, prompt_logprobs=True)) == [
         "presence_penalty",

@@ -154,3 +154,17 @@ def test_a_task_beyond_the_backends_capacity_is_refused_until_there_is_room(regi
     registry.remove("mixed")
     router.sync()
     assert sorted(router.routes) == ["sentiment"] and "sentiment" not in router.errors
+
+
+def test_a_task_let_in_after_a_capacity_refusal_is_retried_when_its_load_fails_for_now(registry, engine, tiny_adapters):
+    engine.router = Router(registry, engine.load, engine.unload, capacity=1)
+    router = engine.router
+    router.sync()
+    sentiment = registry.version("sentiment", 1).path
+    engine.busy.add(sentiment)  # room frees up, but the engine is busy when it is loaded
+    registry.remove("mixed")
+    router.sync()
+    assert "sentiment" not in router.routes and not router.ready()  # not served, and not taken for refused
+    engine.busy.clear()
+    router.sync()
+    assert sorted(router.routes) == ["sentiment"] and router.ready()

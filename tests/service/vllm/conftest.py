@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from service.live import REPO, LiveServer
+from service.vllm.process import STRUCTURED_OUTPUTS
 from tests.conftest import SHARED_TASKS
 
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -113,6 +114,7 @@ def start_engine(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
         "--model", str(prepared_default().path), "--served-model-name", "smollm2-135m-instruct",
         "--host", "127.0.0.1", "--port", str(port), "--enable-lora", "--max-loras", "8", "--max-cpu-loras", "32",
         "--max-lora-rank", "64", "--max-model-len", "1536", "--dtype", "float32",
+        "--structured-outputs-config", STRUCTURED_OUTPUTS,
     ]  # fmt: skip
     environment = dict(os.environ, OMP_NUM_THREADS="1", VLLM_CPU_KVCACHE_SPACE="1", **env)
     environment["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
