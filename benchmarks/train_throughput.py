@@ -1,6 +1,7 @@
 """Training throughput: our trainer vs a plain HF `Trainer` + peft baseline, in one run.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--batch-size 8] [--threads 2]
+    .venv/bin/python benchmarks/train_throughput.py --memory [--steps 3]   # gradient checkpointing: peak RSS, cost
 
 Same base model (the packaged SmolLM2 default), same real SuperNI + Alpaca mixture, same LoRA config,
 batch size, learning rate and step count. The baseline pads each random batch to its longest member and
@@ -42,6 +43,60 @@ TASKS = [
     "task610_conllpp_ner",
 ]
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
+LONG_TASK = "task522_news_editorial_summary"  # editorials of ~900 words: sequences up to max_seq_len 1024
+
+# One `specialist train` in its own process, printing its peak RSS: each run's memory is its own.
+MEASURED_TRAIN = """
+import resource, sys
+from cli.main import main
+code = main(sys.argv[1:])
+print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+sys.exit(code)
+"""
+
+
+def memory_comparison(args) -> dict:
+    """`specialist train` on a long-input task, batch 8, sequences up to 1024 tokens, with and without
+    --gradient-checkpointing (each in its own process, in alternating order): peak RSS and tokens/s."""
+    import subprocess
+
+    from specialist.adapters import read_manifest
+
+    runs: dict[str, list[dict]] = {"plain": [], "checkpointed": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        order = [("plain", []), ("checkpointed", ["--gradient-checkpointing"])]
+        for repeat in range(args.repeats):
+            for name, flags in order if repeat % 2 == 0 else order[::-1]:
+                out = Path(tmp) / f"{name}-{repeat}"
+                command = [
+                    sys.executable, "-c", MEASURED_TRAIN, "train", "--task", LONG_TASK, "--instances-per-task", "32",
+                    "--generalist-count", "0", "--max-steps", str(args.steps), "--batch-size", str(args.batch_size),
+                    "--max-seq-len", "1024", "--num-threads", str(args.threads), "--device", args.device,
+                    "--out", str(out), "--no-progress", *flags,
+                ]  # fmt: skip
+                done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+                peak_kb = int(done.stdout.rsplit("MAXRSS_KB", 1)[1].split()[0])
+                record = read_manifest(out).training
+                runs[name].append(
+                    {
+                        "peak_rss_gb": round(peak_kb / 2**20, 2),
+                        "tokens_per_second": record.tokens_per_second,
+                        "tokens": record.tokens,
+                    }
+                )
+                print(f"{name} (run {repeat + 1}): {runs[name][-1]}", flush=True)
+    median = lambda rows, key: sorted(r[key] for r in rows)[len(rows) // 2]  # noqa: E731
+    summary = {name: {k: median(rows, k) for k in ("peak_rss_gb", "tokens_per_second")} for name, rows in runs.items()}
+    return {
+        "task": LONG_TASK,
+        "batch_size": args.batch_size,
+        "max_seq_len": 1024,
+        "steps": args.steps,
+        "runs": runs,
+        "median": summary,
+        "memory_ratio": round(summary["checkpointed"]["peak_rss_gb"] / summary["plain"]["peak_rss_gb"], 3),
+        "speed_ratio": round(summary["checkpointed"]["tokens_per_second"] / summary["plain"]["tokens_per_second"], 3),
+    }
 
 
 def ours(model, examples: list[EncodedExample], opt: OptimSettings, pad_id: int, device) -> tuple[int, float]:
@@ -109,9 +164,21 @@ def main() -> int:
     parser.add_argument("--instances-per-task", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for both runs")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "train_throughput.json")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (default: benchmarks/results/)")
+    parser.add_argument("--memory", action="store_true", help="gradient checkpointing's memory and speed instead")
+    parser.add_argument("--repeats", type=int, default=2, help="--memory: runs of each, in alternating order")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    results_dir = REPO / "benchmarks" / "results"
+    if args.memory:
+        report = memory_comparison(args)
+        out = args.out or results_dir / "train_memory.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["median"], indent=2))
+        print(f"checkpointed / plain: memory {report['memory_ratio']}x, tokens/s {report['speed_ratio']}x -> {out}")
+        return 0
+    args.out = args.out or results_dir / "train_throughput.json"
 
     from transformers.utils import logging as hf_logging
 

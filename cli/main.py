@@ -11,6 +11,7 @@ import os
 import sqlite3
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 # Models load from local files; the hub is used only when the user opts in with HF_HUB_OFFLINE=0.
 # Must be set before huggingface_hub is imported (it reads the variable once).
@@ -77,7 +78,20 @@ def _train(args: argparse.Namespace) -> int:
     from training.recipe import train_specialist
 
     cfg = model_from_args(TrainConfig, args, "train options")
-    outcome = train_specialist(cfg)
+    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:  # start the processes (under torchrun: already one of them)
+        from specialist.adapters import read_manifest
+        from training.distributed import launch
+        from training.recipe import preflight
+
+        preflight(cfg)
+        threads = max(1, (cfg.num_threads or os.cpu_count() or 1) // cfg.nproc)
+        try:
+            launch(cfg.model_dump_json(), cfg.nproc, threads)
+        except Exception as e:  # noqa: BLE001 - torch's ChildFailedError: the failing process printed its error
+            raise SpecialistError(f"a training process failed: {str(e).splitlines()[0][:200]}") from None
+        outcome = SimpleNamespace(adapter_dir=cfg.out, manifest=read_manifest(cfg.out))
+    else:
+        outcome = train_specialist(cfg)
     t = outcome.manifest.training
     print(f"adapter: {outcome.adapter_dir}")
     print(

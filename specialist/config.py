@@ -93,6 +93,11 @@ class OptimSettings(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="optimizer steps to run (exclusive with --epochs)")
     epochs: float | None = Field(None, gt=0, description="passes over the mixture (exclusive with --max-steps)")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="keep only each layer's input and recompute its activations in the backward pass: far less "
+        "memory for long sequences, at the cost of a second forward pass through each layer",
+    )
 
 
 class RunSettings(StrictModel):
@@ -105,6 +110,13 @@ class RunSettings(StrictModel):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu or cuda[:N]")
     num_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for torch (default: all cores)")
     progress: bool = Field(True, description="show a progress bar")
+    nproc: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="data-parallel training processes (torch.distributed: gloo on CPU, one GPU each with CUDA); "
+        "the global batch stays batch-size x grad-accum",
+    )
 
 
 class TrainConfig(RunSettings, OptimSettings, LoraSettings, MixtureConfig):
@@ -129,7 +141,11 @@ class TrainConfig(RunSettings, OptimSettings, LoraSettings, MixtureConfig):
 
     def fingerprint(self) -> str:
         """Identity of a run: everything that changes the result (not where it is written or whether it resumes)."""
-        fields = self.model_dump(mode="json", exclude={"out", "resume", "progress", "num_threads", "checkpoint_every"})
+        # Neither the process count nor checkpointing changes the result (tested): a run resumes across them.
+        fields = self.model_dump(
+            mode="json",
+            exclude={"out", "resume", "progress", "num_threads", "checkpoint_every", "nproc", "gradient_checkpointing"},
+        )
         if not fields["selection_instances"]:  # added later: runs without a selection set keep their identity
             del fields["selection_instances"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

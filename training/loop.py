@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 
 from specialist.config import OptimSettings
 from training.batching import IGNORE_INDEX, EncodedExample, collate, length_grouped_batches
+from training.distributed import Ranks, barrier, sum_gradients, sum_value
 
 # Architectures whose causal-LM forward is exactly `lm_head(decoder(x))`: for these the response-only head
 # below is the same loss. Others (logit scaling or soft-capping in the forward) take the full forward.
@@ -98,9 +100,11 @@ def train_loop(
     progress: bool = True,
     on_step: Callable[[LoopState, Plan], None] | None = None,
     on_checkpoint: Callable[[LoopState, Path], None] | None = None,
+    ranks: Ranks = Ranks(),
 ) -> LoopState:
     """Run `plan.total_steps` optimizer steps; returns the final state (loss curve, tokens, time).
-    `on_step(state, plan)` follows every step; `on_checkpoint(state, path)` every checkpoint, once it is complete."""
+    `on_step(state, plan)` follows every step; `on_checkpoint(state, path)` every checkpoint, once it is complete.
+    `ranks`: this process's share of data-parallel training (training.distributed); the state is the global one."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=opt.learning_rate, weight_decay=opt.weight_decay)
     warmup = int(opt.warmup_ratio * plan.total_steps)
@@ -109,19 +113,20 @@ def train_loop(
     if resume and (ckpt := latest_checkpoint(work_dir)) is not None:
         state = load_checkpoint(ckpt, model, optimizer, scheduler)
     log_path = work_dir / "train_log.jsonl"
-    log_path.write_text("".join(json.dumps(row) + "\n" for row in state.log))
+    if ranks.main:
+        log_path.write_text("".join(json.dumps(row) + "\n" for row in state.log))
 
     lengths = [len(ex) for ex in examples]
     epoch_batches: dict[int, list[list[int]]] = {}
 
-    def micro_batch(index: int) -> dict[str, torch.Tensor]:
+    def micro_batch(index: int) -> list[int]:
         # Micro-batch `index` of an endless stream of epochs: a function of (seed, index) alone, so a
         # resumed run sees exactly the batches the uninterrupted run would have seen.
         epoch, offset = divmod(index, plan.batches_per_epoch)
         if epoch not in epoch_batches:
             epoch_batches.clear()
             epoch_batches[epoch] = length_grouped_batches(lengths, opt.batch_size, seed, epoch)
-        return collate([examples[i] for i in epoch_batches[epoch][offset]], pad_id)
+        return epoch_batches[epoch][offset]
 
     model.train()
     bar = tqdm(
@@ -129,24 +134,30 @@ def train_loop(
         initial=state.step,
         desc="training",
         unit="step",
-        disable=not progress,
+        disable=not progress or not ranks.main,
         dynamic_ncols=True,
     )
     started = time.perf_counter() - state.elapsed
-    with open(log_path, "a") as log_file:
+    with open(log_path, "a") if ranks.main else open(os.devnull, "w") as log_file:
         for step in range(state.step, plan.total_steps):
             batches = [micro_batch(step * opt.grad_accum + j) for j in range(opt.grad_accum)]
             # Normalise by the response tokens of the whole step, not per micro-batch: a mean of
-            # per-micro-batch means over-weights short batches (transformers PR 34191).
-            step_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
+            # per-micro-batch means over-weights short batches (transformers PR 34191). Every rank counts the
+            # whole step's (it holds every row), so the ranks' summed gradients are the one-process gradient.
+            step_tokens = sum(_response_tokens(examples[i]) for rows in batches for i in rows)
             loss_total = 0.0
-            for batch in batches:
-                batch = {k: v.to(device) for k, v in batch.items()}
+            for rows in batches:
+                state.tokens += sum(len(examples[i]) for i in rows)
+                state.examples_seen += len(rows)
+                mine = ranks.rows(rows)
+                if not mine:  # fewer rows than ranks: this one adds zeros to the sum
+                    continue
+                batch = {k: v.to(device) for k, v in collate([examples[i] for i in mine], pad_id).items()}
                 loss_sum, _ = token_loss_sum(model, batch)
                 (loss_sum / max(1, step_tokens)).backward()
                 loss_total += loss_sum.item()
-                state.tokens += int(batch["attention_mask"].sum())
-                state.examples_seen += batch["input_ids"].shape[0]
+            sum_gradients(params, ranks)
+            loss_total = sum_value(loss_total, ranks)
             torch.nn.utils.clip_grad_norm_(params, opt.max_grad_norm)
             optimizer.step()
             scheduler.step()
@@ -169,14 +180,20 @@ def train_loop(
             log_file.flush()
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{row['tokens_per_second']:.0f}")
             bar.update(1)
-            if on_step is not None:
+            if on_step is not None and ranks.main:
                 on_step(state, plan)
             if state.step % checkpoint_every == 0 and state.step < plan.total_steps:
-                path = save_checkpoint(work_dir, model, optimizer, scheduler, state)
-                if on_checkpoint is not None:
+                path = save_checkpoint(work_dir, model, optimizer, scheduler, state) if ranks.main else None
+                barrier(ranks)  # every rank goes on once the checkpoint is complete (a resume reads it)
+                if on_checkpoint is not None and path is not None:
                     on_checkpoint(state, path)
     bar.close()
     return state
+
+
+def _response_tokens(example: EncodedExample) -> int:
+    """Labelled positions of an example after the shift (what `token_loss_sum` counts for it)."""
+    return len(example) - max(1, example.prompt_len)
 
 
 def _trainable(model) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ from specialist.base_models import load_model, load_tokenizer, pick_device, port
 from specialist.config import LoraSettings, OptimSettings, TrainConfig
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, share_read
+from training import distributed
 from training.batching import encode_examples
 from training.loop import LoopState, Plan, latest_checkpoint, plan_steps, train_loop
 from training.lora import attach_lora
@@ -62,10 +63,11 @@ def train_specialist(
     `on_checkpoint(state, path)` after every resumable checkpoint is written."""
     out = Path(cfg.out)
     work = work_dir_for(out)
+    ranks = distributed.from_env()
     _check_out(out, work, cfg)
 
     if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+        torch.set_num_threads(max(1, cfg.num_threads // ranks.world))  # the processes share the cores
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
@@ -73,6 +75,10 @@ def train_specialist(
     mixture = build_mixture(cfg)
     base = resolve_base_model(cfg.base_model)
     device, dtype = pick_device(cfg.device)
+    if device.type == "cuda" and ranks.world > 1:  # one GPU per process
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    distributed.start(ranks, device)
     tokenizer = load_tokenizer(base)
     encoded, skipped = encode_examples(tokenizer, mixture.examples, cfg.max_seq_len)
     if not encoded:
@@ -82,13 +88,19 @@ def train_specialist(
     record = mixture.record.model_copy(update={"skipped_too_long": skipped})
 
     model = attach_lora(load_model(base, device, dtype), cfg, cfg.seed)
+    if cfg.gradient_checkpointing:
+        # Non-reentrant checkpointing: gradients reach the LoRA weights although the frozen embeddings' output
+        # needs none (the reentrant kind would need enable_input_require_grads), and dropout replays exactly.
+        model.base_model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     plan = plan_steps(len(encoded), cfg, cfg.effective_epochs)
     resuming = cfg.resume and latest_checkpoint(work) is not None
-    work.mkdir(parents=True, exist_ok=True)
-    (work / RUN_CONFIG).write_text(
-        json.dumps({"fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json")}, indent=2)
-    )
-    if cfg.progress:
+    if ranks.main:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / RUN_CONFIG).write_text(
+            json.dumps({"fingerprint": cfg.fingerprint(), "config": cfg.model_dump(mode="json")}, indent=2)
+        )
+    distributed.barrier(ranks)  # the work folder exists for every rank
+    if cfg.progress and ranks.main:
         print(
             f"{'Resuming' if resuming else 'Training'} {', '.join(mixture.record.per_task)}: "
             f"{record.specialist_examples} task + {record.generalist_examples} generalist examples"
@@ -109,6 +121,7 @@ def train_specialist(
         progress=cfg.progress,
         on_step=on_step,
         on_checkpoint=on_checkpoint,
+        ranks=ranks,
     )
 
     manifest = AdapterManifest(
@@ -132,11 +145,17 @@ def train_specialist(
             final_loss=state.losses[-1] if state.losses else None,
             device=str(device),
             dtype=str(dtype).removeprefix("torch."),
+            processes=ranks.world,
+            global_batch=cfg.batch_size * cfg.grad_accum,
         ),
         loss_curve=[round(x, 6) for x in state.losses],
         package_versions=_package_versions(),
         run_fingerprint=cfg.fingerprint(),
     )
+    if not ranks.main:  # rank 0 publishes the adapter; the others wait for it, so every process ends with it
+        distributed.barrier(ranks)
+        distributed.stop(ranks)
+        return TrainOutcome(adapter_dir=out, manifest=manifest)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         # peft records the base model's local path: record its portable id instead (the manifest keeps the hash).
@@ -152,7 +171,17 @@ def train_specialist(
             raise RuntimeError(f"refusing to write an unacceptable adapter: {'; '.join(problems)}")
         share_read(tmp)
     shutil.rmtree(work, ignore_errors=True)
+    distributed.barrier(ranks)
+    distributed.stop(ranks)
     return TrainOutcome(adapter_dir=out, manifest=manifest)
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """What a user can get wrong, checked before processes are started for it (`--nproc`): one line, not
+    one traceback per process."""
+    _check_out(Path(cfg.out), work_dir_for(Path(cfg.out)), cfg)
+    build_mixture(cfg)
+    resolve_base_model(cfg.base_model)
 
 
 def train_or_reuse(

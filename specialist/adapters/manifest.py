@@ -69,6 +69,8 @@ class TrainingRecord(BaseModel):
     final_loss: float | None
     device: str
     dtype: str
+    processes: int = Field(1, description="data-parallel training processes (`specialist train --nproc`)")
+    global_batch: int | None = Field(None, description="sequences per optimizer step, over every process")
 
 
 class AdapterManifest(BaseModel):

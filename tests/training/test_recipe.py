@@ -90,6 +90,26 @@ def test_resume_gives_the_same_loss_sequence_as_an_uninterrupted_run(train_args,
     assert manifest.training.steps == 6
 
 
+def test_gradient_checkpointing_recomputes_the_same_losses(train_args, tmp_path, monkeypatch):
+    """Checkpointing trades memory for a second forward pass; the numbers must not change (dropout included:
+    the recomputation replays the same dropout masks), and it must really be on (checkpoint is called)."""
+    import transformers.modeling_utils as modeling  # the checkpoint function transformers binds at enable time
+
+    args = _set(train_args, "--max-steps", "4") + ["--lora-dropout", "0.1"]
+    plain = _set(args, "--out", str(tmp_path / "plain"))
+    assert main(plain) == 0
+    calls = []
+    real = modeling.checkpoint
+    monkeypatch.setattr(modeling, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    checkpointed = _set(args, "--out", str(tmp_path / "checkpointed")) + ["--gradient-checkpointing"]
+    assert main(checkpointed) == 0
+    assert calls, "gradient checkpointing was asked for but no layer was checkpointed"
+    expected = read_manifest(tmp_path / "plain").loss_curve
+    manifest = read_manifest(tmp_path / "checkpointed")
+    assert manifest.loss_curve == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert manifest.hyperparameters["gradient_checkpointing"] is True
+
+
 def test_resume_with_a_different_config_is_refused(train_args, tmp_path, capsys):
     work = tmp_path / ".adapter.partial"
     work.mkdir()
