@@ -36,6 +36,20 @@ class GenParams:
     stop: tuple[str, ...] = ()
     prompt_logprobs: bool = False  # score the prompt's own tokens too (TGI's decoder_input_details)
 
+    def request(self, prompt_ids: list[int], adapter: str | None, on_text=None, prefix_len: int = 0) -> GenRequest:
+        """These parameters for one prompt, ended by the frame's stop rule as well as the client's stops."""
+        return GenRequest(
+            prompt_ids=prompt_ids,
+            prefix_len=prefix_len,
+            adapter=adapter,
+            max_new_tokens=self.max_new_tokens,
+            sampling=self.sampling,
+            stop=self.stop,
+            end_markers=FRAME_STOPS,
+            prompt_logprobs=self.prompt_logprobs,
+            on_text=on_text,
+        )
+
 
 class Backend(Protocol):
     def count_tokens(self, text: str) -> int: ...
@@ -154,17 +168,7 @@ class LocalBackend:
 
     def _request(self, served: ServedTask, prompt: str, params: GenParams, on_text=None) -> GenRequest:
         ids = self.tokenizer(prompt)["input_ids"]
-        return GenRequest(
-            prompt_ids=ids,
-            prefix_len=self.engine.decoder.prefix_len(prompt, ids),
-            adapter=served.engine_name,
-            max_new_tokens=params.max_new_tokens,
-            sampling=params.sampling,
-            stop=params.stop,
-            end_markers=FRAME_STOPS,
-            prompt_logprobs=params.prompt_logprobs,
-            on_text=on_text,
-        )
+        return params.request(ids, served.engine_name, on_text, self.engine.decoder.prefix_len(prompt, ids))
 
     async def generate(self, served: ServedTask, prompt: str, params: GenParams) -> Generation:
         request = self._request(served, prompt, params)

@@ -29,7 +29,7 @@ from inference.adapter_cache import AdapterGone
 from inference.sampling import TokenScore
 from service.backends import EngineError, GenParams
 from service.config import ServeConfig
-from service.generation import GeneratedToken, Generation, GenRequest, RequestStream, TextPiece
+from service.generation import GeneratedToken, Generation, RequestStream, TextPiece
 from service.router import ServedTask
 from service.vllm.adapters import content_id, require_servable
 from service.vllm.engine import EngineDown, EngineRefused, VLLMEngine
@@ -37,7 +37,6 @@ from service.vllm.process import EngineProcess
 from specialist.adapters import check_adapter
 from specialist.base_models import BaseModelRef
 from specialist.errors import SpecialistError, error_line
-from specialist.prompt_format import FRAME_STOPS
 
 log = logging.getLogger("specialist.service")
 VLLM_API_KEY_ENV = "SPECIALIST_VLLM_API_KEY"  # the key engines elsewhere were started with (vLLM's --api-key)
@@ -270,16 +269,7 @@ class VLLMBackend:
         return body
 
     def _stream_for(self, prompt: str, params: GenParams, on_text=None) -> RequestStream:
-        request = GenRequest(
-            prompt_ids=self.tokenizer(prompt)["input_ids"],
-            adapter=None,
-            max_new_tokens=params.max_new_tokens,
-            sampling=params.sampling,
-            stop=params.stop,
-            end_markers=FRAME_STOPS,
-            prompt_logprobs=params.prompt_logprobs,
-            on_text=on_text,
-        )
+        request = params.request(self.tokenizer(prompt)["input_ids"], None, on_text)  # the adapter is the engine's
         return RequestStream(request, self.tokenizer, self._special)
 
     def _feed(self, stream: RequestStream, choice: dict) -> None:

@@ -7,11 +7,10 @@ each rank draws its own masks."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from cli.main import main
 from specialist.adapters import read_manifest
-from tests.training.test_recipe import _set
+from tests.training.test_recipe import _set, crash_during_step
 
 
 @pytest.fixture
@@ -38,21 +37,8 @@ def test_two_processes_give_the_single_process_loss_sequence(ddp_args, tmp_path)
 def test_a_checkpoint_resumes_in_two_processes(ddp_args, tmp_path, monkeypatch):
     args = ddp_args + ["--checkpoint-every", "2"]
     assert main(_set(args, "--out", str(tmp_path / "straight"))) == 0
-    import training.loop as loop
-
-    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
-
-    def crash_on_fifth(*a, **k):
-        calls.append(1)
-        if len(calls) == 5:
-            raise RuntimeError("simulated crash")
-        return real_clip(*a, **k)
-
     resumed = _set(args, "--out", str(tmp_path / "resumed"))
-    monkeypatch.setattr(loop.torch.nn.utils, "clip_grad_norm_", crash_on_fifth)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(resumed)
-    monkeypatch.setattr(loop.torch.nn.utils, "clip_grad_norm_", real_clip)
+    crash_during_step(resumed, 5, monkeypatch)  # after the step-4 checkpoint, in one process
     assert main(resumed + ["--resume", "--nproc", "2"]) == 0  # from the step-4 checkpoint, in two processes
     expected = read_manifest(tmp_path / "straight").loss_curve
     assert read_manifest(tmp_path / "resumed").loss_curve == pytest.approx(expected, rel=1e-4, abs=1e-6)

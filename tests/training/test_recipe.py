@@ -15,6 +15,24 @@ def _set(args, flag, value):
     return args
 
 
+def crash_during_step(args: list[str], step: int, monkeypatch) -> None:
+    """Run `specialist train args` and crash it during optimizer step `step` (its gradient clipping raises)."""
+    import training.loop as loop
+
+    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def crash(*a, **k):
+        calls.append(1)
+        if len(calls) == step:
+            raise RuntimeError("simulated crash")
+        return real_clip(*a, **k)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.torch.nn.utils, "clip_grad_norm_", crash)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            main(args)
+
+
 def test_train_writes_a_standard_lora_only_peft_adapter(train_args, tmp_path, tiny_model_dir, capsys):
     assert main(train_args) == 0
     out = tmp_path / "adapter"
@@ -65,21 +83,8 @@ def test_resume_gives_the_same_loss_sequence_as_an_uninterrupted_run(train_args,
     expected = read_manifest(tmp_path / "straight").loss_curve
 
     # Crash during step 5 (after the step-4 checkpoint): the optimizer step raises.
-    import training.loop as loop
-
-    real_clip, calls = torch.nn.utils.clip_grad_norm_, []
-
-    def crash_on_fifth(*a, **k):
-        calls.append(1)
-        if len(calls) == 5:
-            raise RuntimeError("simulated crash")
-        return real_clip(*a, **k)
-
     resumed = _set(args, "--out", str(tmp_path / "resumed"))
-    monkeypatch.setattr(loop.torch.nn.utils, "clip_grad_norm_", crash_on_fifth)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        main(resumed)
-    monkeypatch.setattr(loop.torch.nn.utils, "clip_grad_norm_", real_clip)
+    crash_during_step(resumed, 5, monkeypatch)
     assert not (tmp_path / "resumed").exists(), "an interrupted run must not look finished"
     assert (tmp_path / ".resumed.partial" / "checkpoints" / "step-00000004" / "COMPLETE").is_file()
 
