@@ -105,15 +105,8 @@ def evaluate(adapter: Path, out: Path, device: str, instances: int) -> EvalStage
 
 
 def _task_scores(scores: dict) -> dict[str, float]:
-    """model -> its score on the task, from scores.json (whatever metric the task uses)."""
-    found = {}
-    for model, by_task in (scores.get("models") or scores).items():
-        value = by_task.get(TASK) if isinstance(by_task, dict) else None
-        if isinstance(value, dict):
-            value = next((v for v in value.values() if isinstance(v, (int, float))), None)
-        if isinstance(value, (int, float)):
-            found[model] = float(value)
-    return found
+    """model -> its score on the task, from `specialist eval`'s scores.json (eval.report.scores_dict)."""
+    return {model: float(entry["tasks"][TASK]["score"]) for model, entry in scores["models"].items()}
 
 
 def serve(out: Path, seconds: float) -> dict:

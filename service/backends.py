@@ -51,6 +51,13 @@ class GenParams:
         )
 
 
+def require_loadable(path: Path, base_sha256: str | None) -> None:
+    """Refuse, with the reason, an adapter an engine outside this process would refuse (the local engine's
+    adapter cache makes the same check itself)."""
+    found = check_adapter(path, base_sha256)
+    found.require("serve it with that base model" if found.base_mismatch else "the previous route keeps serving")
+
+
 class Backend(Protocol):
     def count_tokens(self, text: str) -> int: ...
     def keep_last_tokens(self, text: str, tokens: int) -> str:
@@ -242,8 +249,7 @@ class TGIBackend:
 
     def load(self, name: str, path: Path) -> None:
         """Nothing to load here, but refuse what an engine would refuse, before routing to it."""
-        found = check_adapter(path, self.base_sha256)
-        found.require("serve it with that base model" if found.base_mismatch else "the previous route keeps serving")
+        require_loadable(path, self.base_sha256)
 
     def unload(self, name: str) -> None:
         pass

@@ -27,14 +27,13 @@ import httpx
 
 from inference.adapter_cache import AdapterGone
 from inference.sampling import TokenScore
-from service.backends import EngineError, GenParams
+from service.backends import EngineError, GenParams, require_loadable
 from service.config import ServeConfig
 from service.generation import GeneratedToken, Generation, RequestStream, TextPiece
 from service.router import ServedTask
 from service.vllm.adapters import content_id, require_servable
-from service.vllm.engine import EngineDown, EngineRefused, VLLMEngine
+from service.vllm.engine import EngineDown, EngineRefused, VLLMEngine, error_message, reason
 from service.vllm.process import EngineProcess
-from specialist.adapters import check_adapter
 from specialist.base_models import BaseModelRef
 from specialist.errors import SpecialistError, error_line
 
@@ -43,18 +42,16 @@ VLLM_API_KEY_ENV = "SPECIALIST_VLLM_API_KEY"  # the key engines elsewhere were s
 RECONCILE_SECONDS = 1.0
 
 
-def _is_data(line: str) -> bool:
-    return line.startswith("data: ") and line != "data: [DONE]"
-
-
-async def _aiter(items):
-    """An async iterator over a list or an async generator alike."""
-    if isinstance(items, list):
-        for item in items:
-            yield item
-    else:
-        async for item in items:
-            yield item
+def _choices_of(chunk: dict) -> list[dict]:
+    """A completion chunk's (or whole answer's) choices. An engine that fails after its 200 says so in a chunk,
+    or finishes with "abort"/"error": an EngineError, never a cut-off answer passed off as finished."""
+    if "error" in chunk:
+        raise EngineError(f"the vLLM engine failed mid-answer: {error_message(chunk['error'])}", 502)
+    choices = chunk.get("choices") or []
+    ended = next((c["finish_reason"] for c in choices if c.get("finish_reason") in ("abort", "error")), None)
+    if ended:
+        raise EngineError(f"the vLLM engine ended the answer with {ended!r}", 502)
+    return choices
 
 
 def _no_engine(problem: str) -> EngineError:
@@ -64,14 +61,9 @@ def _no_engine(problem: str) -> EngineError:
 
 def _engine_error(response: httpx.Response) -> EngineError:
     """The engine's refusal (its 4xx passed on, else 502), with its own message."""
-    try:
-        detail = response.json().get("error", {})
-        message = detail.get("message") if isinstance(detail, dict) else detail
-    except ValueError:
-        message = response.text
     # The request's own faults pass through; the engine's (its key refused, its bugs) are the service's: 502.
     status = response.status_code if response.status_code in (400, 413, 422, 429) else 502
-    return EngineError(f"the vLLM engine answered {response.status_code}: {str(message)[:300]}", status)
+    return EngineError(f"the vLLM engine answered {response.status_code}: {reason(response)}", status)
 
 
 class VLLMBackend:
@@ -113,8 +105,7 @@ class VLLMBackend:
     # -- the Backend protocol: adapters ----------------------------------------------------------------------
 
     def load(self, name: str, path: Path) -> None:
-        found = check_adapter(path, self.base_sha256)
-        found.require("serve it with that base model" if found.base_mismatch else "the previous route keeps serving")
+        require_loadable(path, self.base_sha256)
         require_servable(path, self.max_lora_rank)
         lora = content_id(path)
         with self._lock:
@@ -160,11 +151,6 @@ class VLLMBackend:
         """Every engine answers and holds every adapter the router loaded."""
         wanted = set(self._paths)
         return all(self._up[e.label] and wanted <= self._held[e.label] for e in self.engines)
-
-    def engine_states(self) -> list[dict]:
-        return [
-            {"engine": e.label, "up": self._up[e.label], "adapters": len(self._held[e.label])} for e in self.engines
-        ]
 
     # -- keeping every engine in line ------------------------------------------------------------------------
 
@@ -331,9 +317,7 @@ class VLLMBackend:
         yield result
 
     async def _choices(self, engine: VLLMEngine, lora: str, served: ServedTask, body: dict) -> AsyncIterator[dict]:
-        """vLLM's completion choices for `body`: one per stream chunk, or the whole answer's. An engine that
-        fails after its 200 says so in a chunk (or finishes with "abort"/"error"): that is an EngineError,
-        never a cut-off answer passed off as finished."""
+        """vLLM's completion choices for `body`: one per stream chunk, or the whole answer's."""
         async with engine.client().stream("POST", "/v1/completions", json=body) as response:
             if response.status_code == 404:  # it no longer holds the adapter (retired, or it restarted)
                 self._held[engine.label] = self._held[engine.label] - {lora}
@@ -343,18 +327,13 @@ class VLLMBackend:
                 raise _engine_error(response)
             if not body["stream"]:
                 await response.aread()
-                chunks = [response.json()]
-            else:
-                chunks = (json.loads(line[6:]) async for line in response.aiter_lines() if _is_data(line))
-            async for chunk in _aiter(chunks):
-                if "error" in chunk:
-                    detail = chunk["error"]
-                    message = detail.get("message") if isinstance(detail, dict) else detail
-                    raise EngineError(f"the vLLM engine failed mid-answer: {str(message)[:300]}", 502)
-                for choice in chunk.get("choices") or []:
-                    if choice.get("finish_reason") in ("abort", "error"):
-                        raise EngineError(f"the vLLM engine ended the answer with {choice['finish_reason']!r}", 502)
+                for choice in _choices_of(response.json()):
                     yield choice
+                return
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    for choice in _choices_of(json.loads(line[6:])):
+                        yield choice
 
     def close(self) -> None:
         self._stop.set()

@@ -30,11 +30,17 @@ class EngineRefused(SpecialistError):
     """The engine answered and refused the adapter: the reason is its own."""
 
 
-def _reason(response: httpx.Response) -> str:
+def error_message(error) -> str:
+    """The message of vLLM's `{"error": {"message": ...}}` (or of a bare error value), one line at most 300 long."""
+    text = str(error.get("message") if isinstance(error, dict) else error) if error else ""
+    return (text.splitlines() or [""])[0][:300]
+
+
+def reason(response: httpx.Response) -> str:
+    """What an engine's error response says."""
     try:
-        error = response.json().get("error", {})
-        return str(error.get("message") if isinstance(error, dict) else error)[:300]
-    except ValueError:
+        return error_message(response.json().get("error"))
+    except (ValueError, AttributeError):
         return response.text[:300]
 
 
@@ -81,9 +87,7 @@ class VLLMEngine:
         """The names of this service's adapters the engine holds now."""
         response = self._call("GET", "/v1/models", timeout=HEALTH_TIMEOUT)
         if response.status_code != 200:
-            raise EngineDown(
-                f"vLLM engine {self.label} /v1/models answered {response.status_code}: {_reason(response)}"
-            )
+            raise EngineDown(f"vLLM engine {self.label} /v1/models answered {response.status_code}: {reason(response)}")
         return {m["id"] for m in response.json().get("data", []) if str(m.get("id", "")).startswith(NAME_PREFIX)}
 
     def load(self, name: str, path: Path) -> None:
@@ -92,9 +96,9 @@ class VLLMEngine:
             if response.status_code == 400 and "already been loaded" in response.text:
                 return
             if response.status_code in (400, 404):  # a refusal about this adapter (a folder it cannot read)
-                raise EngineRefused(f"vLLM engine {self.label} refused adapter {name}: {_reason(response)}")
+                raise EngineRefused(f"vLLM engine {self.label} refused adapter {name}: {reason(response)}")
             if response.status_code != 200:  # 5xx: any failure in the engine (out of memory, dying): retried
-                raise EngineDown(f"vLLM engine {self.label} failed loading {name}: {_reason(response)}")
+                raise EngineDown(f"vLLM engine {self.label} failed loading {name}: {reason(response)}")
             return
         # The resolver plugin fetches it by name on first use: one token makes it load now. vLLM answers 400
         # for any failure to load what was fetched (an engine failure too) and 404 when nothing was fetched, so
@@ -102,7 +106,7 @@ class VLLMEngine:
         response = self._call("POST", "/v1/completions", json={"model": name, "prompt": " ", "max_tokens": 1})
         if response.status_code != 200:  # not found or not fetched: the plugin, its URL or token, or the network
             raise EngineDown(
-                f"vLLM engine {self.label} could not fetch adapter {name} ({response.status_code}: {_reason(response)}); "
+                f"vLLM engine {self.label} could not fetch adapter {name} ({response.status_code}: {reason(response)}); "
                 "is the specialist-vllm-resolver plugin installed there, with SPECIALIST_ARTIFACTS_URL and "
                 "SPECIALIST_ARTIFACT_TOKEN set?"
             )
@@ -110,7 +114,7 @@ class VLLMEngine:
     def unload(self, name: str) -> None:
         response = self._call("POST", "/v1/unload_lora_adapter", json={"lora_name": name})
         if response.status_code not in (200, 404):
-            raise EngineDown(f"vLLM engine {self.label} did not unload {name}: {_reason(response)}")
+            raise EngineDown(f"vLLM engine {self.label} did not unload {name}: {reason(response)}")
 
     def close(self) -> None:
         self._http.close()

@@ -3,10 +3,13 @@ the refusal on a machine without one (the stages themselves are the CLI's and th
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from scripts import gpu_check
+from tests.conftest import TOY_TASK
 
 
 def test_mfu_follows_the_4n_convention():
@@ -49,3 +52,15 @@ def test_the_report_shows_every_stage():
 def test_without_a_gpu_it_says_so_and_exits_2(capsys, tmp_path):
     assert gpu_check.main(["--out", str(tmp_path)]) == 2
     assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_eval_scores_are_read_from_the_runners_own_scores_json(tiny_adapters, task_dir, tmp_path, monkeypatch):
+    """The eval stage reads what `specialist eval` writes (a real run on the tiny model, not a hand-made dict)."""
+    from cli.main import main
+
+    out = tmp_path / "eval"
+    args = ["eval", "--adapter", f"specialist={tiny_adapters['alpha']}", "--base", "--task-data", str(task_dir)]
+    assert main([*args, "--task", TOY_TASK, "--eval-instances", "4", "--out", str(out), "--no-progress"]) == 0
+    monkeypatch.setattr(gpu_check, "TASK", TOY_TASK)
+    scores = gpu_check._task_scores(json.loads((out / "scores.json").read_text()))
+    assert set(scores) == {"base", "specialist"} and all(0 <= v <= 100 for v in scores.values())

@@ -57,10 +57,10 @@ def two_engines(vllm_home, tmp_path_factory):
     ]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        for url, engine in zip(urls, engines):
+        for i, (url, engine) in enumerate(zip(urls, engines)):
 
-            def up(url=url, engine=engine) -> bool:
-                assert engine.poll() is None, f"engine {url} exited: {(logs / 'engine0.log').read_text()[-2000:]}"
+            def up(url=url, engine=engine, log=logs / f"engine{i}.log") -> bool:
+                assert engine.poll() is None, f"engine {url} exited: {log.read_text()[-2000:]}"
                 try:
                     return requests.get(f"{url}/health", timeout=2).status_code == 200
                 except requests.RequestException:
