@@ -17,10 +17,11 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# The distribution's current python3 and curl: pinning exact Debian/Ubuntu revisions breaks with every point release.
+# libjemalloc2: training runs under it (specialist.allocator: glibc's heap fragments under activations).
+# The distribution's current python3, curl and jemalloc: pinning exact Debian/Ubuntu revisions breaks with every point release.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv curl \
+    && apt-get install -y --no-install-recommends python3 python3-venv curl libjemalloc2 \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv
 

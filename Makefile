@@ -57,7 +57,9 @@ test: model vllm
 quickstart: model
 	$(PY) scripts/quickstart.py
 
+# Training throughput against transformers' Trainer and TRL's SFTTrainer (the peer comes with the `bench` extra).
 bench: model
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/train_throughput.py
 
 dialect-check: model

@@ -202,5 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> int:
+    """The `specialist` command. Training runs under jemalloc where the machine has it (specialist.allocator):
+    glibc's heap fragments under activations, several-fold the memory."""
+    if sys.argv[1:2] == ["train"]:
+        from specialist.allocator import reexec_under_jemalloc
+
+        reexec_under_jemalloc()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

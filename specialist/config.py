@@ -93,6 +93,12 @@ class OptimSettings(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="optimizer steps to run (exclusive with --epochs)")
     epochs: float | None = Field(None, gt=0, description="passes over the mixture (exclusive with --max-steps)")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    share_prompt_prefixes: bool = Field(
+        True,
+        description="run the prompt prefix that rows of a micro-batch share (a task's definition and "
+        "demonstrations) once, each row masked to see only the prefix and itself: the same loss and gradients "
+        "from fewer positions (Llama-family models on SDPA attention; other models pad)",
+    )
     gradient_checkpointing: bool = Field(
         False,
         description="keep only each layer's input and recompute its activations in the backward pass: far less "
@@ -141,10 +147,20 @@ class TrainConfig(RunSettings, OptimSettings, LoraSettings, MixtureConfig):
 
     def fingerprint(self) -> str:
         """Identity of a run: everything that changes the result (not where it is written or whether it resumes)."""
-        # Neither the process count nor checkpointing changes the result (tested): a run resumes across them.
+        # Neither the process count, checkpointing nor prefix sharing changes the result (tested): a run resumes
+        # across them.
         fields = self.model_dump(
             mode="json",
-            exclude={"out", "resume", "progress", "num_threads", "checkpoint_every", "nproc", "gradient_checkpointing"},
+            exclude={
+                "out",
+                "resume",
+                "progress",
+                "num_threads",
+                "checkpoint_every",
+                "nproc",
+                "gradient_checkpointing",
+                "share_prompt_prefixes",
+            },
         )
         if not fields["selection_instances"]:  # added later: runs without a selection set keep their identity
             del fields["selection_instances"]

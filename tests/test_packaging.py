@@ -33,6 +33,7 @@ def test_dockerfile_and_bentofile_agree():
     assert re.search(r"^USER \d+$", docker, re.M), "the container must run as a non-root user"
     assert "/readyz" in docker.split("HEALTHCHECK", 1)[1]
     assert 'CMD ["specialist", "serve"' in docker
+    assert "libjemalloc2" in docker and "libjemalloc2" in bento["docker"]["system_packages"]  # training's allocator
     for package in SHIPPED:
         assert f"COPY {package} ./{package}" in docker and f"{package}/**/*.py" in bento["include"]
 

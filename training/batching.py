@@ -1,4 +1,5 @@
-"""Tokenize with loss masking, and group examples of similar length so padding does not eat the compute."""
+"""Tokenize with loss masking, group examples of similar length so padding does not eat the compute, and run
+a prompt prefix that rows share once."""
 
 from __future__ import annotations
 
@@ -62,15 +63,131 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, epoch
     return batches
 
 
-def collate(examples: list[EncodedExample], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest in the batch; labels are IGNORE_INDEX on prompt and padding."""
+@dataclass(frozen=True)
+class Batch:
+    """One micro-batch as the model sees it.
+
+    `targets[b, t]` is the token position t must predict (already shifted), IGNORE_INDEX where nothing is learnt:
+    prompt, padding, each sequence's last position. `attention_mask` is the [B, T] padding mask, or for packed
+    rows a [B, 1, T, T] boolean mask (True: may attend) with `position_ids` restarting per sequence.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    targets: torch.Tensor
+    position_ids: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(move(self.input_ids), move(self.attention_mask), move(self.targets), move(self.position_ids))
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        if self.position_ids is not None:
+            inputs["position_ids"] = self.position_ids
+        return inputs
+
+    @property
+    def positions(self) -> int:
+        """Positions the model runs (padding included): the compute this batch costs."""
+        return self.input_ids.numel()
+
+
+def _targets(example: EncodedExample, start: int) -> list[int]:
+    """Next-token targets for positions [start, len) of `example`: response tokens only, none after the last."""
+    ids, first = example.input_ids, max(1, example.prompt_len)
+    return [ids[t + 1] if t + 1 >= first and t + 1 < len(ids) else IGNORE_INDEX for t in range(start, len(ids))]
+
+
+def collate(examples: list[EncodedExample], pad_id: int) -> Batch:
+    """Right-pad to the longest in the batch, one example per row."""
     width = max(len(ex) for ex in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    targets = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
     for row, ex in enumerate(examples):
-        ids = torch.tensor(ex.input_ids, dtype=torch.long)
-        input_ids[row, : len(ex)] = ids
-        labels[row, ex.prompt_len : len(ex)] = ids[ex.prompt_len :]
+        input_ids[row, : len(ex)] = torch.tensor(ex.input_ids, dtype=torch.long)
+        targets[row, : len(ex)] = torch.tensor(_targets(ex, 0), dtype=torch.long)
         attention_mask[row, : len(ex)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return Batch(input_ids, attention_mask, targets)
+
+
+# A shared prefix shorter than this is not worth the longer row it makes.
+MIN_SHARED_PREFIX = 8
+
+
+@dataclass
+class _Pack:
+    members: list[int]
+    prefix: int  # tokens all members share and run once (0 for a single member)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def shared_prefix_packs(examples: list[EncodedExample]) -> list[_Pack]:
+    """Group rows whose prompts start alike (a task's definition and demonstrations) so the common start runs once.
+
+    Greedy: each row joins the pack where it saves the most tokens, or starts its own. A prefix stops before the
+    last prompt token of every member: that position predicts the member's first response token, so each
+    member must keep its own.
+    """
+    packs: list[_Pack] = []
+    for i, ex in enumerate(examples):
+        best, best_gain = None, 0
+        for pack in packs:
+            first = examples[pack.members[0]]
+            limit = pack.prefix if len(pack.members) > 1 else first.prompt_len - 1
+            shared = min(limit, _common_prefix(first.input_ids, ex.input_ids), ex.prompt_len - 1)
+            gain = shared * len(pack.members) - pack.prefix * (len(pack.members) - 1)
+            if shared >= MIN_SHARED_PREFIX and gain > best_gain:
+                best, best_gain = (pack, shared), gain
+        if best is None:
+            packs.append(_Pack([i], 0))
+        else:
+            best[0].members.append(i)
+            best[0].prefix = best[1]
+    return packs
+
+
+def collate_shared_prefixes(examples: list[EncodedExample], pad_id: int) -> Batch:
+    """Pack rows that share a prompt prefix into one sequence: [prefix][rest of 1][rest of 2]...
+
+    Each rest sees the prefix and itself, never another rest (the mask), at the positions it has alone
+    (`position_ids`), and predicts the tokens it predicts alone: the loss and its gradients are those of
+    `collate`, while the prefix runs once per pack instead of once per row.
+    """
+    packs = shared_prefix_packs(examples)
+    rows: list[tuple[list[int], list[int], list[int], list[int]]] = []  # ids, targets, positions, segment
+    for pack in packs:
+        first = examples[pack.members[0]]
+        ids, targets = list(first.input_ids[: pack.prefix]), [IGNORE_INDEX] * pack.prefix
+        positions, segment = list(range(pack.prefix)), [-1] * pack.prefix
+        for j, m in enumerate(pack.members):
+            ex = examples[m]
+            ids += ex.input_ids[pack.prefix :]
+            targets += _targets(ex, pack.prefix)
+            positions += range(pack.prefix, len(ex))
+            segment += [j] * (len(ex) - pack.prefix)
+        rows.append((ids, targets, positions, segment))
+    width = max(len(r[0]) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    segment = torch.full((len(rows), width), -2, dtype=torch.long)  # -2: padding, -1: the shared prefix
+    for r, (ids, tgt, pos, seg) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        targets[r, : len(ids)] = torch.tensor(tgt)
+        position_ids[r, : len(ids)] = torch.tensor(pos)
+        segment[r, : len(ids)] = torch.tensor(seg)
+    index = torch.arange(width)
+    causal = index[None, :, None] >= index[None, None, :]
+    # Padding attends to what precedes it (never an empty row, which would make NaNs); nothing attends to it.
+    visible = (segment[:, :, None] == segment[:, None, :]) | (segment[:, None, :] == -1)
+    return Batch(input_ids, (causal & visible)[:, None], targets, position_ids)

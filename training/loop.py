@@ -17,7 +17,14 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from specialist.config import OptimSettings
-from training.batching import IGNORE_INDEX, EncodedExample, collate, length_grouped_batches
+from training.batching import (
+    IGNORE_INDEX,
+    Batch,
+    EncodedExample,
+    collate,
+    collate_shared_prefixes,
+    length_grouped_batches,
+)
 from training.distributed import Ranks, barrier, sum_gradients, sum_value
 
 # Architectures whose causal-LM forward is exactly `lm_head(decoder(x))`: for these the response-only head
@@ -32,7 +39,8 @@ class LoopState:
     step: int = 0
     losses: list[float] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
-    tokens: int = 0
+    tokens: int = 0  # tokens of the examples trained on (what tokens/s counts)
+    positions: int = 0  # positions the model ran for them: padding adds to it, a shared prefix takes from it
     examples_seen: int = 0
     elapsed: float = 0.0
 
@@ -56,23 +64,34 @@ def plan_steps(num_examples: int, opt: OptimSettings, epochs: float | None) -> P
     return Plan(max(1, math.ceil(epochs * batches / opt.grad_accum)), batches, opt.grad_accum)
 
 
-def token_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+def shares_prefixes(model) -> bool:
+    """Whether `collate_shared_prefixes` is exact for this model: its own position ids and a custom 4-D mask
+    reach every attention layer (SDPA, no sliding window) and the head is plain."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    return (
+        config.model_type in PLAIN_HEAD_MODELS
+        and getattr(config, "_attn_implementation", None) == "sdpa"
+        and getattr(config, "sliding_window", None) is None
+    )
+
+
+def token_loss_sum(model, batch: Batch) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over response tokens, and how many there are.
 
-    The LM head runs only on positions that have a label: prompts are long and responses short, so
+    The LM head runs only on positions that have a target: prompts are long and responses short, so
     projecting every position onto the 49k-word vocabulary would be mostly wasted work.
     """
-    labels = batch["labels"][:, 1:]
-    mask = labels != IGNORE_INDEX
+    mask = batch.targets != IGNORE_INDEX
+    targets = batch.targets[mask]
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = getattr(base, base.base_model_prefix, None)
     head = base.get_output_embeddings()
     if decoder is None or head is None or base.config.model_type not in PLAIN_HEAD_MODELS:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        return F.cross_entropy(logits[mask].float(), labels[mask], reduction="sum"), int(mask.sum())
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    logits = head(hidden[:, :-1][mask]).float()
-    return F.cross_entropy(logits, labels[mask], reduction="sum"), int(mask.sum())
+        logits = model(**batch.model_inputs()).logits
+        return F.cross_entropy(logits[mask].float(), targets, reduction="sum"), int(mask.sum())
+    hidden = decoder(**batch.model_inputs()).last_hidden_state
+    return F.cross_entropy(head(hidden[mask]).float(), targets, reduction="sum"), int(mask.sum())
 
 
 def cosine_with_warmup(warmup: int, total: int):
@@ -116,6 +135,8 @@ def train_loop(
     if ranks.main:
         log_path.write_text("".join(json.dumps(row) + "\n" for row in state.log))
 
+    # Rows that share a prompt prefix run it once (same loss and gradients) where the model allows it.
+    make_batch = collate_shared_prefixes if opt.share_prompt_prefixes and shares_prefixes(model) else collate
     lengths = [len(ex) for ex in examples]
     epoch_batches: dict[int, list[list[int]]] = {}
 
@@ -152,7 +173,8 @@ def train_loop(
                 mine = ranks.rows(rows)
                 if not mine:  # fewer rows than ranks: this one adds zeros to the sum
                     continue
-                batch = {k: v.to(device) for k, v in collate([examples[i] for i in mine], pad_id).items()}
+                batch = make_batch([examples[i] for i in mine], pad_id).to(device)
+                state.positions += batch.positions
                 loss_sum, _ = token_loss_sum(model, batch)
                 (loss_sum / max(1, step_tokens)).backward()
                 loss_total += loss_sum.item()
@@ -172,6 +194,7 @@ def train_loop(
                 "loss": round(loss, 6),
                 "lr": scheduler.get_last_lr()[0],
                 "tokens": state.tokens,
+                "positions": state.positions,
                 "tokens_per_second": round(state.tokens / max(state.elapsed, 1e-9), 1),
                 "elapsed": round(state.elapsed, 2),
             }

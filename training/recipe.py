@@ -30,6 +30,7 @@ from specialist.adapters import (
     write_manifest,
 )
 from specialist.adapters.model_card import write_model_card
+from specialist.allocator import bound_glibc_heap
 from specialist.base_models import load_model, load_tokenizer, pick_device, portable_id, resolve_base_model
 from specialist.config import LoraSettings, OptimSettings, TrainConfig
 from specialist.errors import SpecialistError
@@ -89,6 +90,8 @@ def train_specialist(
 
     model = attach_lora(load_model(base, device, dtype), cfg, cfg.seed)
     if cfg.gradient_checkpointing:
+        if device.type == "cpu":
+            bound_glibc_heap()  # without jemalloc, glibc's heap would hold several times the live activations
         # Non-reentrant checkpointing: gradients reach the LoRA weights although the frozen embeddings' output
         # needs none (the reentrant kind would need enable_input_require_grads), and dropout replays exactly.
         model.base_model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

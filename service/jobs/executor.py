@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from service.jobs.schema import FINAL, JobError
+from specialist.allocator import jemalloc_env
 
 if TYPE_CHECKING:
     from service.jobs.store import JobStore
@@ -44,7 +45,8 @@ class LocalExecutor:
 
     def __init__(self, store: JobStore, home: Path, env: dict[str, str] | None = None, poll_seconds: float = 0.5):
         self.store, self.home, self.poll = store, Path(home), poll_seconds
-        self.env = dict(os.environ if env is None else env, SPECIALIST_HOME=str(self.home))
+        # Runners train: under jemalloc where the machine has it (specialist.allocator).
+        self.env = jemalloc_env(dict(os.environ if env is None else env, SPECIALIST_HOME=str(self.home)))
         self._stop = threading.Event()
         self.current: subprocess.Popen | None = None
         self._thread = threading.Thread(target=self._run, name="job-worker", daemon=True)

@@ -3,9 +3,9 @@ import torch
 
 from specialist.base_models import BaseModelRef, load_model, load_tokenizer
 from specialist.config import LoraSettings, OptimSettings
-from specialist.prompt_format import TaskPrompt
-from training.batching import collate, encode_examples
-from training.loop import plan_steps, token_loss_sum, train_loop
+from specialist.prompt_format import Example, TaskPrompt
+from training.batching import collate, collate_shared_prefixes, encode_examples
+from training.loop import plan_steps, shares_prefixes, token_loss_sum, train_loop
 from training.lora import attach_lora
 from training.mixture import TrainExample
 
@@ -30,9 +30,41 @@ def test_response_only_loss_equals_the_models_own_loss(tiny):
     model, tok, encoded = tiny
     batch = collate(encoded, tok.pad_token_id)
     ours, n = token_loss_sum(model, batch)
-    reference = model(**batch).loss  # HF: mean over non-ignored shifted labels
-    assert n == int((batch["labels"][:, 1:] != -100).sum())
+    labels = torch.full_like(batch.input_ids, -100)  # HF's convention: unshifted labels, mean over the rest
+    for row, ex in enumerate(encoded):
+        labels[row, ex.prompt_len : len(ex)] = torch.tensor(ex.input_ids[ex.prompt_len :])
+    reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels).loss
+    assert n == int((labels[:, 1:] != -100).sum())
     torch.testing.assert_close(ours / n, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_shared_prefix_packing_gives_the_padded_loss_and_gradients(tiny):
+    model, tok, _ = tiny
+    prompt = TaskPrompt(
+        definition="Classify the sentiment of the movie review as POS or NEG.",
+        examples=(Example(input="a wonderful film", output="POS"), Example(input="dull", output="NEG")),
+    )
+    texts = [("lovely film", "POS"), ("a really dull and boring story", "NEG"), ("fine", "POS")]
+    examples = [TrainExample(prompt, i, o, "t") for i, o in texts]
+    examples.append(TrainExample(TaskPrompt(definition="Repeat."), "the acting was awful", "awful", "t"))
+    encoded, _ = encode_examples(tok, examples, 256)
+    assert shares_prefixes(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss, n = token_loss_sum(model, batch)
+        (loss / n).backward()
+        return loss.detach(), n, [p.grad.clone() for p in params]
+
+    padded, packed = collate(encoded, tok.pad_token_id), collate_shared_prefixes(encoded, tok.pad_token_id)
+    assert packed.input_ids.shape[0] == 2 and packed.positions < 0.8 * padded.positions  # 3 rows share, 1 alone
+    (loss_a, n_a, grads_a), (loss_b, n_b, grads_b) = loss_and_grads(padded), loss_and_grads(packed)
+    assert n_a == n_b
+    torch.testing.assert_close(loss_b, loss_a, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads_a, grads_b):  # summation order differs: 1e-4 of each tensor's largest entry
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+    assert any(a.abs().max() > 0 for a in grads_a)
 
 
 def test_accumulated_gradient_equals_full_batch_gradient(tiny):
@@ -41,7 +73,7 @@ def test_accumulated_gradient_equals_full_batch_gradient(tiny):
 
     def grads(micro_batches):
         model.zero_grad()
-        total = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro_batches)
+        total = sum(int((b.targets != -100).sum()) for b in micro_batches)
         for b in micro_batches:
             loss_sum, _ = token_loss_sum(model, b)
             (loss_sum / total).backward()
