@@ -247,7 +247,13 @@ def compare(args) -> dict:
     from specialist.allocator import jemalloc_env
 
     names = list(TRAINERS)
-    env = jemalloc_env(dict(os.environ))  # every trainer on the same allocator (jemalloc where there is one)
+    # Every trainer on the same allocator: the system's by default (what `python train.py` gets), so the ratio is
+    # the trainers' own; --allocator jemalloc puts all of them on the one `specialist train` uses.
+    env = dict(os.environ, SPECIALIST_ALLOCATOR="system")
+    if args.allocator == "jemalloc":
+        env = jemalloc_env({**env, "SPECIALIST_ALLOCATOR": "auto"})
+        if "jemalloc" not in env.get("LD_PRELOAD", ""):
+            raise SystemExit("--allocator jemalloc: no libjemalloc on this machine (apt install libjemalloc2)")
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for repeat in range(args.repeats):
         order = names[repeat % len(names) :] + names[: repeat % len(names)]
@@ -259,7 +265,8 @@ def compare(args) -> dict:
             ]  # fmt: skip
             done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
             if done.returncode != 0:
-                raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+                why = "killed by the kernel (out of memory?)" if done.returncode == -9 else done.stderr[-3000:]
+                raise SystemExit(f"{name} failed (exit {done.returncode}): {why}")
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"round {repeat + 1}: {name}: {runs[name][-1]['tokens_per_second']} tokens/s", flush=True)
     summary = {}
@@ -271,7 +278,7 @@ def compare(args) -> dict:
         "model": DEFAULT_BASE_MODEL,
         "device": args.device,
         "threads": args.threads,
-        "allocator": "jemalloc" if "jemalloc" in env.get("LD_PRELOAD", "") else "system",
+        "allocator": args.allocator,
         "batch_size": args.batch_size,
         "warmup_steps": args.warmup_steps,
         "timed_steps": args.steps,
@@ -297,6 +304,9 @@ def main() -> int:
     parser.add_argument("--instances-per-task", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads for every run")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--allocator", choices=["system", "jemalloc"], default="system", help="the C allocator of every trainer"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON report (default: benchmarks/results/)")
     parser.add_argument("--memory", action="store_true", help="gradient checkpointing's memory and speed instead")
     parser.add_argument(
