@@ -131,39 +131,53 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def shared_prefix_packs(examples: list[EncodedExample]) -> list[_Pack]:
+def _cost(length: int, break_even: int) -> float:
+    """Compute of one sequence, in positions: linear layers grow with its length, attention with its square."""
+    return length + length * length / break_even
+
+
+def shared_prefix_packs(examples: list[EncodedExample], break_even: int = 3456) -> list[_Pack]:
     """Group rows whose prompts start alike (a task's definition and demonstrations) so the common start runs once.
 
-    Greedy: each row joins the pack where it saves the most tokens, or starts its own. A prefix stops before the
-    last prompt token of every member: that position predicts the member's first response token, so each
-    member must keep its own.
+    Greedy: each row joins the pack where it saves the most compute, or starts its own. A pack is one sequence,
+    so its attention grows with the square of its length: `break_even` is the length at which a position's
+    attention costs as much as its linear layers (about 6 x the hidden size: 4·d·T against ~24·d² FLOPs), and
+    long rests behind a short prefix stay apart. A prefix stops before the last prompt token of every member:
+    that position predicts the member's first response token, so each member must keep its own.
     """
     packs: list[_Pack] = []
+    lengths: list[int] = []  # each pack's sequence length
     for i, ex in enumerate(examples):
-        best, best_gain = None, 0
-        for pack in packs:
+        best, best_gain = None, 0.0
+        for p, pack in enumerate(packs):
             first = examples[pack.members[0]]
             limit = pack.prefix if len(pack.members) > 1 else first.prompt_len - 1
             shared = min(limit, _common_prefix(first.input_ids, ex.input_ids), ex.prompt_len - 1)
-            gain = shared * len(pack.members) - pack.prefix * (len(pack.members) - 1)
-            if shared >= MIN_SHARED_PREFIX and gain > best_gain:
-                best, best_gain = (pack, shared), gain
+            if shared < MIN_SHARED_PREFIX:
+                continue
+            # Joining shrinks the pack's prefix to `shared`: its other members' rests grow by the difference.
+            joined = lengths[p] + (pack.prefix - shared) * (len(pack.members) - 1) + len(ex) - shared
+            gain = _cost(lengths[p], break_even) + _cost(len(ex), break_even) - _cost(joined, break_even)
+            if gain > best_gain:
+                best, best_gain = (p, shared, joined), gain
         if best is None:
             packs.append(_Pack([i], 0))
+            lengths.append(len(ex))
         else:
-            best[0].members.append(i)
-            best[0].prefix = best[1]
+            p, shared, joined = best
+            packs[p].members.append(i)
+            packs[p].prefix, lengths[p] = shared, joined
     return packs
 
 
-def collate_shared_prefixes(examples: list[EncodedExample], pad_id: int) -> Batch:
+def collate_shared_prefixes(examples: list[EncodedExample], pad_id: int, break_even: int = 3456) -> Batch:
     """Pack rows that share a prompt prefix into one sequence: [prefix][rest of 1][rest of 2]...
 
     Each rest sees the prefix and itself, never another rest (the mask), at the positions it has alone
     (`position_ids`), and predicts the tokens it predicts alone: the loss and its gradients are those of
     `collate`, while the prefix runs once per pack instead of once per row.
     """
-    packs = shared_prefix_packs(examples)
+    packs = shared_prefix_packs(examples, break_even)
     rows: list[tuple[list[int], list[int], list[int], list[int]]] = []  # ids, targets, positions, segment
     for pack in packs:
         first = examples[pack.members[0]]

@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -136,7 +137,10 @@ def train_loop(
         log_path.write_text("".join(json.dumps(row) + "\n" for row in state.log))
 
     # Rows that share a prompt prefix run it once (same loss and gradients) where the model allows it.
-    make_batch = collate_shared_prefixes if opt.share_prompt_prefixes and shares_prefixes(model) else collate
+    make_batch = collate
+    if opt.share_prompt_prefixes and shares_prefixes(model):
+        hidden = (model.get_base_model() if hasattr(model, "get_base_model") else model).config.hidden_size
+        make_batch = partial(collate_shared_prefixes, break_even=6 * hidden)  # see shared_prefix_packs
     lengths = [len(ex) for ex in examples]
     epoch_batches: dict[int, list[list[int]]] = {}
 

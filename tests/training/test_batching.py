@@ -84,3 +84,11 @@ def test_length_grouping_cuts_padding_and_is_deterministic():
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     naive = sum(8 * max(lengths[i] for i in range(s, s + 8)) for s in range(0, 256, 8))
     assert padded < 0.6 * naive
+
+
+def test_long_rows_behind_a_short_shared_prefix_stay_apart():
+    # 10 shared tokens, 600-token rests: one 1210-token sequence would cost more attention than it saves.
+    a = EncodedExample(list(range(10)) + [1] * 600, 605)
+    b = EncodedExample(list(range(10)) + [2] * 600, 605)
+    assert [p.members for p in shared_prefix_packs([a, b], break_even=3456)] == [[0], [1]]
+    assert [p.members for p in shared_prefix_packs([a, b], break_even=10**9)] == [[0, 1]]  # attention free: pack
