@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +22,8 @@ from pydantic import Field  # noqa: E402
 from cli import evaluate, serving  # noqa: E402
 from cli.options import add_model_flags, model_from_args  # noqa: E402
 from specialist.config import MixtureConfig, StrictModel  # noqa: E402
-from specialist.errors import SpecialistError, UsageError, error_line  # noqa: E402
+from specialist.database import STORAGE_ERRORS, storage_error_line, storage_fix  # noqa: E402
+from specialist.errors import SpecialistError, UsageError  # noqa: E402
 from specialist.paths import default_task_data  # noqa: E402
 
 
@@ -188,14 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `specialist tasks list | head -1`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         return 0
-    except (OSError, sqlite3.Error) as e:  # a full disk, a read-only home, a vanished file: still one line
+    except STORAGE_ERRORS as e:  # a full disk, a read-only home, a vanished file, a database down: one line
         where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        why = e.strerror if isinstance(e, OSError) and e.strerror else error_line(e)
-        print(
-            f"error: could not read or write files ({why}{where}); check free space and permissions of "
-            f"$SPECIALIST_HOME and of the paths given",
-            file=sys.stderr,
-        )
+        why = e.strerror if isinstance(e, OSError) and e.strerror else storage_error_line(e)
+        print(f"error: could not read or write files or the database ({why}{where}); {storage_fix()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted (a training run continues with the same command plus --resume)", file=sys.stderr)

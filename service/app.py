@@ -70,14 +70,21 @@ class ServiceState(ServingState):
         # A training job takes job_threads cores; serving keeps the rest.
         backend.share_cores(config.job_threads, lambda: worker.current is not None, config.num_threads)
         super().__init__(config, base, registry, backend, metrics, router, jobs, worker)
-        self._stop = threading.Event()
+        self._stop, self._changed = threading.Event(), threading.Event()
+        # On PostgreSQL a promotion made anywhere wakes the poller at once (LISTEN/NOTIFY); polling stays the
+        # fallback, and the only way on SQLite.
+        registry.db.listen(self._changed.set, self._stop)
         self._poller = threading.Thread(target=self._poll, name="route-poller", daemon=True)
         self._poller.start()
 
     def _poll(self) -> None:
         # This thread starts last in the worker's start: from here on the service answers (or queues) requests.
         self.backend.service_started()
-        while not self._stop.wait(self.config.poll_seconds):
+        while not self._stop.is_set():
+            self._changed.wait(self.config.poll_seconds)
+            self._changed.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.router.sync()
             except Exception:  # noqa: BLE001 - a failed poll is retried on the next tick
@@ -85,6 +92,7 @@ class ServiceState(ServingState):
 
     def close(self) -> None:
         self._stop.set()
+        self._changed.set()
         super().close()
 
 

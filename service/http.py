@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated
@@ -28,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 
 from service.config import ADMIN_TOKEN_ENV, ARTIFACT_TOKEN_ENV, INFERENCE_TOKEN_ENV, REQUEST_TOKEN_ENV
+from specialist.database import STORAGE_ERRORS, storage_error_line, storage_fix
 from specialist.errors import error_line
 
 log = logging.getLogger("specialist.service")
@@ -366,11 +366,11 @@ async def storage_call(what: str, fn, *args, **kwargs):
     read-only home) is a 503 naming the cause; the routes already served keep serving."""
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
-    except (sqlite3.Error, OSError) as e:
-        log.error("%s unavailable: %s", what, e)
+    except STORAGE_ERRORS as e:
+        cause = storage_error_line(e)
+        log.error("%s unavailable: %s", what, cause)
         raise ApiError(
             503,
-            f"the {what} could not be read or written ({e}); check free space and permissions of "
-            "$SPECIALIST_HOME; the current routes keep serving",
+            f"the {what} could not be read or written ({cause}); {storage_fix()}; the current routes keep serving",
             "service_unavailable",
         ) from None

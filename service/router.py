@@ -66,6 +66,7 @@ class Router:
         self._lock = threading.Lock()
         self._names = 0
         self._wanted: dict[str, int] | None = None  # task -> champion version, as the last sync read the registry
+        self.registry_version = 0  # the registry's version the routes follow (its newest history entry)
 
     def resolve(self, task: str) -> ServedTask:
         served = self.routes.get(task)  # one dict read: a concurrent swap replaces the dict, never mutates it
@@ -76,11 +77,12 @@ class Router:
     def sync(self) -> list[str]:
         """Bring the served routes in line with the registry; returns the tasks whose route changed."""
         with self._lock:  # one sync at a time (poller thread and admin endpoint)
-            wanted = self.registry.routes()
+            registry_version, wanted = self.registry.snapshot()
             self._wanted = {task: version.version for task, version in wanted.items()}
             routes = dict(self.routes)
             changed: list[str] = []
             retired: list[str] = []
+            pending = False  # a champion not loaded yet (a busy engine): the routes do not follow the registry yet
             for task, version in wanted.items():
                 current = routes.get(task)
                 if current is not None and current.version == version.version and current.path == version.path:
@@ -107,6 +109,7 @@ class Router:
                 except Exception as e:  # noqa: BLE001 - a bad adapter must not take the service down
                     log.error("not serving %s v%s: %s", task, version.version, error_line(e))
                     self._unload(name)
+                    pending = pending or not self.permanent(e)
                     if self.permanent(e):  # a broken adapter stays refused; a busy engine is retried next sync
                         self.errors[task] = f"v{version.version}: {error_line(e)}"
                         if current is None:  # nothing served for it yet (e.g. just restarted): fall back
@@ -126,6 +129,8 @@ class Router:
                 retired.append(routes.pop(task).engine_name)
                 changed.append(task)
             self.routes = routes  # the atomic switch: new requests now resolve to the new versions...
+            if not pending:
+                self.registry_version = registry_version
             for name in retired:  # ...and only then are the old ones unloaded (after their queued requests)
                 self._unload(name)
             return changed

@@ -3,7 +3,7 @@
 Why: glibc malloc raises its mmap threshold each time a large block is freed (up to 32 MB), so activation-sized
 blocks soon come from its heap, and freed in another order than allocated they fragment it. Measured with
 --gradient-checkpointing, batch 4 x 1024 tokens: a process held 10.2 GB after 3 steps for ~1.6 GB of live
-tensors. Under jemalloc the same run held 1.7 GB, at the same speed or better (README, "Training memory").
+tensors. Under jemalloc the same run held 1.7 GB, at the same speed or better (README, "How training works").
 
 `specialist train` re-executes itself under jemalloc once (`reexec_under_jemalloc`), and the job executor starts
 its runners with it (`jemalloc_env`); SPECIALIST_ALLOCATOR=system keeps the system allocator.
@@ -72,7 +72,7 @@ def reexec_under_jemalloc() -> None:
 
 def bound_glibc_heap() -> None:
     """Without jemalloc: fix glibc's mmap threshold at 4 MB so activation-sized blocks are mapped and returned
-    whole instead of fragmenting the heap (measured: 2.2 GB where the default held 10.2 GB; ~15% slower)."""
+    whole instead of fragmenting the heap (measured: 2.2 GB where the default held 10.2 GB; ~13% slower)."""
     if on_jemalloc() or not sys.platform.startswith("linux"):
         return
     try:

@@ -61,6 +61,8 @@ def _isolated_home(tmp_path_factory):
     """Keep tests out of the user's ~/.specialist (the models cache stays shared: it holds the real default)."""
     mp = pytest.MonkeyPatch()
     mp.setenv("SPECIALIST_HOME", str(tmp_path_factory.mktemp("specialist-home")))
+    mp.delenv("SPECIALIST_DATABASE_URL", raising=False)  # never a developer's real database; tests opt in
+    mp.delenv("SPECIALIST_REPLICA_ID", raising=False)
     yield
     mp.undo()
 
@@ -165,3 +167,49 @@ def tiny_adapters(tmp_path_factory, tiny_model_dir, task_dir, generalist_file) -
         assert main(args) == 0
         adapters[name] = root / name
     return adapters
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------------------
+
+POSTGRES_ADMIN_URL = os.environ.get("SPECIALIST_TEST_POSTGRES", "postgresql://127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty database on the machine's PostgreSQL server, dropped afterwards. Without a server the test
+    is skipped with the reason, except under CI=true, where a missing server is a failure."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        reason = f"no PostgreSQL server at {POSTGRES_ADMIN_URL} ({str(e).strip().splitlines()[0]})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true needs PostgreSQL: {reason}")
+        pytest.skip(f"{reason}; set SPECIALIST_TEST_POSTGRES to test against one")
+    name = f"sf_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        from specialist import database
+
+        for key in [k for k in database._databases if k == url]:
+            database._databases.pop(key).engine.dispose()
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, monkeypatch):
+    """Run the test on the embedded SQLite and on PostgreSQL (SPECIALIST_DATABASE_URL set to a fresh database)."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("SPECIALIST_DATABASE_URL", url)
+        return url
+    monkeypatch.delenv("SPECIALIST_DATABASE_URL", raising=False)
+    return None

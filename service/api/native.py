@@ -34,4 +34,5 @@ async def tasks(state: ServingDep):
             for s in sorted(state.router.routes.values(), key=lambda s: s.task)
         ],
         "refused": dict(state.router.errors),
+        "registry_version": state.router.registry_version,
     }

@@ -41,6 +41,10 @@ class TasksResponse(_Body):
     base_model: str
     tasks: list[ServedTaskInfo]
     refused: dict[str, str] = Field(description="task -> why its newest champion is not served")
+    registry_version: int = Field(
+        description="the registry version these routes follow (its newest promotion, rollback or removal): "
+        "replicas on one database that show the same number serve the same champions"
+    )
 
 
 # -- TGI ---------------------------------------------------------------------------------------------------------

@@ -1,20 +1,25 @@
-"""The job table: every specialist request's job, its status, progress and outcome, in SQLite; and beside it
-each job's events (every status change is one, written with it) and the checkpoints its training wrote.
+"""The job table: every specialist request's job, its status, progress and outcome, and beside it each
+job's events (every status change is one, written with it) and the checkpoints its training wrote.
 
-Jobs live under $SPECIALIST_HOME/jobs/ (a restart loses no record; a job cut off by a restart is marked failed, and
-nothing is half-promoted because promotion is the job's last, atomic step). Everything the service, the executor
+The table lives in the service's database (specialist.database: $SPECIALIST_HOME/jobs/jobs.sqlite by default,
+PostgreSQL with SPECIALIST_DATABASE_URL), job folders under $SPECIALIST_HOME/jobs/. A restart loses no record;
+a job cut off by a restart is marked failed, and nothing is half-promoted because promotion is the job's last,
+atomic step. Everything the service, the executor
 and the job process know about a job goes through the methods here, so another database can stand in behind them.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
+import socket
 import uuid
 from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Connection, RowMapping, bindparam, text
 
 from service.jobs.executor import stop_leftover_runner
 from service.jobs.schema import (
@@ -33,9 +38,13 @@ from service.jobs.schema import (
     SpecialistRequest,
     Stage,
 )
-from specialist.sqlite import connect, transaction
+from specialist.database import configured_url, open_database, sqlite_url
 
 INTERRUPTED = "interrupted by a service restart"
+REPLICA_ENV = "SPECIALIST_REPLICA_ID"
+# Jobs made in the same second, in the order they were made: by their first event (written with the job), as
+# neither database orders text ids by insertion.
+CREATION_ORDER = "(SELECT MIN(e.id) FROM job_events e WHERE e.job_id = jobs.id)"
 
 
 def _now() -> str:
@@ -43,45 +52,21 @@ def _now() -> str:
 
 
 class JobStore:
-    _SCHEMA = """
-    CREATE TABLE IF NOT EXISTS jobs (
-        id TEXT PRIMARY KEY, task TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,
-        progress TEXT NOT NULL DEFAULT '{}', result TEXT NOT NULL DEFAULT '{}', error TEXT,
-        cancel_requested INTEGER NOT NULL DEFAULT 0, promoting INTEGER NOT NULL DEFAULT 0, pid INTEGER,
-        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
-        error_code TEXT, metadata TEXT NOT NULL DEFAULT '{}', trained_tokens INTEGER);
-    CREATE TABLE IF NOT EXISTS job_events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, created_at TEXT NOT NULL,
-        level TEXT NOT NULL, type TEXT NOT NULL, message TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
-    CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id, id);
-    CREATE TABLE IF NOT EXISTS job_checkpoints (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, candidate TEXT NOT NULL, step INTEGER NOT NULL,
-        train_loss REAL, validation_loss REAL, path TEXT NOT NULL, kind TEXT NOT NULL, created_at TEXT NOT NULL);
-    CREATE INDEX IF NOT EXISTS job_checkpoints_by_job ON job_checkpoints (job_id, id);
-    """
-
-    _ADDED_COLUMNS = {
-        "promoting": "INTEGER NOT NULL DEFAULT 0",
-        "pid": "INTEGER",
-        "error_code": "TEXT",
-        "metadata": "TEXT NOT NULL DEFAULT '{}'",
-        "trained_tokens": "INTEGER",
-    }
-
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, replica: str | None = None):
+        """`replica`: who claims jobs through this store ($SPECIALIST_REPLICA_ID, else this machine and home);
+        on a shared database a restart fails only the jobs its own replica was running, so the name must
+        survive the replica's restarts (in a container whose hostname changes, set SPECIALIST_REPLICA_ID)."""
         self.root = Path(home) / "jobs"
+        self.replica = replica or os.environ.get(REPLICA_ENV) or f"{socket.gethostname()}:{Path(home).resolve()}"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.root / "jobs.sqlite"
-        with self._connect() as db:
-            db.executescript(self._SCHEMA)
-            # Homes made by an earlier version lack newer columns: add them (SQLite cannot ALTER ... IF NOT EXISTS).
-            have = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-            for column, ddl in self._ADDED_COLUMNS.items():
-                if column not in have:
-                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {ddl}")
+        self.db_path = self.root / "jobs.sqlite"  # the embedded default
+        self.db = open_database(configured_url() or sqlite_url(self.db_path), "jobs")
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.db_path)
+    def _connect(self) -> AbstractContextManager[Connection]:
+        return self.db.read()
+
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        return self.db.write("jobs")
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -89,37 +74,48 @@ class JobStore:
     def create(self, request: SpecialistRequest) -> str:
         """Queue a job; refuses a task that already has a queued or running job (atomically)."""
         job_id = uuid.uuid4().hex
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            busy = db.execute(
-                f"SELECT id FROM jobs WHERE task = ? AND status IN ({','.join('?' * (len(RUNNING) + 1))})",
-                (request.task, "queued", *RUNNING),
-            ).fetchone()
+        with self._transaction() as db:
+            busy = _row(
+                db,
+                "SELECT id FROM jobs WHERE task = :task AND status IN :active",
+                task=request.task,
+                active=("queued", *RUNNING),
+                expanding=("active",),
+            )
             if busy is not None:
-                db.execute("ROLLBACK")
                 raise DuplicateJob(request.task, busy["id"])
+            now = _now()
             db.execute(
-                "INSERT INTO jobs (id, task, status, request, metadata, created_at, updated_at)"
-                " VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                (job_id, request.task, request.model_dump_json(), json.dumps(request.metadata), _now(), _now()),
+                text(
+                    "INSERT INTO jobs (id, task, status, request, metadata, created_at, updated_at)"
+                    " VALUES (:id, :task, 'queued', :request, :metadata, :now, :now)"
+                ),
+                {
+                    "id": job_id,
+                    "task": request.task,
+                    "request": request.model_dump_json(),
+                    "metadata": json.dumps(request.metadata),
+                    "now": now,
+                },
             )
             _status_event(db, job_id, None, "queued")
-            db.execute("COMMIT")
         return job_id
 
     def get(self, job_id: str) -> Job | None:
         with self._connect() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = _row(db, "SELECT * FROM jobs WHERE id = :id", id=job_id)
         return None if row is None else _job(row)
 
     def list(self, limit: int = 100) -> list[JobSummary]:
         with self._connect() as db:
-            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
+            rows = _rows(
+                db, f"SELECT * FROM jobs ORDER BY created_at DESC, {CREATION_ORDER} DESC LIMIT :limit", limit=limit
+            )
         return [_summary(r) for r in rows]
 
     def request(self, job_id: str) -> SpecialistRequest:
         with self._connect() as db:
-            row = db.execute("SELECT request FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = _row(db, "SELECT request FROM jobs WHERE id = :id", id=job_id)
         return SpecialistRequest.model_validate_json(row["request"])
 
     def update(
@@ -133,31 +129,30 @@ class JobStore:
     ) -> None:
         """Record what is given; a change of status is also an event. A final status is never overwritten
         (a late update from a dying process must not revive a job)."""
-        sets, values = ["updated_at = ?"], [_now()]
+        now = _now()
+        sets, values = ["updated_at = :now"], {"now": now, "id": job_id}
         if status is not None:
-            sets.append("status = ?")
-            values.append(status)
+            sets.append("status = :status")
+            values["status"] = status
             if status in RUNNING:
-                sets.append("started_at = COALESCE(started_at, ?)")
-                values.append(_now())
+                sets.append("started_at = COALESCE(started_at, :now)")
             if status in FINAL:
-                sets.append("finished_at = ?")
-                values.append(_now())
+                sets.append("finished_at = :now")
         for column, value in (("progress", progress), ("result", result)):
             if value is not None:
-                sets.append(f"{column} = ?")
-                values.append(json.dumps(value))
+                sets.append(f"{column} = :{column}")
+                values[column] = json.dumps(value)
         if error is not None:
-            sets += ["error = ?", "error_code = ?"]
-            values += [error.message, error.code]
+            sets += ["error = :error", "error_code = :error_code"]
+            values.update(error=error.message, error_code=error.code)
         if trained_tokens is not None:
-            sets.append("trained_tokens = ?")
-            values.append(trained_tokens)
-        with transaction(self.db_path) as db:
-            row = db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            sets.append("trained_tokens = :trained_tokens")
+            values["trained_tokens"] = trained_tokens
+        with self._transaction() as db:
+            row = _row(db, "SELECT status FROM jobs WHERE id = :id", id=job_id)
             if row is None or row["status"] in FINAL:
                 return
-            db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", (*values, job_id))
+            db.execute(text(f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id"), values)
             if status is not None and status != row["status"]:
                 _status_event(db, job_id, row["status"], status, error)
 
@@ -169,18 +164,21 @@ class JobStore:
         level: EventLevel = "info",
         type: EventType = "message",
     ) -> None:
-        with self._connect() as db:
+        with self._transaction() as db:
             _insert_event(db, job_id, level, type, message, data or {})
 
     def events(self, job_id: str, after: int | None = None, limit: int = 100) -> EventPage | None:
         """The job's events after event `after` (exclusive), oldest first, at most `limit`; None: no such job."""
         with self._connect() as db:
-            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            if _row(db, "SELECT 1 AS found FROM jobs WHERE id = :id", id=job_id) is None:
                 return None
-            rows = db.execute(
-                "SELECT * FROM job_events WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
-                (job_id, -1 if after is None else after, limit + 1),  # one more: is there a next page?
-            ).fetchall()
+            rows = _rows(  # one more than asked: is there a next page?
+                db,
+                "SELECT * FROM job_events WHERE job_id = :id AND id > :after ORDER BY id LIMIT :limit",
+                id=job_id,
+                after=-1 if after is None else after,
+                limit=limit + 1,
+            )
         events = [
             JobEvent(
                 id=r["id"],
@@ -197,18 +195,28 @@ class JobStore:
     def add_checkpoint(
         self, job_id: str, candidate: str, step: int, train_loss: float | None, path: Path, kind: str
     ) -> None:
-        with self._connect() as db:
+        with self._transaction() as db:
             db.execute(
-                "INSERT INTO job_checkpoints (job_id, candidate, step, train_loss, path, kind, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, candidate, step, train_loss, str(path), kind, _now()),
+                text(
+                    "INSERT INTO job_checkpoints (job_id, candidate, step, train_loss, path, kind, created_at)"
+                    " VALUES (:job_id, :candidate, :step, :train_loss, :path, :kind, :at)"
+                ),
+                {
+                    "job_id": job_id,
+                    "candidate": candidate,
+                    "step": step,
+                    "train_loss": train_loss,
+                    "path": str(path),
+                    "kind": kind,
+                    "at": _now(),
+                },
             )
 
     def checkpoints(self, job_id: str) -> CheckpointList | None:
         with self._connect() as db:
-            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+            if _row(db, "SELECT 1 AS found FROM jobs WHERE id = :id", id=job_id) is None:
                 return None
-            rows = db.execute("SELECT * FROM job_checkpoints WHERE job_id = ? ORDER BY id", (job_id,)).fetchall()
+            rows = _rows(db, "SELECT * FROM job_checkpoints WHERE job_id = :id ORDER BY id", id=job_id)
         return CheckpointList(
             data=[
                 Checkpoint(
@@ -227,102 +235,121 @@ class JobStore:
     def request_cancel(self, job_id: str) -> Stage | None:
         """Cancel a queued job at once, or flag a running one for the executor; returns the status after.
         A job already promoting (registering its adapter) finishes: the cancel came too late."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT status, promoting FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self._transaction() as db:
+            row = _row(db, "SELECT status, promoting FROM jobs WHERE id = :id", id=job_id)
             if row is None:
-                db.execute("ROLLBACK")
                 return None
             if row["status"] == "queued":
                 db.execute(
-                    "UPDATE jobs SET status = 'canceled', finished_at = ?, updated_at = ? WHERE id = ?",
-                    (_now(), _now(), job_id),
+                    text("UPDATE jobs SET status = 'canceled', finished_at = :now, updated_at = :now WHERE id = :id"),
+                    {"now": _now(), "id": job_id},
                 )
                 _status_event(db, job_id, "queued", "canceled")
             elif row["status"] in RUNNING and not row["promoting"]:
-                db.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (_now(), job_id))
+                db.execute(
+                    text("UPDATE jobs SET cancel_requested = 1, updated_at = :now WHERE id = :id"),
+                    {"now": _now(), "id": job_id},
+                )
                 _insert_event(db, job_id, "warn", "message", "cancel requested", {})
-            db.execute("COMMIT")
         return self.get(job_id).status
 
     def claim(self, job_id: str) -> bool:
-        """Atomically move a queued job to 'preparing' (False if it was canceled in the meantime)."""
-        with transaction(self.db_path) as db:
-            cur = db.execute(
-                "UPDATE jobs SET status = 'preparing', progress = ?, started_at = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
-                (json.dumps({"stage": "preparing"}), _now(), _now(), job_id),
-            )
-            if cur.rowcount == 1:
+        """Atomically move a queued job to 'preparing' (False if it was canceled or claimed meanwhile)."""
+        with self._transaction() as db:
+            claimed = db.execute(
+                text(
+                    "UPDATE jobs SET status = 'preparing', progress = :progress, started_at = :now, updated_at = :now,"
+                    " claimed_by = :replica WHERE id = :id AND status = 'queued'"
+                ),
+                {"progress": json.dumps({"stage": "preparing"}), "now": _now(), "id": job_id, "replica": self.replica},
+            ).rowcount
+            if claimed == 1:
                 _status_event(db, job_id, "queued", "preparing")
-            return cur.rowcount == 1
+            return claimed == 1
 
     def set_pid(self, job_id: str, pid: int) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE jobs SET pid = ? WHERE id = ?", (pid, job_id))
+        with self._transaction() as db:
+            db.execute(text("UPDATE jobs SET pid = :pid WHERE id = :id"), {"pid": pid, "id": job_id})
 
     def begin_promotion(self, job_id: str) -> bool:
         """The point of no return: True (and cancels are refused from now on) unless a cancel came first."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT status, cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self._transaction() as db:
+            row = _row(db, "SELECT status, cancel_requested FROM jobs WHERE id = :id", id=job_id)
             ok = row is not None and row["status"] in RUNNING and not row["cancel_requested"]
             if ok:
-                db.execute("UPDATE jobs SET promoting = 1, updated_at = ? WHERE id = ?", (_now(), job_id))
-            db.execute("COMMIT")
+                db.execute(
+                    text("UPDATE jobs SET promoting = 1, updated_at = :now WHERE id = :id"),
+                    {"now": _now(), "id": job_id},
+                )
             return ok
 
     def promoting(self, job_id: str) -> bool:
         with self._connect() as db:
-            row = db.execute("SELECT promoting FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = _row(db, "SELECT promoting FROM jobs WHERE id = :id", id=job_id)
         return bool(row and row["promoting"])
 
     def cancel_requested(self, job_id: str) -> bool:
         with self._connect() as db:
-            row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = _row(db, "SELECT cancel_requested FROM jobs WHERE id = :id", id=job_id)
         return bool(row and row["cancel_requested"])
 
     def next_queued(self) -> str | None:
         with self._connect() as db:
-            row = db.execute(
-                "SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1"
-            ).fetchone()
+            row = _row(db, f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, {CREATION_ORDER} LIMIT 1")
         return row["id"] if row else None
 
     def fail_interrupted(self) -> int:
         """At start: jobs that were running when the service stopped are failed, never left half-done; a job
         process that outlived the service (it runs in its own session) is stopped first."""
+        # On a shared database: this replica's jobs (and those claimed before replicas were recorded); another
+        # replica's run on. Embedded (SQLite, one service per home): every running job was this service's.
+        mine: dict[str, Any] = {"active": RUNNING}
+        owned = "status IN :active"
+        if self.db.postgres:
+            owned += " AND (claimed_by = :replica OR claimed_by IS NULL)"
+            mine["replica"] = self.replica
         with self._connect() as db:
-            rows = db.execute(
-                f"SELECT pid FROM jobs WHERE pid IS NOT NULL AND status IN ({','.join('?' * len(RUNNING))})", RUNNING
-            ).fetchall()
+            rows = _rows(db, f"SELECT pid FROM jobs WHERE pid IS NOT NULL AND {owned}", **mine, expanding=("active",))
         for row in rows:
             stop_leftover_runner(row["pid"])
         error = JobError(code="interrupted", message=INTERRUPTED)
-        with transaction(self.db_path) as db:
-            running = db.execute(
-                f"SELECT id, status FROM jobs WHERE status IN ({','.join('?' * len(RUNNING))})", RUNNING
-            ).fetchall()
+        with self._transaction() as db:
+            running = _rows(db, f"SELECT id, status FROM jobs WHERE {owned}", **mine, expanding=("active",))
             for row in running:
                 db.execute(
-                    "UPDATE jobs SET status = 'failed', error = ?, error_code = ?, finished_at = ?, updated_at = ? "
-                    "WHERE id = ?",
-                    (error.message, error.code, _now(), _now(), row["id"]),
+                    text(
+                        "UPDATE jobs SET status = 'failed', error = :error, error_code = :code, finished_at = :now,"
+                        " updated_at = :now WHERE id = :id"
+                    ),
+                    {"error": error.message, "code": error.code, "now": _now(), "id": row["id"]},
                 )
                 _status_event(db, row["id"], row["status"], "failed", error)
             return len(running)
 
 
-def _insert_event(
-    db: sqlite3.Connection, job_id: str, level: EventLevel, type: EventType, message: str, data: dict
-) -> None:
+def _rows(db: Connection, sql: str, expanding: tuple[str, ...] = (), **params) -> list[RowMapping]:
+    """`expanding`: parameters that are tuples, bound as IN (...) lists."""
+    statement = text(sql).bindparams(*(bindparam(name, expanding=True) for name in expanding))
+    return list(db.execute(statement, params).mappings())
+
+
+def _row(db: Connection, sql: str, expanding: tuple[str, ...] = (), **params) -> RowMapping | None:
+    rows = _rows(db, sql, expanding, **params)
+    return rows[0] if rows else None
+
+
+def _insert_event(db: Connection, job_id: str, level: EventLevel, type: EventType, message: str, data: dict) -> None:
     db.execute(
-        "INSERT INTO job_events (job_id, created_at, level, type, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-        (job_id, _now(), level, type, message, json.dumps(data)),
+        text(
+            "INSERT INTO job_events (job_id, created_at, level, type, message, data)"
+            " VALUES (:job_id, :at, :level, :type, :message, :data)"
+        ),
+        {"job_id": job_id, "at": _now(), "level": level, "type": type, "message": message, "data": json.dumps(data)},
     )
 
 
 def _status_event(
-    db: sqlite3.Connection, job_id: str, previous: str | None, status: str, error: JobError | None = None
+    db: Connection, job_id: str, previous: str | None, status: str, error: JobError | None = None
 ) -> None:
     level: EventLevel = "error" if status == "failed" else "warn" if status in ("rejected", "canceled") else "info"
     data: dict[str, Any] = {"status": status, "previous": previous}
@@ -331,7 +358,7 @@ def _status_event(
     _insert_event(db, job_id, level, "message", f"status {status}" + (f": {error.message}" if error else ""), data)
 
 
-def _error(row: sqlite3.Row) -> JobError | None:
+def _error(row: RowMapping) -> JobError | None:
     if row["error"] is None:
         return None
     return JobError(code=row["error_code"] or _code_of_old_error(row["status"], row["error"]), message=row["error"])
@@ -352,7 +379,7 @@ def _code_of_old_error(status: str, message: str) -> str:
     return "internal"
 
 
-def _summary(row: sqlite3.Row) -> JobSummary:
+def _summary(row: RowMapping) -> JobSummary:
     return JobSummary(
         job_id=row["id"],
         task=row["task"],
@@ -367,5 +394,5 @@ def _summary(row: sqlite3.Row) -> JobSummary:
     )
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: RowMapping) -> Job:
     return Job(**_summary(row).model_dump(), result=json.loads(row["result"]), request=json.loads(row["request"]))

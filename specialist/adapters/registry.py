@@ -6,36 +6,29 @@ Layout under `$SPECIALIST_HOME/registry/`:
     adapters/<task>/v<N>/        an immutable copy of the PEFT dir + manifest + gate decision
 
 Only an adapter whose gate decision passed, for its exact weights and base model, can be routed; operators can
-override with `skip_gate`, which is recorded. Every change is one SQLite transaction (BEGIN IMMEDIATE), so
-promotions are atomic, concurrent promotions serialise, and a restart reads back exactly the same routes.
+override with `skip_gate`, which is recorded. The tables live in the service's database (specialist.database:
+this SQLite file by default, PostgreSQL with SPECIALIST_DATABASE_URL). Every change is one transaction under the
+registry's write lock, so promotions are atomic, concurrent promotions (from any replica) serialise, and a
+restart reads back exactly the same routes. The registry's version is its newest history entry: every replica
+reports the version it serves.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sqlalchemy import RowMapping, text
+
 from specialist.adapters.decision import read_decision
 from specialist.adapters.manifest import ADAPTER_WEIGHTS, check_adapter
+from specialist.database import configured_url, open_database, sqlite_url
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, sha256_file, share_read, specialist_home, validate_name
-from specialist.sqlite import connect, transaction
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS versions (
-    task TEXT NOT NULL, version INTEGER NOT NULL, path TEXT NOT NULL, adapter_sha256 TEXT NOT NULL,
-    base_model TEXT NOT NULL, base_sha256 TEXT NOT NULL, gate_passed INTEGER NOT NULL, skip_gate INTEGER NOT NULL,
-    scores TEXT NOT NULL, created_at TEXT NOT NULL, PRIMARY KEY (task, version));
-CREATE TABLE IF NOT EXISTS routes (task TEXT PRIMARY KEY, version INTEGER NOT NULL, updated_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, task TEXT NOT NULL, action TEXT NOT NULL, from_version INTEGER,
-    to_version INTEGER, actor TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
-"""
 
 
 @dataclass(frozen=True)
@@ -80,19 +73,18 @@ class Registry:
     def __init__(self, home: Path | None = None):
         self.root = Path(home or specialist_home()) / "registry"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.root / "registry.sqlite"
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self.db_path = self.root / "registry.sqlite"  # the embedded default
+        self.db = open_database(configured_url() or sqlite_url(self.db_path), "registry")
 
     def _connect(self):
-        return connect(self.db_path)
+        return self.db.read()
 
     def _transaction(self):
-        return transaction(self.db_path)
+        return self.db.write("registry")
 
     # -- reading -------------------------------------------------------------------------------------------
 
-    def _version(self, row: sqlite3.Row) -> Version:
+    def _version(self, row: RowMapping) -> Version:
         return Version(
             task=row["task"],
             version=row["version"],
@@ -108,24 +100,29 @@ class Registry:
 
     def versions(self, task: str | None = None) -> list[Version]:
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT * FROM versions WHERE (? IS NULL OR task = ?) ORDER BY task, version", (task, task)
-            ).fetchall()
+            where = "" if task is None else "WHERE task = :task"
+            rows = _rows(db, f"SELECT * FROM versions {where} ORDER BY task, version", **_only(task=task))
         return [self._version(r) for r in rows]
 
     def routes(self) -> dict[str, Version]:
         """task -> champion version: what the service serves."""
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT v.* FROM routes r JOIN versions v ON v.task = r.task AND v.version = r.version ORDER BY r.task"
-            ).fetchall()
-        return {r["task"]: self._version(r) for r in rows}
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[int, dict[str, Version]]:
+        """(registry version, routes) read together: the version is the newest history entry's id, so it
+        changes with every promotion, rollback or removal, and two replicas serving it serve the same routes."""
+        with self.db.read(consistent=True) as db:
+            version = db.execute(text("SELECT COALESCE(MAX(id), 0) FROM history")).scalar_one()
+            rows = _rows(
+                db,
+                "SELECT v.* FROM routes r JOIN versions v ON v.task = r.task AND v.version = r.version ORDER BY r.task",
+            )
+        return int(version), {r["task"]: self._version(r) for r in rows}
 
     def history(self, task: str | None = None) -> list[dict]:
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT * FROM history WHERE (? IS NULL OR task = ?) ORDER BY id", (task, task)
-            ).fetchall()
+            where = "" if task is None else "WHERE task = :task"
+            rows = _rows(db, f"SELECT * FROM history {where} ORDER BY id", **_only(task=task))
         return [dict(r) for r in rows]
 
     # -- writing -------------------------------------------------------------------------------------------
@@ -164,8 +161,8 @@ class Registry:
         scores = decision.candidate_scores if decision else {}
         with self._transaction() as db:
             version = db.execute(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE task = ?", (task,)
-            ).fetchone()[0]
+                text("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE task = :task"), {"task": task}
+            ).scalar_one()
             while (self.root / "adapters" / task / f"v{version}").exists():
                 version += 1  # a copy left by a crash between rename and commit: never reuse its number
             dest = self.root / "adapters" / task / f"v{version}"
@@ -175,19 +172,23 @@ class Registry:
                         shutil.copy2(item, tmp / item.name)
                 share_read(tmp)
             db.execute(
-                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    task,
-                    version,
-                    str(dest),
-                    weights_sha,
-                    manifest.base_model.id,
-                    manifest.base_model.content_sha256,
-                    int(passed),
-                    int(skip_gate),
-                    json.dumps(scores),
-                    _now(),
+                text(
+                    "INSERT INTO versions (task, version, path, adapter_sha256, base_model, base_sha256, gate_passed,"
+                    " skip_gate, scores, created_at) VALUES (:task, :version, :path, :adapter_sha256, :base_model,"
+                    " :base_sha256, :gate_passed, :skip_gate, :scores, :created_at)"
                 ),
+                {
+                    "task": task,
+                    "version": version,
+                    "path": str(dest),
+                    "adapter_sha256": weights_sha,
+                    "base_model": manifest.base_model.id,
+                    "base_sha256": manifest.base_model.content_sha256,
+                    "gate_passed": int(passed),
+                    "skip_gate": int(skip_gate),
+                    "scores": json.dumps(scores),
+                    "created_at": _now(),
+                },
             )
             reason = "registered" + (" with --skip-gate" if skip_gate else " (gate passed)")
             self._log(db, task, "add", None, version, actor, reason)
@@ -197,7 +198,9 @@ class Registry:
 
     def version(self, task: str, version: int) -> Version:
         with self._connect() as db:
-            row = db.execute("SELECT * FROM versions WHERE task = ? AND version = ?", (task, version)).fetchone()
+            row = _row(
+                db, "SELECT * FROM versions WHERE task = :task AND version = :version", task=task, version=version
+            )
         if row is None:
             known = [v.version for v in self.versions(task)]
             raise SpecialistError(f"task {task!r} has no version {version}", f"known versions: {known or 'none'}")
@@ -206,7 +209,9 @@ class Registry:
     def promote(self, task: str, version: int, *, actor: str = "cli", reason: str = "promoted") -> Version:
         validate_name(task, "task name")
         with self._transaction() as db:
-            row = db.execute("SELECT * FROM versions WHERE task = ? AND version = ?", (task, version)).fetchone()
+            row = _row(
+                db, "SELECT * FROM versions WHERE task = :task AND version = :version", task=task, version=version
+            )
             if row is None:
                 raise SpecialistError(f"task {task!r} has no version {version}", "see `specialist registry list`")
             if not row["gate_passed"] and not row["skip_gate"]:
@@ -225,12 +230,14 @@ class Registry:
                 raise SpecialistError(f"task {task!r} has no earlier champion", "promote a specific version instead")
             previous = stack[-2]
             self._route(db, task, previous, "rollback", actor, f"rollback from v{stack[-1]}")
-            row = db.execute("SELECT * FROM versions WHERE task = ? AND version = ?", (task, previous)).fetchone()
+            row = _row(
+                db, "SELECT * FROM versions WHERE task = :task AND version = :version", task=task, version=previous
+            )
         return self._version(row)
 
     @staticmethod
     def _champion_stack(db, task: str) -> list[int]:
-        rows = db.execute("SELECT action, to_version FROM history WHERE task = ? ORDER BY id", (task,))
+        rows = _rows(db, "SELECT action, to_version FROM history WHERE task = :task ORDER BY id", task=task)
         return replay_champions((row["action"], row["to_version"]) for row in rows)
 
     def champions(self, task: str) -> list[int]:
@@ -242,25 +249,52 @@ class Registry:
         """Stop routing the task (its versions stay on disk for inspection)."""
         validate_name(task, "task name")
         with self._transaction() as db:
-            current = db.execute("SELECT version FROM routes WHERE task = ?", (task,)).fetchone()
+            current = _row(db, "SELECT version FROM routes WHERE task = :task", task=task)
             if current is None:
                 raise SpecialistError(f"task {task!r} is not routed", "see `specialist registry list`")
-            db.execute("DELETE FROM routes WHERE task = ?", (task,))
+            db.execute(text("DELETE FROM routes WHERE task = :task"), {"task": task})
             self._log(db, task, "remove", current["version"], None, actor, "route removed")
 
     def _route(self, db, task: str, version: int, action: str, actor: str, reason: str) -> None:
-        current = db.execute("SELECT version FROM routes WHERE task = ?", (task,)).fetchone()
+        current = _row(db, "SELECT version FROM routes WHERE task = :task", task=task)
         if action == "promote" and current is not None and current["version"] == version:
             return  # already the champion: nothing changes, nothing to log
         db.execute(
-            "INSERT INTO routes VALUES (?, ?, ?) ON CONFLICT(task) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
-            (task, version, _now()),
+            text(
+                "INSERT INTO routes (task, version, updated_at) VALUES (:task, :version, :at) ON CONFLICT (task)"
+                " DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at"
+            ),
+            {"task": task, "version": version, "at": _now()},
         )
         self._log(db, task, action, current["version"] if current else None, version, actor, reason)
 
-    @staticmethod
-    def _log(db, task, action, from_version, to_version, actor, reason) -> None:
+    def _log(self, db, task, action, from_version, to_version, actor, reason) -> None:
         db.execute(
-            "INSERT INTO history (task, action, from_version, to_version, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (task, action, from_version, to_version, actor, reason, _now()),
+            text(
+                "INSERT INTO history (task, action, from_version, to_version, actor, reason, at)"
+                " VALUES (:task, :action, :from_version, :to_version, :actor, :reason, :at)"
+            ),
+            {
+                "task": task,
+                "action": action,
+                "from_version": from_version,
+                "to_version": to_version,
+                "actor": actor,
+                "reason": reason,
+                "at": _now(),
+            },
         )
+        self.db.notify(db, task)  # replicas on PostgreSQL hear of it at commit (the others poll)
+
+
+def _rows(db, sql: str, **params) -> list[RowMapping]:
+    return list(db.execute(text(sql), params).mappings())
+
+
+def _row(db, sql: str, **params) -> RowMapping | None:
+    return db.execute(text(sql), params).mappings().first()
+
+
+def _only(**params) -> dict:
+    """The parameters that are set (a statement binds only those it names)."""
+    return {k: v for k, v in params.items() if v is not None}

@@ -181,7 +181,7 @@ def test_readiness_does_not_wait_on_an_unreadable_registry(live, monkeypatch):
         raise sqlite3.OperationalError("unable to open database file")
 
     assert live.state.ready()
-    monkeypatch.setattr(registry, "routes", unreadable)
+    monkeypatch.setattr(registry, "snapshot", unreadable)
     started = time.perf_counter()
     assert live.state.ready()
     assert time.perf_counter() - started < 1

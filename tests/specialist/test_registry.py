@@ -26,7 +26,8 @@ def _gated(src, dest, passed=True):
 
 
 @pytest.fixture
-def registry(tmp_path):
+def registry(tmp_path, database_url):
+    """On SQLite and on PostgreSQL: every registry test runs on both."""
     return Registry(tmp_path / "home")
 
 

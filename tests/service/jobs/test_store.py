@@ -1,4 +1,5 @@
-"""The job table: duplicates conflict, a restart fails what was running, an old table is upgraded in place."""
+"""The job table: duplicates conflict, a restart fails what was running, an old table is upgraded in place,
+replicas on one database claim each job once (on SQLite and PostgreSQL)."""
 
 from tests.service.jobs.conftest import ADMIN, job_request
 
@@ -14,7 +15,7 @@ def test_jobs_need_the_admin_token_and_duplicates_conflict(job_service):
     assert job_service.get("/specialists/ffff", headers=ADMIN).status_code == 404
 
 
-def test_restart_marks_interrupted_jobs_failed(tmp_path, task_dir):
+def test_restart_marks_interrupted_jobs_failed(tmp_path, task_dir, database_url):
     from service.jobs import JobStore, SpecialistRequest
 
     store = JobStore(tmp_path)
@@ -57,7 +58,7 @@ def test_a_job_table_from_an_earlier_version_is_upgraded(tmp_path):
     assert [e.data["status"] for e in store.events(job_id).data] == ["queued", "preparing", "failed"]
 
 
-def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path):
+def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path, database_url):
     from fastapi.encoders import jsonable_encoder
 
     from service.jobs import Job, JobStore, JobSummary, SpecialistRequest
@@ -78,3 +79,41 @@ def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path):
     ]
     assert job.status == "queued" and job.result == {} and job.request == request.model_dump(mode="json")
     assert store.request_cancel(job_id) == "canceled" and store.request_cancel("ffff") is None
+
+
+def test_replicas_on_one_database_claim_each_job_once(tmp_path, database_url):
+    import threading
+
+    from service.jobs import JobStore, SpecialistRequest
+
+    # Two replicas: two homes on one PostgreSQL database, or (SQLite is one file) one home.
+    homes = [tmp_path, tmp_path] if database_url is None else [tmp_path / "a", tmp_path / "b"]
+    first, second = JobStore(homes[0]), JobStore(homes[1])
+    made = [first.create(SpecialistRequest.model_validate(job_request(task=f"t{i}"))) for i in range(6)]
+    assert [j.job_id for j in second.list()] == made[::-1]  # the other replica sees them, newest first
+    claimed: dict[str, list[str]] = {"first": [], "second": []}
+
+    def work(name, store):
+        while (job_id := store.next_queued()) is not None:
+            if store.claim(job_id):
+                claimed[name].append(job_id)
+
+    threads = [threading.Thread(target=work, args=(n, s)) for n, s in (("first", first), ("second", second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed["first"] + claimed["second"]) == sorted(made)  # every job once, none twice
+    assert all(second.get(j).status == "preparing" for j in made)
+
+
+def test_a_restarting_replica_fails_only_its_own_jobs(postgres_url, tmp_path, monkeypatch):
+    from service.jobs import JobStore, SpecialistRequest
+
+    monkeypatch.setenv("SPECIALIST_DATABASE_URL", postgres_url)
+    first, second = JobStore(tmp_path / "a", replica="a"), JobStore(tmp_path / "b", replica="b")
+    mine = first.create(SpecialistRequest.model_validate(job_request(task="mine")))
+    theirs = second.create(SpecialistRequest.model_validate(job_request(task="theirs")))
+    assert first.claim(mine) and second.claim(theirs)
+    assert JobStore(tmp_path / "a", replica="a").fail_interrupted() == 1  # replica a restarts
+    assert first.get(mine).status == "failed" and second.get(theirs).status == "preparing"
