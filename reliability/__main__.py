@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         if parts - {"quick"}:
             made = step("adapters and registry", home.build_home, work, args.adapter_scale)
             serve_args = ["--num-threads", str(args.threads)] if args.threads else []
-            serve_args += ["--job-gate-policy", str(_permissive_policy(work))]
+            serve_args += ["--job-gate-policy", str(_permissive_policy(work)), "--job-checkpoint-every", "5"]
             token = secrets.token_urlsafe(24)
             # Offline, quiet and untracked: the server sees only 127.0.0.1 and the files here.
             offline = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "BENTOML_DO_NOT_TRACK": "True"}

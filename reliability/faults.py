@@ -90,6 +90,11 @@ def fault_promotion_during_load(
     )
 
 
+# Long enough to be killed mid-training after a checkpoint (the service runs with --job-checkpoint-every 5).
+JOB_STEPS = 40
+FINAL = ("promoted", "rejected", "failed", "canceled")
+
+
 def _submit_job(server: LiveServer, task: str, max_steps: int) -> str:
     body = {
         "task": task,
@@ -106,6 +111,25 @@ def _submit_job(server: LiveServer, task: str, max_steps: int) -> str:
 
 def _job(server: LiveServer, job_id: str) -> dict:
     return requests.get(f"{server.url}/specialists/{job_id}", headers=server.admin, timeout=60).json()
+
+
+def _wait_checkpoint(server: LiveServer, job_id: str, timeout: float) -> int | None:
+    """The step of the job's first resumable checkpoint, once it has one (None: none within `timeout`)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = requests.get(f"{server.url}/specialists/{job_id}/checkpoints", headers=server.admin, timeout=60)
+        steps = [c["step"] for c in r.json()["data"] if c["kind"] == "resumable"]
+        if steps:
+            return steps[0]
+        time.sleep(0.5)
+    return None
+
+
+def _versions_added_by(server: LiveServer, job_id: str) -> int:
+    """How many adapter versions the job registered (1 for a job promoted once, however often it resumed)."""
+    from specialist.adapters import Registry
+
+    return sum(h["action"] == "add" and h["actor"] == f"job:{job_id}" for h in Registry(server.home).history())
 
 
 def _wait_job(server: LiveServer, job_id: str, statuses: tuple[str, ...], timeout: float) -> dict:
@@ -139,22 +163,27 @@ def _healthy(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -
 
 
 def fault_kill_training(server: LiveServer, inputs: dict, fp: Fingerprints, max_new: int) -> KillTrainingResult:
-    """SIGKILL the training process of a running job: the job fails, the registry is untouched, the service serves."""
-    before = routes_snapshot(server.home)
-    job_id = _submit_job(server, "killed-job", max_steps=5000)
-    job = _wait_job(server, job_id, ("training", "failed", "rejected", "promoted"), 600)
+    """SIGKILL the training process of a running job once it has a checkpoint: the job resumes from it and is
+    promoted once; the other routes are untouched, the service serves."""
+    before = routes_snapshot(server.home)["routes"]
+    job_id = _submit_job(server, "killed-job", max_steps=JOB_STEPS)
+    checkpoint = _wait_checkpoint(server, job_id, 600)
     runners = job_runners(server.home, job_id)
     killed = None
-    if job["status"] == "training" and runners:
+    if checkpoint is not None and runners:
         killed = runners[0].pid
         os.kill(killed, signal.SIGKILL)
-    job = _wait_job(server, job_id, ("failed", "canceled", "rejected", "promoted"), 120)
+    job = _wait_job(server, job_id, FINAL, 900)
     time.sleep(1)
+    after = routes_snapshot(server.home)["routes"]
     return KillTrainingResult(  # its `passed` is judged from these figures
         killed_pid=killed,
+        killed_after_checkpoint_step=checkpoint,
         status=job["status"],
         error=error_message(job),  # the message of the job's {code, message}
-        registry_unchanged=routes_snapshot(server.home) == before,
+        attempts=job["attempts"],
+        versions_added=_versions_added_by(server, job_id),
+        other_routes_unchanged={t: v for t, v in after.items() if t in before} == before,
         runners_left=len(job_runners(server.home, job_id)),
         **_healthy(server, inputs, fp, max_new).model_dump(),
     )
@@ -207,11 +236,13 @@ def fault_corrupt_skip_gate(
 def fault_kill_restart(
     server: LiveServer, inputs: dict, fp: Fingerprints, clients: int, seconds: float, max_new: int
 ) -> KillRestartResult:
-    """SIGKILL the whole service while a job trains and clients are sending; start it again on the same port."""
-    before = routes_snapshot(server.home)
+    """SIGKILL the whole service while a job trains (past its first checkpoint) and clients are sending; start
+    it again on the same port: the job resumes and is promoted once."""
+    before = routes_snapshot(server.home)["routes"]
     served_before = {t["task"]: t["version"] for t in requests.get(f"{server.url}/tasks", timeout=60).json()["tasks"]}
-    job_id = _submit_job(server, "restart-job", max_steps=5000)
-    job = _wait_job(server, job_id, ("training", "failed"), 600)
+    job_id = _submit_job(server, "restart-job", max_steps=JOB_STEPS)
+    _wait_checkpoint(server, job_id, 600)
+    job = _job(server, job_id)
     traffic = Traffic(server.url, predict_requests(inputs, max_new), clients, None, fp, seed=4, timeout=120).start()
     time.sleep(seconds / 2)
     down = time.time()
@@ -225,17 +256,22 @@ def fault_kill_restart(
     s = traffic.summary()
     after_job = _job(server, job_id)
     tasks_after = requests.get(f"{server.url}/tasks", timeout=60).json()
-    served_after = {t["task"]: t["version"] for t in tasks_after["tasks"]}
+    served_after = {t["task"]: t["version"] for t in tasks_after["tasks"] if t["task"] in served_before}
     refused_after = tasks_after["refused"]
+    routes_after = routes_snapshot(server.home)["routes"]
+    final_job = _wait_job(server, job_id, FINAL, 900)
     return KillRestartResult(
         job_status_before=job["status"],
         job_status_after=after_job["status"],
         job_error_after=error_message(after_job),
+        job_final_status=final_job["status"],
+        job_attempts=final_job["attempts"],
+        job_versions_added=_versions_added_by(server, job_id),
         job_runner_outlived_the_crash=runner_survived,
         job_runners_left=len(job_runners(server.home, job_id)),
         gap_s=round(up - down, 1),
         restart_to_ready_s=round(restart_seconds, 1),
-        routes_intact=routes_snapshot(server.home)["routes"] == before["routes"],
+        routes_intact={t: v for t, v in routes_after.items() if t in before} == before,
         served_before=served_before,
         served_after=served_after,
         refused_after=refused_after,

@@ -60,13 +60,13 @@ class ServiceState(ServingState):
         router = Router(registry, backend.load, backend.unload, backend.permanent, capacity=backend.max_tasks)
         router.sync()
         jobs = JobStore(self.home or specialist_home())
-        interrupted = jobs.fail_interrupted()
+        interrupted = jobs.resume_interrupted(config.job_retries)
         if interrupted:
-            log.warning("%d job(s) were interrupted by a restart and marked failed", interrupted)
+            log.warning("%d job(s) were interrupted by a restart: resuming from their checkpoints", interrupted)
         # The job process reads the same config (task data, base model, gate policy) from the environment; it
         # runs on request data and needs no admin token, so it does not get one.
         job_env = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV} | {CONFIG_ENV: config.model_dump_json()}
-        worker = LocalExecutor(jobs, jobs.root.parent, env=job_env)
+        worker = LocalExecutor(jobs, jobs.root.parent, env=job_env, retries=config.job_retries)
         # A training job takes job_threads cores; serving keeps the rest.
         backend.share_cores(config.job_threads, lambda: worker.current is not None, config.num_threads)
         super().__init__(config, base, registry, backend, metrics, router, jobs, worker)

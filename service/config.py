@@ -84,6 +84,15 @@ class ServeConfig(StrictModel):
         None, description="operator's gate policy for jobs (requests may only tighten it)"
     )
     job_threads: int = Field(1, ge=1, le=256, description="torch threads of a training job (the rest serve requests)")
+    job_retries: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="times a job whose process died (killed, out of memory, a restart) resumes from its checkpoint",
+    )
+    job_checkpoint_every: int = Field(
+        50, ge=1, description="a job's training saves a resumable checkpoint every N steps (what a lost worker costs)"
+    )
     max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest uploaded data file")
 
     @field_validator("vllm_max_lora_rank")

@@ -76,3 +76,25 @@ def test_bentoml_build_succeeds_offline(tmp_path):
     assert (src / "service" / "bento.py").is_file() and (src / "specialist" / "adapters" / "registry.py").is_file()
     assert (src / "inference" / "decoder.py").is_file()
     assert not (src / "tests").exists() and not (src / ".venv").exists()
+
+
+def test_the_compose_file_runs_replicas_on_one_database_and_one_home():
+    """deploy/compose.yaml, checked for what the code relies on (no Docker engine here to run `compose config`)."""
+    compose = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    replica = services["specialist"]
+    assert (REPO / "deploy" / replica["build"]["context"] / replica["build"]["dockerfile"]).is_file()
+    assert replica["deploy"]["replicas"] >= 2
+    assert replica["environment"]["SPECIALIST_DATABASE_URL"].startswith("postgresql://")
+    assert "@postgres:5432/" in replica["environment"]["SPECIALIST_DATABASE_URL"]
+    assert replica["depends_on"]["postgres"]["condition"] == "service_healthy" and services["postgres"]["healthcheck"]
+    docker = (REPO / "Dockerfile").read_text()
+    home = re.search(r"SPECIALIST_HOME=(\S+)", docker).group(1)
+    assert f"home:{home}" in replica["volumes"]  # adapters and job folders at one path on every replica
+    assert all(value.startswith("${") for key, value in replica["environment"].items() if key.endswith("_TOKEN")), (
+        "tokens come from the environment, never from the file"
+    )
+    assert set(compose["volumes"]) >= {"postgres", "home", "models"}
+    nginx = (REPO / "deploy" / "nginx.conf").read_text()
+    assert "server specialist:3000;" in nginx and "proxy_buffering off;" in nginx
+    assert "./nginx.conf:" in services["gateway"]["volumes"][0]

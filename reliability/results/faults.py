@@ -49,12 +49,16 @@ class Health(Result):
 
 
 class KillTrainingResult(Result):
-    """The training process of a running job SIGKILLed; then the `Health` probe (its fields, flat)."""
+    """The training process of a running job SIGKILLed after its first checkpoint; then the `Health` probe (its
+    fields, flat)."""
 
-    killed_pid: int | None  # None: the job never reached training, nothing was killed
-    status: str
+    killed_pid: int | None  # None: the job never wrote a checkpoint, nothing was killed
+    killed_after_checkpoint_step: int | None
+    status: str  # the job's final status
     error: str | None
-    registry_unchanged: bool
+    attempts: int  # times its process was started (2: killed once, resumed once)
+    versions_added: int  # adapter versions the job registered
+    other_routes_unchanged: bool
     runners_left: int
     ready: bool
     readyz_s: float
@@ -64,15 +68,25 @@ class KillTrainingResult(Result):
     @computed_field
     @property
     def passed(self) -> bool:
-        return bool(self.killed_pid) and self.status == "failed" and self.registry_unchanged and self.healthy
+        return (
+            bool(self.killed_pid)
+            and self.status == "promoted"
+            and self.attempts == 2
+            and self.versions_added == 1
+            and self.other_routes_unchanged
+            and self.runners_left == 0
+            and self.healthy
+        )
 
     def goals(self) -> list[Goal]:
         return [
             Goal(
                 id="fault-kill-training",
                 area="faults",
-                goal="kill the training process mid-job: job failed, registry unchanged, service healthy",
-                measured=f"job {self.status}, registry unchanged: {self.registry_unchanged}, healthy: {self.healthy}",
+                goal="kill the training process mid-job: resumed from its checkpoint, promoted once, service healthy",
+                measured=f"killed after checkpoint {self.killed_after_checkpoint_step}: job {self.status} after "
+                f"{self.attempts} attempts, {self.versions_added} version(s) added, other routes unchanged: "
+                f"{self.other_routes_unchanged}, healthy: {self.healthy}",
                 met=self.passed,
             )
         ]
@@ -130,6 +144,9 @@ class KillRestartResult(Result):
     job_status_before: str
     job_status_after: str
     job_error_after: str | None
+    job_final_status: str
+    job_attempts: int
+    job_versions_added: int
     job_runner_outlived_the_crash: bool
     job_runners_left: int
     gap_s: float
@@ -152,11 +169,16 @@ class KillRestartResult(Result):
             Goal(
                 id="fault-restart",
                 area="faults",
-                goal="kill + restart mid-job and mid-load: records intact, only connection errors, no wrong adapter",
-                measured=f"job {self.job_status_after}, routes intact: {self.routes_intact}, {self.transport_errors} "
+                goal="kill + restart mid-job and mid-load: job resumed and promoted once, routes intact, only "
+                "connection errors, no wrong adapter",
+                measured=f"job {self.job_status_after} after the restart, then {self.job_final_status} after "
+                f"{self.job_attempts} attempts ({self.job_versions_added} version added), routes intact: "
+                f"{self.routes_intact}, {self.transport_errors} "
                 f"connection errors, {self.http_errors} HTTP errors, {self.wrong_adapter} wrong-adapter, "
                 f"gap {self.gap_s} s",
-                met=self.job_status_after == "failed"
+                met=self.job_final_status == "promoted"
+                and self.job_attempts == 2
+                and self.job_versions_added == 1
                 and self.routes_intact
                 and self.http_errors == 0
                 and self.wrong_adapter == 0

@@ -37,14 +37,22 @@ class Executor(Protocol):
         """The job running now, None when idle: while a job trains, serving gives it `job_threads` cores."""
 
     def close(self) -> None:
-        """Stop taking jobs and stop the running one (the next start marks it failed)."""
+        """Stop taking jobs and stop the running one (the next start resumes it)."""
 
 
 class LocalExecutor:
-    """Runs queued jobs one at a time, each in its own process; enforces cancel and the wall-time budget."""
+    """Runs queued jobs one at a time, each in its own process; enforces cancel and the wall-time budget, and
+    queues a job whose process died to resume from its checkpoint (up to `retries` times)."""
 
-    def __init__(self, store: JobStore, home: Path, env: dict[str, str] | None = None, poll_seconds: float = 0.5):
-        self.store, self.home, self.poll = store, Path(home), poll_seconds
+    def __init__(
+        self,
+        store: JobStore,
+        home: Path,
+        env: dict[str, str] | None = None,
+        poll_seconds: float = 0.5,
+        retries: int = 2,
+    ):
+        self.store, self.home, self.poll, self.retries = store, Path(home), poll_seconds, retries
         # Runners train: under jemalloc where the machine has it (specialist.allocator).
         self.env = jemalloc_env(dict(os.environ if env is None else env, SPECIALIST_HOME=str(self.home)))
         self._stop = threading.Event()
@@ -86,7 +94,7 @@ class LocalExecutor:
         reason: JobError | None = None
         while proc.poll() is None:
             if self._stop.wait(self.poll):
-                reason = None  # service shutting down: the restart marks the job failed
+                reason = None  # service shutting down: the restart resumes the job
                 break
             if self.store.promoting(job_id):
                 continue  # registering its adapter: let it finish (cancels and the budget no longer apply)
@@ -108,8 +116,9 @@ class LocalExecutor:
         if reason is not None:
             self.store.update(job_id, status="canceled" if reason.code == "canceled" else "failed", error=reason)
         elif not self._stop.is_set() and self.store.get(job_id).status not in FINAL:
-            message = f"the job process exited with code {proc.returncode} (see {log.name})"
-            self.store.update(job_id, status="failed", error=JobError(code="process_exited", message=message))
+            # Died without an outcome (killed, out of memory): the build resumes from its last checkpoint.
+            why = f"the job process exited with code {proc.returncode} (see {log.name})"
+            self.store.resume_or_fail(job_id, why, self.retries)
 
 
 def is_runner_cmdline(cmdline: bytes) -> bool:

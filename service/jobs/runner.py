@@ -60,6 +60,7 @@ def main(job_id: str) -> int:
             base_model=config.base_model,
             device=config.device,
             num_threads=config.job_threads,
+            checkpoint_every=config.job_checkpoint_every,
             out=job_dir / "build",
         )
 
@@ -74,7 +75,11 @@ def main(job_id: str) -> int:
             canceled = JobError(code="canceled", message="canceled by request; nothing was promoted")
             store.update(job_id, status="canceled", result=summary, error=canceled)
             return 0
-        version = Registry(home).add(Path(decision.chosen_adapter), request.task, actor=f"job:{job_id}")
+        registry, actor = Registry(home), f"job:{job_id}"
+        # A resumed job whose earlier process registered its version and then died: that version, not a second.
+        version = registry.added_by(request.task, actor) or registry.add(
+            Path(decision.chosen_adapter), request.task, actor=actor
+        )
         summary["route"] = {"task": request.task, "version": version.version, "adapter": str(version.path)}
         recorder.registered(summary["route"])
         store.update(job_id, status="promoted", result=summary, progress={"stage": "promoted", "percent": 100})

@@ -163,8 +163,8 @@ ErrorCode = Literal[
     "gate_rejected",  # no candidate passed the gate: nothing was promoted (status rejected)
     "canceled",
     "wall_time_exceeded",  # the request's budget.max_wall_seconds
-    "process_exited",  # the job's process ended without recording an outcome (killed, out of memory)
-    "interrupted",  # the service restarted while the job ran
+    "process_exited",  # the job's process kept ending without an outcome (killed, out of memory): retries used up
+    "interrupted",  # the service kept restarting while the job ran: retries used up
     "internal",  # a bug: the job log has the traceback
 ]
 
@@ -190,6 +190,9 @@ class JobSummary(BaseModel):
     metadata: dict[str, str] = Field(description="as the request sent it")
     trained_tokens: int | None = Field(
         description="tokens processed in training, summed over the candidates (None until all are trained)"
+    )
+    attempts: int = Field(
+        description="times the job's process was started: more than 1 when it died and resumed from a checkpoint"
     )
 
 

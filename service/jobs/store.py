@@ -2,10 +2,11 @@
 job's events (every status change is one, written with it) and the checkpoints its training wrote.
 
 The table lives in the service's database (specialist.database: $SPECIALIST_HOME/jobs/jobs.sqlite by default,
-PostgreSQL with SPECIALIST_DATABASE_URL), job folders under $SPECIALIST_HOME/jobs/. A restart loses no record;
-a job cut off by a restart is marked failed, and nothing is half-promoted because promotion is the job's last,
-atomic step. Everything the service, the executor
-and the job process know about a job goes through the methods here, so another database can stand in behind them.
+PostgreSQL with SPECIALIST_DATABASE_URL), job folders under $SPECIALIST_HOME/jobs/. A restart loses no record:
+a job whose process died (killed, out of memory, cut off by a service restart) is queued again and resumes from
+its last checkpoint, up to a retry limit (`resume_or_fail`); a cancel still wins. Nothing is half-promoted:
+promotion is the job's last, atomic step, and a resumed job finds a version it had registered already.
+Everything the service, the executor and the job process know about a job goes through the methods here.
 """
 
 from __future__ import annotations
@@ -258,8 +259,9 @@ class JobStore:
         with self._transaction() as db:
             claimed = db.execute(
                 text(
-                    "UPDATE jobs SET status = 'preparing', progress = :progress, started_at = :now, updated_at = :now,"
-                    " claimed_by = :replica WHERE id = :id AND status = 'queued'"
+                    "UPDATE jobs SET status = 'preparing', progress = :progress, updated_at = :now,"
+                    " started_at = COALESCE(started_at, :now), claimed_by = :replica, attempts = attempts + 1"
+                    " WHERE id = :id AND status = 'queued'"
                 ),
                 {"progress": json.dumps({"stage": "preparing"}), "now": _now(), "id": job_id, "replica": self.replica},
             ).rowcount
@@ -298,9 +300,52 @@ class JobStore:
             row = _row(db, f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, {CREATION_ORDER} LIMIT 1")
         return row["id"] if row else None
 
-    def fail_interrupted(self) -> int:
-        """At start: jobs that were running when the service stopped are failed, never left half-done; a job
-        process that outlived the service (it runs in its own session) is stopped first."""
+    def resume_or_fail(self, job_id: str, why: str, retries: int) -> Stage | None:
+        """A job whose process died (`why`): queued again to resume from its last checkpoint while it has
+        retries left, failed once it has none, canceled if a cancel was asked for (a cancel wins over a resume).
+        Returns the status after (None for an unknown job; a job already final is left as it is)."""
+        with self._transaction() as db:
+            row = _row(db, "SELECT status, cancel_requested, promoting, attempts FROM jobs WHERE id = :id", id=job_id)
+            if row is None or row["status"] in FINAL:
+                return None if row is None else row["status"]
+            now, attempts = _now(), row["attempts"]
+            if row["cancel_requested"] and not row["promoting"]:
+                status, error = (
+                    "canceled",
+                    JobError(code="canceled", message="canceled by request; nothing was promoted"),
+                )
+            elif attempts > retries:
+                message = f"{why}; gave up after {attempts} attempts (retry limit {retries})"
+                status, error = (
+                    "failed",
+                    JobError(code="interrupted" if why == INTERRUPTED else "process_exited", message=message),
+                )
+            else:
+                db.execute(
+                    text(
+                        "UPDATE jobs SET status = 'queued', claimed_by = NULL, pid = NULL, updated_at = :now"
+                        " WHERE id = :id"
+                    ),
+                    {"now": now, "id": job_id},
+                )
+                message = f"{why}: resuming from the last checkpoint (attempt {attempts + 1} of {retries + 1})"
+                data = {"reason": why, "attempt": attempts + 1, "of": retries + 1}
+                _insert_event(db, job_id, "warn", "message", message, data)
+                _status_event(db, job_id, row["status"], "queued")
+                return "queued"
+            db.execute(
+                text(
+                    "UPDATE jobs SET status = :status, error = :error, error_code = :code, finished_at = :now,"
+                    " updated_at = :now WHERE id = :id"
+                ),
+                {"status": status, "error": error.message, "code": error.code, "now": now, "id": job_id},
+            )
+            _status_event(db, job_id, row["status"], status, error)
+            return status
+
+    def resume_interrupted(self, retries: int) -> int:
+        """At start: jobs that were running when this service stopped resume (`resume_or_fail`); a job process
+        that outlived the service (it runs in its own session) is stopped first. Returns how many there were."""
         # On a shared database: this replica's jobs (and those claimed before replicas were recorded); another
         # replica's run on. Embedded (SQLite, one service per home): every running job was this service's.
         mine: dict[str, Any] = {"active": RUNNING}
@@ -309,22 +354,12 @@ class JobStore:
             owned += " AND (claimed_by = :replica OR claimed_by IS NULL)"
             mine["replica"] = self.replica
         with self._connect() as db:
-            rows = _rows(db, f"SELECT pid FROM jobs WHERE pid IS NOT NULL AND {owned}", **mine, expanding=("active",))
+            rows = _rows(db, f"SELECT id, pid FROM jobs WHERE {owned}", **mine, expanding=("active",))
         for row in rows:
-            stop_leftover_runner(row["pid"])
-        error = JobError(code="interrupted", message=INTERRUPTED)
-        with self._transaction() as db:
-            running = _rows(db, f"SELECT id, status FROM jobs WHERE {owned}", **mine, expanding=("active",))
-            for row in running:
-                db.execute(
-                    text(
-                        "UPDATE jobs SET status = 'failed', error = :error, error_code = :code, finished_at = :now,"
-                        " updated_at = :now WHERE id = :id"
-                    ),
-                    {"error": error.message, "code": error.code, "now": _now(), "id": row["id"]},
-                )
-                _status_event(db, row["id"], row["status"], "failed", error)
-            return len(running)
+            if row["pid"] is not None:
+                stop_leftover_runner(row["pid"])
+            self.resume_or_fail(row["id"], INTERRUPTED, retries)
+        return len(rows)
 
 
 def _rows(db: Connection, sql: str, expanding: tuple[str, ...] = (), **params) -> list[RowMapping]:
@@ -391,6 +426,7 @@ def _summary(row: RowMapping) -> JobSummary:
         finished_at=row["finished_at"],
         metadata=json.loads(row["metadata"]),
         trained_tokens=row["trained_tokens"],
+        attempts=row["attempts"],
     )
 
 

@@ -125,6 +125,19 @@ class Registry:
             rows = _rows(db, f"SELECT * FROM history {where} ORDER BY id", **_only(task=task))
         return [dict(r) for r in rows]
 
+    def added_by(self, task: str, actor: str) -> Version | None:
+        """The version `actor` registered for `task`, if any: a job resumed after its process died between
+        registering and recording it finds its version here instead of registering a second one."""
+        with self._connect() as db:
+            row = _row(
+                db,
+                "SELECT to_version FROM history WHERE task = :task AND action = 'add' AND actor = :actor"
+                " ORDER BY id DESC LIMIT 1",
+                task=task,
+                actor=actor,
+            )
+        return None if row is None else self.version(task, row["to_version"])
+
     # -- writing -------------------------------------------------------------------------------------------
 
     def add(

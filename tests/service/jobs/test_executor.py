@@ -1,5 +1,8 @@
-"""The local executor: one job at a time, a cancel stops training, and a leftover runner is recognised as one."""
+"""The local executor: one job at a time, a cancel stops training, a job whose process dies resumes from its
+checkpoint and promotes once, and a leftover runner is recognised as one."""
 
+import os
+import signal
 import time
 
 from tests.service.jobs.conftest import ADMIN, job_request, wait_for_job
@@ -19,6 +22,31 @@ def test_cancel_stops_training_and_promotes_nothing(job_service):
     assert job["status"] == "canceled" and job_service.state.registry.routes() == {}
     assert job["error"] == {"code": "canceled", "message": "canceled by request; nothing was promoted"}
     assert job_service.state.worker.current is None
+
+
+def test_a_job_whose_process_dies_resumes_from_its_checkpoint_and_promotes_once(job_service):
+    job_id = job_service.post("/specialists", json=job_request(budget={"max_steps": 150}), headers=ADMIN).json()[
+        "job_id"
+    ]
+    deadline = time.time() + 120
+    while not job_service.get(f"/specialists/{job_id}/checkpoints", headers=ADMIN).json()["data"]:  # step 50
+        assert time.time() < deadline, "the job wrote no checkpoint"
+        time.sleep(0.05)
+    runner = job_service.state.worker.current
+    os.killpg(runner.pid, signal.SIGKILL)  # the worker is lost mid-training, as to the OOM killer
+    job, _ = wait_for_job(job_service, job_id)
+    assert job["status"] == "promoted" and job["attempts"] == 2
+    events = job_service.get(f"/specialists/{job_id}/events", params={"limit": 1000}, headers=ADMIN).json()["data"]
+    resumed = [e["message"] for e in events if "attempt" in e["data"]]
+    assert len(resumed) == 1 and resumed[0].startswith("the job process exited with code -9 (see ")
+    assert resumed[0].endswith(".log): resuming from the last checkpoint (attempt 2 of 3)")
+    steps = [c["step"] for c in job_service.get(f"/specialists/{job_id}/checkpoints", headers=ADMIN).json()["data"]]
+    assert steps == [50, 100, 150], steps  # once each: the resumed run went on from step 50, not from step 0
+    after = events[next(i for i, e in enumerate(events) if "attempt" in e["data"]) :]
+    trained = [e["data"]["step"] for e in after if e["type"] == "metrics" and "step" in e["data"]]
+    assert trained and trained[0] > 50, trained  # killed mid-training: it trained again after the resume
+    registry = job_service.state.registry
+    assert [v.version for v in registry.versions("toy")] == [1] and registry.routes()["toy"].version == 1
 
 
 def test_two_jobs_queue_instead_of_running_at_once(job_service):

@@ -1,5 +1,5 @@
-"""The job table: duplicates conflict, a restart fails what was running, an old table is upgraded in place,
-replicas on one database claim each job once (on SQLite and PostgreSQL)."""
+"""The job table: duplicates conflict, a restart resumes what was running (up to the retry limit; a cancel
+wins), an old table is upgraded in place, replicas on one database claim each job once (SQLite and PostgreSQL)."""
 
 from tests.service.jobs.conftest import ADMIN, job_request
 
@@ -15,17 +15,41 @@ def test_jobs_need_the_admin_token_and_duplicates_conflict(job_service):
     assert job_service.get("/specialists/ffff", headers=ADMIN).status_code == 404
 
 
-def test_restart_marks_interrupted_jobs_failed(tmp_path, task_dir, database_url):
+def test_a_restart_resumes_running_jobs_until_the_retry_limit(tmp_path, task_dir, database_url):
     from service.jobs import JobStore, SpecialistRequest
 
     store = JobStore(tmp_path)
     job_id = store.create(SpecialistRequest.model_validate(job_request()))
+    assert store.claim(job_id) and store.get(job_id).attempts == 1
     store.update(job_id, status="training", progress={"step": 3})
-    assert JobStore(tmp_path).fail_interrupted() == 1
+    assert JobStore(tmp_path).resume_interrupted(retries=1) == 1
     job = JobStore(tmp_path).get(job_id)
-    assert job.status == "failed" and "restart" in job.error.message and job.error.code == "interrupted"
+    assert job.status == "queued" and job.error is None and job.attempts == 1
+    resumed = [e for e in store.events(job_id).data if "attempt" in e.data]
+    assert [(e.level, e.message) for e in resumed] == [
+        ("warn", "interrupted by a service restart: resuming from the last checkpoint (attempt 2 of 2)")
+    ]
+    assert store.claim(job_id) and store.get(job_id).attempts == 2  # the next start
+    assert JobStore(tmp_path).resume_interrupted(retries=1) == 1  # ... interrupted again: no retry left
+    job = store.get(job_id)
+    assert job.status == "failed" and job.error.code == "interrupted"
+    assert job.error.message == "interrupted by a service restart; gave up after 2 attempts (retry limit 1)"
     store.update(job_id, status="promoted")  # a final status is never overwritten
-    assert store.get(job_id).status == "failed"
+    assert store.get(job_id).status == "failed" and store.resume_or_fail(job_id, "again", 5) == "failed"
+
+
+def test_a_cancel_wins_over_a_resume_but_not_over_a_promotion(tmp_path, database_url):
+    from service.jobs import JobStore, SpecialistRequest
+
+    store = JobStore(tmp_path)
+    canceled, promoting = (store.create(SpecialistRequest.model_validate(job_request(task=t))) for t in "ab")
+    assert store.claim(canceled) and store.request_cancel(canceled) == "preparing"  # flagged for the executor
+    assert store.claim(promoting) and store.begin_promotion(promoting)
+    assert store.request_cancel(promoting) == "preparing"  # too late: it is registering its adapter
+    assert store.resume_or_fail(canceled, "the job process exited with code -9", retries=2) == "canceled"
+    assert store.get(canceled).error.code == "canceled"
+    assert store.resume_or_fail(promoting, "the job process exited with code -9", retries=2) == "queued"
+    assert store.resume_or_fail("ffff", "gone", retries=2) is None
 
 
 def test_a_job_table_from_an_earlier_version_is_upgraded(tmp_path):
@@ -50,12 +74,14 @@ def test_a_job_table_from_an_earlier_version_is_upgraded(tmp_path):
     old.close()
     store = JobStore(tmp_path)
     job_id = store.create(SpecialistRequest.model_validate(job_request()))
-    assert store.claim(job_id) and store.begin_promotion(job_id) and store.fail_interrupted() == 1
+    assert store.claim(job_id) and store.begin_promotion(job_id) and store.resume_interrupted(retries=2) == 1
     earlier = store.get("a" * 32)
     assert earlier.error.model_dump() == {"code": "interrupted", "message": "interrupted by a service restart"}
     assert earlier.metadata == {} and earlier.trained_tokens is None and earlier.finished_at == "t1"
+    assert earlier.attempts == 0 and earlier.status == "failed"  # a final job of that version stays as it was
     assert store.events("a" * 32).data == [] and store.checkpoints("a" * 32).data == []
-    assert [e.data["status"] for e in store.events(job_id).data] == ["queued", "preparing", "failed"]
+    statuses = [e.data["status"] for e in store.events(job_id).data if "status" in e.data]
+    assert statuses == ["queued", "preparing", "queued"]
 
 
 def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path, database_url):
@@ -71,6 +97,7 @@ def test_jobs_are_typed_records_that_the_api_shows_as_before(tmp_path, database_
     summary_keys = [
         *["job_id", "task", "status", "progress", "error", "created_at", "started_at", "finished_at"],
         *["metadata", "trained_tokens"],  # added with the fine-tuning API's job fields (issue 13)
+        "attempts",  # added with resuming jobs (issue 15)
     ]
     assert list(jsonable_encoder(brief)) == summary_keys and list(jsonable_encoder(job)) == [
         *summary_keys,
@@ -107,7 +134,7 @@ def test_replicas_on_one_database_claim_each_job_once(tmp_path, database_url):
     assert all(second.get(j).status == "preparing" for j in made)
 
 
-def test_a_restarting_replica_fails_only_its_own_jobs(postgres_url, tmp_path, monkeypatch):
+def test_a_restarting_replica_resumes_only_its_own_jobs(postgres_url, tmp_path, monkeypatch):
     from service.jobs import JobStore, SpecialistRequest
 
     monkeypatch.setenv("SPECIALIST_DATABASE_URL", postgres_url)
@@ -115,5 +142,6 @@ def test_a_restarting_replica_fails_only_its_own_jobs(postgres_url, tmp_path, mo
     mine = first.create(SpecialistRequest.model_validate(job_request(task="mine")))
     theirs = second.create(SpecialistRequest.model_validate(job_request(task="theirs")))
     assert first.claim(mine) and second.claim(theirs)
-    assert JobStore(tmp_path / "a", replica="a").fail_interrupted() == 1  # replica a restarts
-    assert first.get(mine).status == "failed" and second.get(theirs).status == "preparing"
+    assert JobStore(tmp_path / "a", replica="a").resume_interrupted(retries=2) == 1  # replica a restarts
+    assert first.get(mine).status == "queued" and second.get(theirs).status == "preparing"
+    assert second.next_queued() == mine and second.claim(mine)  # any replica may take it up again
