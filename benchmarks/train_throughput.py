@@ -48,12 +48,13 @@ TASKS = [
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 LONG_TASK = "task522_news_editorial_summary"  # editorials of ~900 words: sequences up to max_seq_len 1024
 
-# `specialist train` as a user runs it (`python -m cli.main` is the same entry: it re-executes itself under jemalloc
-# where the machine has it), each run in its own process; peak RSS from wait4's rusage of that process.
+# `specialist train` as a user runs it (`python -m cli.main` is the same entry: on the system allocator, or
+# re-executed under jemalloc when SPECIALIST_ALLOCATOR=jemalloc), each run in its own process; peak RSS from
+# wait4's rusage of that process.
 MEMORY_RUNS = {
     "plain": ([], {}),
     "checkpointed": (["--gradient-checkpointing"], {}),
-    "checkpointed, system allocator": (["--gradient-checkpointing"], {"SPECIALIST_ALLOCATOR": "system"}),
+    "checkpointed, jemalloc": (["--gradient-checkpointing"], {"SPECIALIST_ALLOCATOR": "jemalloc"}),
 }
 
 
@@ -251,7 +252,7 @@ def compare(args) -> dict:
     # the trainers' own; --allocator jemalloc puts all of them on the one `specialist train` uses.
     env = dict(os.environ, SPECIALIST_ALLOCATOR="system")
     if args.allocator == "jemalloc":
-        env = jemalloc_env({**env, "SPECIALIST_ALLOCATOR": "auto"})
+        env = jemalloc_env({**env, "SPECIALIST_ALLOCATOR": "jemalloc"})
         if "jemalloc" not in env.get("LD_PRELOAD", ""):
             raise SystemExit("--allocator jemalloc: no libjemalloc on this machine (apt install libjemalloc2)")
     runs: dict[str, list[dict]] = {name: [] for name in names}

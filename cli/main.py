@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> int:
-    """The `specialist` command. Training runs under jemalloc where the machine has it (specialist.allocator):
-    glibc's heap fragments under activations, several-fold the memory."""
+    """The `specialist` command. `train` re-executes itself under jemalloc when SPECIALIST_ALLOCATOR=jemalloc
+    (specialist.allocator: faster, but not bounded over long runs)."""
     if sys.argv[1:2] == ["train"]:
         from specialist.allocator import reexec_under_jemalloc
 

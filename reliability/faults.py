@@ -125,6 +125,12 @@ def _wait_checkpoint(server: LiveServer, job_id: str, timeout: float) -> int | N
     return None
 
 
+def _wait_runners_gone(server: LiveServer, job_id: str, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while job_runners(server.home, job_id) and time.time() < deadline:
+        time.sleep(0.5)
+
+
 def _versions_added_by(server: LiveServer, job_id: str) -> int:
     """How many adapter versions the job registered (1 for a job promoted once, however often it resumed)."""
     from specialist.adapters import Registry
@@ -260,6 +266,7 @@ def fault_kill_restart(
     refused_after = tasks_after["refused"]
     routes_after = routes_snapshot(server.home)["routes"]
     final_job = _wait_job(server, job_id, FINAL, 900)
+    _wait_runners_gone(server, job_id, 30)  # its runner writes the final status as its last act, then exits
     return KillRestartResult(
         job_status_before=job["status"],
         job_status_after=after_job["status"],

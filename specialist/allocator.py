@@ -1,12 +1,15 @@
-"""The C allocator a CPU training process runs on: jemalloc where the machine has it.
+"""The C allocator a CPU training process runs on: the system's, with glibc's heap bounded; jemalloc on request.
 
 Why: glibc malloc raises its mmap threshold each time a large block is freed (up to 32 MB), so activation-sized
 blocks soon come from its heap, and freed in another order than allocated they fragment it. Measured with
 --gradient-checkpointing, batch 4 x 1024 tokens: a process held 10.2 GB after 3 steps for ~1.6 GB of live
-tensors. Under jemalloc the same run held 1.7 GB, at the same speed or better (README, "How training works").
+tensors. `bound_glibc_heap` fixes the threshold at 4 MB (2.2 GB; 2.71 GB at batch 8).
 
-`specialist train` re-executes itself under jemalloc once (`reexec_under_jemalloc`), and the job executor starts
-its runners with it (`jemalloc_env`); SPECIALIST_ALLOCATOR=system keeps the system allocator.
+jemalloc (SPECIALIST_ALLOCATOR=jemalloc) is faster (79.8 against 52.7 tokens/s, checkpointed, batch 8) but with
+purging off it does not stay bounded over a long run: the reliability soak's job grew to 22 GB and was killed by
+the kernel (sst2, batch 8: 1.7 -> 9.4 GB in 150 s, where glibc stayed at 2.3-2.5 GB). So it is opt-in:
+`specialist train` re-executes itself under it once (`reexec_under_jemalloc`), and the job executor starts its
+runners with it (`jemalloc_env`), only when asked.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ JEMALLOC_PATHS = (
     "/opt/homebrew/lib/libjemalloc.2.dylib",
 )
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+ALLOCATOR_ENV = "SPECIALIST_ALLOCATOR"  # "jemalloc": train on jemalloc; unset or "system": the system allocator
 
 
 def find_jemalloc() -> str | None:
@@ -44,9 +48,9 @@ def on_jemalloc() -> bool:
 
 
 def jemalloc_env(env: dict[str, str]) -> dict[str, str]:
-    """`env` for a child process, with jemalloc preloaded when the machine has it and the user has not opted out."""
+    """`env` for a child process, with jemalloc preloaded when asked for (SPECIALIST_ALLOCATOR=jemalloc) and found."""
     lib = find_jemalloc()
-    if lib is None or env.get("SPECIALIST_ALLOCATOR") == "system" or sys.platform != "linux":
+    if lib is None or env.get(ALLOCATOR_ENV) != "jemalloc" or sys.platform != "linux":
         return dict(env)
     preload = env.get("LD_PRELOAD", "")
     if "jemalloc" in preload:
@@ -59,12 +63,13 @@ def jemalloc_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def reexec_under_jemalloc() -> None:
-    """Replace this process by the same command under jemalloc, once; no-op where there is none or it is on."""
+    """Replace this process by the same command under jemalloc, once, when asked for; no-op where there is none,
+    it is not asked for, or it is on already."""
     if on_jemalloc():
         return
     env = jemalloc_env(dict(os.environ))
     if env.get("LD_PRELOAD") == os.environ.get("LD_PRELOAD"):
-        return  # none found, opted out, or preloaded already without taking effect: do not loop
+        return  # not asked for, none found, or preloaded already without taking effect: do not loop
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from service.jobs.schema import FINAL, JobError
+from service.jobs.schema import CANCELED, FINAL, JobError
 from specialist.allocator import jemalloc_env
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class LocalExecutor:
         retries: int = 2,
     ):
         self.store, self.home, self.poll, self.retries = store, Path(home), poll_seconds, retries
-        # Runners train: under jemalloc where the machine has it (specialist.allocator).
+        # Runners train: under jemalloc only when SPECIALIST_ALLOCATOR=jemalloc asks for it (specialist.allocator).
         self.env = jemalloc_env(dict(os.environ if env is None else env, SPECIALIST_HOME=str(self.home)))
         self._stop = threading.Event()
         self.current: subprocess.Popen | None = None
@@ -99,7 +99,7 @@ class LocalExecutor:
             if self.store.promoting(job_id):
                 continue  # registering its adapter: let it finish (cancels and the budget no longer apply)
             if self.store.cancel_requested(job_id):
-                reason = JobError(code="canceled", message="canceled by request; nothing was promoted")
+                reason = CANCELED
             elif budget is not None and time.time() - started > budget:
                 reason = JobError(code="wall_time_exceeded", message=f"exceeded the wall-time budget of {budget:g} s")
             if reason is not None:

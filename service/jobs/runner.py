@@ -29,7 +29,7 @@ def main(job_id: str) -> int:
     from service.config import load_config
     from service.jobs.data import task_source
     from service.jobs.events import JobRecorder
-    from service.jobs.schema import JobError, RequestRejected, candidate_settings, job_policy
+    from service.jobs.schema import CANCELED, JobError, RequestRejected, candidate_settings, job_policy
     from service.jobs.store import JobStore
     from specialist.superni import load_task
     from specialist.tasks import training_pool
@@ -72,8 +72,7 @@ def main(job_id: str) -> int:
             store.update(job_id, status="rejected", result=summary, error=rejected)
             return 0
         if not store.begin_promotion(job_id):  # a cancel won the race: nothing is registered
-            canceled = JobError(code="canceled", message="canceled by request; nothing was promoted")
-            store.update(job_id, status="canceled", result=summary, error=canceled)
+            store.update(job_id, status="canceled", result=summary, error=CANCELED)
             return 0
         registry, actor = Registry(home), f"job:{job_id}"
         # A resumed job whose earlier process registered its version and then died: that version, not a second.

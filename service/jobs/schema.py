@@ -176,6 +176,9 @@ class JobError(BaseModel):
     message: str
 
 
+CANCELED = JobError(code="canceled", message="canceled by request; nothing was promoted")
+
+
 class JobSummary(BaseModel):
     """One job in GET /specialists (the field order is the API's)."""
 

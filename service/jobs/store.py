@@ -24,6 +24,7 @@ from sqlalchemy import Connection, RowMapping, bindparam, text
 
 from service.jobs.executor import stop_leftover_runner
 from service.jobs.schema import (
+    CANCELED,
     FINAL,
     RUNNING,
     Checkpoint,
@@ -310,16 +311,11 @@ class JobStore:
                 return None if row is None else row["status"]
             now, attempts = _now(), row["attempts"]
             if row["cancel_requested"] and not row["promoting"]:
-                status, error = (
-                    "canceled",
-                    JobError(code="canceled", message="canceled by request; nothing was promoted"),
-                )
+                status, error = "canceled", CANCELED
             elif attempts > retries:
+                code = "interrupted" if why == INTERRUPTED else "process_exited"
                 message = f"{why}; gave up after {attempts} attempts (retry limit {retries})"
-                status, error = (
-                    "failed",
-                    JobError(code="interrupted" if why == INTERRUPTED else "process_exited", message=message),
-                )
+                status, error = "failed", JobError(code=code, message=message)
             else:
                 db.execute(
                     text(
