@@ -119,7 +119,7 @@ def test_a_flag_replaces_the_yaml_value_of_the_same_idea(train_args, tmp_path):
     assert cfg.generalist_count == 8  # the flag's value, the YAML's replaced
 
 
-def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys, task_dir):
     """`specialist tasks list | head -1`: the reader leaves early; the command ends, exit 0, no traceback."""
     import os
     import sys
@@ -128,6 +128,6 @@ def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
     os.close(read_end)  # the reader is gone: every write now fails with EPIPE (Python ignores SIGPIPE)
     closed = os.fdopen(write_end, "w", buffering=1)
     monkeypatch.setattr(sys, "stdout", closed)
-    assert main(["tasks", "categories"]) == 0
+    assert main(["tasks", "categories", "--task-data", str(task_dir)]) == 0
     assert "Traceback" not in capsys.readouterr().err
     closed.close()
