@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, RowMapping, bindparam, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -166,6 +166,17 @@ class Database:
                     config.attributes["connection"] = conn
                     command.upgrade(config, "head")
             self._migrated.add(store)
+
+
+def fetch_all(db: Connection, sql: str, expanding: tuple[str, ...] = (), **params) -> list[RowMapping]:
+    """The rows of one statement as mappings; `expanding`: parameters that are tuples, bound as IN (...) lists."""
+    statement = text(sql).bindparams(*(bindparam(name, expanding=True) for name in expanding))
+    return list(db.execute(statement, params).mappings())
+
+
+def fetch_one(db: Connection, sql: str, expanding: tuple[str, ...] = (), **params) -> RowMapping | None:
+    found = fetch_all(db, sql, expanding, **params)
+    return found[0] if found else None
 
 
 def _lock_key(name: str) -> int:

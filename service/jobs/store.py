@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, text
+from sqlalchemy import Connection, RowMapping, text
 
 from service.jobs.executor import stop_leftover_runner
 from service.jobs.schema import (
@@ -40,7 +40,7 @@ from service.jobs.schema import (
     SpecialistRequest,
     Stage,
 )
-from specialist.database import configured_url, open_database, sqlite_url
+from specialist.database import configured_url, fetch_all, fetch_one, open_database, sqlite_url
 
 INTERRUPTED = "interrupted by a service restart"
 REPLICA_ENV = "SPECIALIST_REPLICA_ID"
@@ -77,7 +77,7 @@ class JobStore:
         """Queue a job; refuses a task that already has a queued or running job (atomically)."""
         job_id = uuid.uuid4().hex
         with self._transaction() as db:
-            busy = _row(
+            busy = fetch_one(
                 db,
                 "SELECT id FROM jobs WHERE task = :task AND status IN :active",
                 task=request.task,
@@ -105,19 +105,19 @@ class JobStore:
 
     def get(self, job_id: str) -> Job | None:
         with self._connect() as db:
-            row = _row(db, "SELECT * FROM jobs WHERE id = :id", id=job_id)
+            row = fetch_one(db, "SELECT * FROM jobs WHERE id = :id", id=job_id)
         return None if row is None else _job(row)
 
     def list(self, limit: int = 100) -> list[JobSummary]:
         with self._connect() as db:
-            rows = _rows(
+            rows = fetch_all(
                 db, f"SELECT * FROM jobs ORDER BY created_at DESC, {CREATION_ORDER} DESC LIMIT :limit", limit=limit
             )
         return [_summary(r) for r in rows]
 
     def request(self, job_id: str) -> SpecialistRequest:
         with self._connect() as db:
-            row = _row(db, "SELECT request FROM jobs WHERE id = :id", id=job_id)
+            row = fetch_one(db, "SELECT request FROM jobs WHERE id = :id", id=job_id)
         return SpecialistRequest.model_validate_json(row["request"])
 
     def update(
@@ -151,7 +151,7 @@ class JobStore:
             sets.append("trained_tokens = :trained_tokens")
             values["trained_tokens"] = trained_tokens
         with self._transaction() as db:
-            row = _row(db, "SELECT status FROM jobs WHERE id = :id", id=job_id)
+            row = fetch_one(db, "SELECT status FROM jobs WHERE id = :id", id=job_id)
             if row is None or row["status"] in FINAL:
                 return
             db.execute(text(f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id"), values)
@@ -172,9 +172,9 @@ class JobStore:
     def events(self, job_id: str, after: int | None = None, limit: int = 100) -> EventPage | None:
         """The job's events after event `after` (exclusive), oldest first, at most `limit`; None: no such job."""
         with self._connect() as db:
-            if _row(db, "SELECT 1 AS found FROM jobs WHERE id = :id", id=job_id) is None:
+            if fetch_one(db, "SELECT 1 AS found FROM jobs WHERE id = :id", id=job_id) is None:
                 return None
-            rows = _rows(  # one more than asked: is there a next page?
+            rows = fetch_all(  # one more than asked: is there a next page?
                 db,
                 "SELECT * FROM job_events WHERE job_id = :id AND id > :after ORDER BY id LIMIT :limit",
                 id=job_id,
@@ -216,9 +216,9 @@ class JobStore:
 
     def checkpoints(self, job_id: str) -> CheckpointList | None:
         with self._connect() as db:
-            if _row(db, "SELECT 1 AS found FROM jobs WHERE id = :id", id=job_id) is None:
+            if fetch_one(db, "SELECT 1 AS found FROM jobs WHERE id = :id", id=job_id) is None:
                 return None
-            rows = _rows(db, "SELECT * FROM job_checkpoints WHERE job_id = :id ORDER BY id", id=job_id)
+            rows = fetch_all(db, "SELECT * FROM job_checkpoints WHERE job_id = :id ORDER BY id", id=job_id)
         return CheckpointList(
             data=[
                 Checkpoint(
@@ -238,7 +238,7 @@ class JobStore:
         """Cancel a queued job at once, or flag a running one for the executor; returns the status after.
         A job already promoting (registering its adapter) finishes: the cancel came too late."""
         with self._transaction() as db:
-            row = _row(db, "SELECT status, promoting FROM jobs WHERE id = :id", id=job_id)
+            row = fetch_one(db, "SELECT status, promoting FROM jobs WHERE id = :id", id=job_id)
             if row is None:
                 return None
             if row["status"] == "queued":
@@ -277,7 +277,7 @@ class JobStore:
     def begin_promotion(self, job_id: str) -> bool:
         """The point of no return: True (and cancels are refused from now on) unless a cancel came first."""
         with self._transaction() as db:
-            row = _row(db, "SELECT status, cancel_requested FROM jobs WHERE id = :id", id=job_id)
+            row = fetch_one(db, "SELECT status, cancel_requested FROM jobs WHERE id = :id", id=job_id)
             ok = row is not None and row["status"] in RUNNING and not row["cancel_requested"]
             if ok:
                 db.execute(
@@ -288,17 +288,19 @@ class JobStore:
 
     def promoting(self, job_id: str) -> bool:
         with self._connect() as db:
-            row = _row(db, "SELECT promoting FROM jobs WHERE id = :id", id=job_id)
+            row = fetch_one(db, "SELECT promoting FROM jobs WHERE id = :id", id=job_id)
         return bool(row and row["promoting"])
 
     def cancel_requested(self, job_id: str) -> bool:
         with self._connect() as db:
-            row = _row(db, "SELECT cancel_requested FROM jobs WHERE id = :id", id=job_id)
+            row = fetch_one(db, "SELECT cancel_requested FROM jobs WHERE id = :id", id=job_id)
         return bool(row and row["cancel_requested"])
 
     def next_queued(self) -> str | None:
         with self._connect() as db:
-            row = _row(db, f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, {CREATION_ORDER} LIMIT 1")
+            row = fetch_one(
+                db, f"SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at, {CREATION_ORDER} LIMIT 1"
+            )
         return row["id"] if row else None
 
     def resume_or_fail(self, job_id: str, why: str, retries: int) -> Stage | None:
@@ -306,7 +308,9 @@ class JobStore:
         retries left, failed once it has none, canceled if a cancel was asked for (a cancel wins over a resume).
         Returns the status after (None for an unknown job; a job already final is left as it is)."""
         with self._transaction() as db:
-            row = _row(db, "SELECT status, cancel_requested, promoting, attempts FROM jobs WHERE id = :id", id=job_id)
+            row = fetch_one(
+                db, "SELECT status, cancel_requested, promoting, attempts FROM jobs WHERE id = :id", id=job_id
+            )
             if row is None or row["status"] in FINAL:
                 return None if row is None else row["status"]
             now, attempts = _now(), row["attempts"]
@@ -350,23 +354,12 @@ class JobStore:
             owned += " AND (claimed_by = :replica OR claimed_by IS NULL)"
             mine["replica"] = self.replica
         with self._connect() as db:
-            rows = _rows(db, f"SELECT id, pid FROM jobs WHERE {owned}", **mine, expanding=("active",))
+            rows = fetch_all(db, f"SELECT id, pid FROM jobs WHERE {owned}", **mine, expanding=("active",))
         for row in rows:
             if row["pid"] is not None:
                 stop_leftover_runner(row["pid"])
             self.resume_or_fail(row["id"], INTERRUPTED, retries)
         return len(rows)
-
-
-def _rows(db: Connection, sql: str, expanding: tuple[str, ...] = (), **params) -> list[RowMapping]:
-    """`expanding`: parameters that are tuples, bound as IN (...) lists."""
-    statement = text(sql).bindparams(*(bindparam(name, expanding=True) for name in expanding))
-    return list(db.execute(statement, params).mappings())
-
-
-def _row(db: Connection, sql: str, expanding: tuple[str, ...] = (), **params) -> RowMapping | None:
-    rows = _rows(db, sql, expanding, **params)
-    return rows[0] if rows else None
 
 
 def _insert_event(db: Connection, job_id: str, level: EventLevel, type: EventType, message: str, data: dict) -> None:

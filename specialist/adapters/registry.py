@@ -26,7 +26,7 @@ from sqlalchemy import RowMapping, text
 
 from specialist.adapters.decision import read_decision
 from specialist.adapters.manifest import ADAPTER_WEIGHTS, check_adapter
-from specialist.database import configured_url, open_database, sqlite_url
+from specialist.database import configured_url, fetch_all, fetch_one, open_database, sqlite_url
 from specialist.errors import SpecialistError
 from specialist.paths import atomic_dir, sha256_file, share_read, specialist_home, validate_name
 
@@ -101,7 +101,7 @@ class Registry:
     def versions(self, task: str | None = None) -> list[Version]:
         with self._connect() as db:
             where = "" if task is None else "WHERE task = :task"
-            rows = _rows(db, f"SELECT * FROM versions {where} ORDER BY task, version", **_only(task=task))
+            rows = fetch_all(db, f"SELECT * FROM versions {where} ORDER BY task, version", **_only(task=task))
         return [self._version(r) for r in rows]
 
     def routes(self) -> dict[str, Version]:
@@ -113,7 +113,7 @@ class Registry:
         changes with every promotion, rollback or removal, and two replicas serving it serve the same routes."""
         with self.db.read(consistent=True) as db:
             version = db.execute(text("SELECT COALESCE(MAX(id), 0) FROM history")).scalar_one()
-            rows = _rows(
+            rows = fetch_all(
                 db,
                 "SELECT v.* FROM routes r JOIN versions v ON v.task = r.task AND v.version = r.version ORDER BY r.task",
             )
@@ -122,14 +122,14 @@ class Registry:
     def history(self, task: str | None = None) -> list[dict]:
         with self._connect() as db:
             where = "" if task is None else "WHERE task = :task"
-            rows = _rows(db, f"SELECT * FROM history {where} ORDER BY id", **_only(task=task))
+            rows = fetch_all(db, f"SELECT * FROM history {where} ORDER BY id", **_only(task=task))
         return [dict(r) for r in rows]
 
     def added_by(self, task: str, actor: str) -> Version | None:
         """The version `actor` registered for `task`, if any: a job resumed after its process died between
         registering and recording it finds its version here instead of registering a second one."""
         with self._connect() as db:
-            row = _row(
+            row = fetch_one(
                 db,
                 "SELECT to_version FROM history WHERE task = :task AND action = 'add' AND actor = :actor"
                 " ORDER BY id DESC LIMIT 1",
@@ -211,7 +211,7 @@ class Registry:
 
     def version(self, task: str, version: int) -> Version:
         with self._connect() as db:
-            row = _row(
+            row = fetch_one(
                 db, "SELECT * FROM versions WHERE task = :task AND version = :version", task=task, version=version
             )
         if row is None:
@@ -222,7 +222,7 @@ class Registry:
     def promote(self, task: str, version: int, *, actor: str = "cli", reason: str = "promoted") -> Version:
         validate_name(task, "task name")
         with self._transaction() as db:
-            row = _row(
+            row = fetch_one(
                 db, "SELECT * FROM versions WHERE task = :task AND version = :version", task=task, version=version
             )
             if row is None:
@@ -243,14 +243,14 @@ class Registry:
                 raise SpecialistError(f"task {task!r} has no earlier champion", "promote a specific version instead")
             previous = stack[-2]
             self._route(db, task, previous, "rollback", actor, f"rollback from v{stack[-1]}")
-            row = _row(
+            row = fetch_one(
                 db, "SELECT * FROM versions WHERE task = :task AND version = :version", task=task, version=previous
             )
         return self._version(row)
 
     @staticmethod
     def _champion_stack(db, task: str) -> list[int]:
-        rows = _rows(db, "SELECT action, to_version FROM history WHERE task = :task ORDER BY id", task=task)
+        rows = fetch_all(db, "SELECT action, to_version FROM history WHERE task = :task ORDER BY id", task=task)
         return replay_champions((row["action"], row["to_version"]) for row in rows)
 
     def champions(self, task: str) -> list[int]:
@@ -262,14 +262,14 @@ class Registry:
         """Stop routing the task (its versions stay on disk for inspection)."""
         validate_name(task, "task name")
         with self._transaction() as db:
-            current = _row(db, "SELECT version FROM routes WHERE task = :task", task=task)
+            current = fetch_one(db, "SELECT version FROM routes WHERE task = :task", task=task)
             if current is None:
                 raise SpecialistError(f"task {task!r} is not routed", "see `specialist registry list`")
             db.execute(text("DELETE FROM routes WHERE task = :task"), {"task": task})
             self._log(db, task, "remove", current["version"], None, actor, "route removed")
 
     def _route(self, db, task: str, version: int, action: str, actor: str, reason: str) -> None:
-        current = _row(db, "SELECT version FROM routes WHERE task = :task", task=task)
+        current = fetch_one(db, "SELECT version FROM routes WHERE task = :task", task=task)
         if action == "promote" and current is not None and current["version"] == version:
             return  # already the champion: nothing changes, nothing to log
         db.execute(
@@ -298,14 +298,6 @@ class Registry:
             },
         )
         self.db.notify(db, task)  # replicas on PostgreSQL hear of it at commit (the others poll)
-
-
-def _rows(db, sql: str, **params) -> list[RowMapping]:
-    return list(db.execute(text(sql), params).mappings())
-
-
-def _row(db, sql: str, **params) -> RowMapping | None:
-    return db.execute(text(sql), params).mappings().first()
 
 
 def _only(**params) -> dict:
